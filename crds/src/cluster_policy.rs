@@ -1,0 +1,383 @@
+//! `ClusterPolicy` (`transition.dcnlab.ssu.ac.kr/v1`): which packages of which source cluster are
+//! protected, how they are checkpointed, and where they may move. Field-for-field compatible with
+//! the Go original, so its manifests (seed 004, including `selectMode`) apply unchanged.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Most entries kept in `status.transitionedPackages` (the Go original grew it forever).
+pub const MAX_TRANSITION_HISTORY: usize = 20;
+
+/// Spec of a `ClusterPolicy`.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "transition.dcnlab.ssu.ac.kr",
+    version = "v1",
+    kind = "ClusterPolicy",
+    plural = "clusterpolicies",
+    namespaced,
+    status = "ClusterPolicyStatus",
+    shortname = "cpol",
+    category = "transition",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.clusterSelector.name"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.selectMode"}"#,
+    printcolumn = r#"{"name":"Packages","type":"integer","jsonPath":".status.protectedPackages"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.targetCluster"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPolicySpec {
+    /// The source cluster whose packages are protected.
+    pub cluster_selector: ClusterSelector,
+    /// `Specific`: only the packages listed in `packageSelectors`; `All`: every annotated package of
+    /// the source cluster (listed selectors still set per-package options). Default `All`, as in the
+    /// Go original.
+    #[serde(default)]
+    pub select_mode: SelectMode,
+    /// `Automatic`: fail over on a detected fault; `Manual`: only on a `Transition` created by a
+    /// person; `None`: never move (checkpoints are still taken). Default `Automatic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition_mode: Option<TransitionMode>,
+    /// The packages to protect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub package_selectors: Vec<PackageSelector>,
+    /// What happens to the source copy after a transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_retention_policy: Option<PackageRetentionPolicy>,
+    /// Where packages may go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cluster_policy: Option<TargetClusterPolicy>,
+}
+
+/// The source cluster and the Git repository holding its packages.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSelector {
+    /// Cluster name (the Cluster API cluster name where CAPI is used).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// URL of the repository where the cluster's workloads are defined.
+    #[schemars(length(min = 1))]
+    pub repo: String,
+    /// Kind of repository.
+    #[serde(default)]
+    pub repo_type: RepoType,
+    /// Infrastructure provider (e.g. `azure`, `aws`); informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+/// Package selection mode.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SelectMode {
+    /// Only the packages listed in `packageSelectors`.
+    Specific,
+    /// Every annotated package of the source cluster.
+    #[default]
+    All,
+}
+
+/// When a policy may move packages.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TransitionMode {
+    /// Fail over automatically on a detected fault.
+    #[default]
+    Automatic,
+    /// Move only when a person asks (a `Transition` with a `Manual` or `Planned` trigger).
+    Manual,
+    /// Never move.
+    None,
+}
+
+/// Kind of package repository.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RepoType {
+    /// A Git repository (the only kind the operator writes to).
+    #[default]
+    Git,
+    /// A Helm chart repository (accepted for compatibility; not written to).
+    Helm,
+}
+
+/// Stateful packages keep data; stateless ones are simply redeployed.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PackageType {
+    Stateful,
+    Stateless,
+}
+
+/// One protected package.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageSelector {
+    /// Package name: matches the workloads' `transition.dcnlab.ssu.ac.kr/packageName` annotation.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Folder of the package inside the source repository.
+    #[schemars(length(min = 1))]
+    pub package_path: String,
+    /// `Stateful` or `Stateless`.
+    pub package_type: PackageType,
+    /// In `Specific` mode, `false` excludes the package without deleting its entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected: Option<bool>,
+    /// Checkpoint the package's containers with CRIU (in-memory state survives the move).
+    #[serde(default)]
+    pub live_state_package: bool,
+    /// Checkpoint schedules (`Schedule`) and on-demand entries (`Manual`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub backup_information: Vec<BackupInformation>,
+}
+
+/// How a package's checkpoints are taken.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum BackupType {
+    /// On `schedulePeriod`.
+    Schedule,
+    /// Only when triggered.
+    Manual,
+}
+
+/// One checkpoint schedule or manual backup entry.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupInformation {
+    /// Schedule name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `Schedule` or `Manual`.
+    pub backup_type: BackupType,
+    /// Cron expression (5 fields, 6 with seconds, or `@hourly`-style macros); required for
+    /// `Schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(@[a-z]+|\S+(\s+\S+){4,5})$"))]
+    pub schedule_period: Option<String>,
+}
+
+/// Rules for the source copy after a transition.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageRetentionPolicy {
+    /// Keep the package deployed (scaled to zero) on the source.
+    #[serde(default)]
+    pub retain_on_source: bool,
+    /// Remove the package from the source repository once the target is healthy.
+    #[serde(default)]
+    pub delete_after_transition: bool,
+}
+
+/// Where packages may go.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetClusterPolicy {
+    /// Candidate targets; the highest `weight` wins, ties go to the first listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub prefer_clusters: Vec<ClusterPreference>,
+    /// Clusters never chosen, even when preferred.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub avoid_clusters: Vec<ClusterPreference>,
+}
+
+/// A target cluster candidate.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPreference {
+    /// Cluster name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Kind of the cluster's repository.
+    #[serde(default)]
+    pub repo_type: RepoType,
+    /// URL of the cluster's GitOps repository, when it differs from the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// Preference, 0–100; higher is preferred.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub weight: i32,
+}
+
+/// Outcome of a package transition (Go-compatible history entry).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PackageTransitionCondition {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+/// Observed state of a `ClusterPolicy`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPolicyStatus {
+    /// `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `SpecValid`, `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::conditions")]
+    pub conditions: Vec<Condition>,
+    /// The source cluster, as resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cluster: Option<String>,
+    /// The target a failover would choose now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cluster: Option<String>,
+    /// Number of packages this policy protects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_packages: Option<i32>,
+    /// Per-package view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PackageStatus>,
+    /// The last transitions (at most [`MAX_TRANSITION_HISTORY`], newest last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitioned_packages: Vec<TransitionedPackage>,
+}
+
+/// Per-package status.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageStatus {
+    pub name: String,
+    pub package_type: PackageType,
+    pub live_state: bool,
+    /// Schedules and when each next fires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint_image: Option<String>,
+}
+
+/// A schedule and its next firing.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    pub name: String,
+    pub backup_type: BackupType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_period: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<Time>,
+}
+
+/// One transition in the policy's history (same shape as the Go original's entries).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionedPackage {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub package_selectors: Vec<PackageSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_transition_condition: Option<PackageTransitionCondition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_transition_message: Option<String>,
+    /// Name of the `Transition` object that carried it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition_ref: Option<String>,
+}
+
+impl ClusterPolicyStatus {
+    /// Appends `entry`, dropping the oldest entries beyond [`MAX_TRANSITION_HISTORY`].
+    pub fn record_transition(&mut self, entry: TransitionedPackage) {
+        self.transitioned_packages.push(entry);
+        let excess = self
+            .transitioned_packages
+            .len()
+            .saturating_sub(MAX_TRANSITION_HISTORY);
+        self.transitioned_packages.drain(..excess);
+    }
+}
+
+impl PackageSelector {
+    /// Labels-style view of the selector for logs and events.
+    pub fn describe(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("name", self.name.clone()),
+            ("path", self.package_path.clone()),
+            ("type", format!("{:?}", self.package_type)),
+            ("liveState", self.live_state_package.to_string()),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest from seed 004's guide, "ClusterPolicy configuration", byte for byte.
+    pub(crate) const SEED_POLICY: &str =
+        include_str!("../../catalog/policies/clusterpolicy-sample.yaml");
+
+    #[test]
+    fn the_seed_manifest_parses_with_every_field() {
+        let policy: ClusterPolicy = serde_saphyr::from_str(SEED_POLICY).unwrap();
+        let spec = &policy.spec;
+        assert_eq!(spec.cluster_selector.name, "cluster1-azure");
+        assert_eq!(spec.cluster_selector.repo_type, RepoType::Git);
+        assert_eq!(spec.select_mode, SelectMode::Specific);
+        let pkg = &spec.package_selectors[0];
+        assert_eq!(
+            (pkg.name.as_str(), pkg.package_path.as_str()),
+            ("video", "video")
+        );
+        assert_eq!(pkg.package_type, PackageType::Stateful);
+        assert!(pkg.live_state_package);
+        assert_eq!(pkg.backup_information[0].backup_type, BackupType::Schedule);
+        assert_eq!(
+            pkg.backup_information[0].schedule_period.as_deref(),
+            Some("*/3 * * * *")
+        );
+        let target = spec.target_cluster_policy.as_ref().unwrap();
+        assert_eq!(target.prefer_clusters[0].name, "cluster2-aws");
+        assert_eq!(target.prefer_clusters[0].weight, 100);
+    }
+
+    #[test]
+    fn a_minimal_policy_gets_the_go_defaults() {
+        let yaml = "clusterSelector: {name: c1, repo: http://git/c1.git}\n";
+        let spec: ClusterPolicySpec = serde_saphyr::from_str(yaml).unwrap();
+        assert_eq!(spec.select_mode, SelectMode::All);
+        assert_eq!(spec.cluster_selector.repo_type, RepoType::Git);
+        assert!(spec.package_selectors.is_empty());
+    }
+
+    #[test]
+    fn transition_history_keeps_only_the_newest_entries() {
+        let mut status = ClusterPolicyStatus::default();
+        for i in 0..(MAX_TRANSITION_HISTORY + 5) {
+            status.record_transition(TransitionedPackage {
+                package_selectors: vec![],
+                last_transition_time: None,
+                package_transition_condition: Some(PackageTransitionCondition::Completed),
+                package_transition_message: Some(format!("t{i}")),
+                transition_ref: None,
+            });
+        }
+        assert_eq!(status.transitioned_packages.len(), MAX_TRANSITION_HISTORY);
+        assert_eq!(
+            status.transitioned_packages[0]
+                .package_transition_message
+                .as_deref(),
+            Some("t5")
+        );
+        let last = status.transitioned_packages.last().unwrap();
+        assert_eq!(
+            last.package_transition_message.as_deref(),
+            Some(format!("t{}", MAX_TRANSITION_HISTORY + 4).as_str())
+        );
+    }
+}

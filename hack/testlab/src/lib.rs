@@ -1,0 +1,277 @@
+//! Test support: reaches the lab of real servers that `hack/lab.sh` starts on 127.0.0.1 (etcd +
+//! kube-apiserver per simulated cluster, s3s-fs, docker-registry, git http-backend, CRIU + runc),
+//! starting it when it is not up.
+//!
+//! The lab writes its endpoints and credentials to `$TRANSITION_LAB_DIR/env` (default
+//! `/tmp/transition-lab/env`) as `export KEY='value'` lines; [`Lab::get`] reads that file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Why the lab could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("failed to start the lab with {script}: {reason}")]
+    Start { script: String, reason: String },
+    #[error("failed to read the lab environment {path}: {source}")]
+    ReadEnv {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("failed to find {0} in the lab environment (is the lab up? `hack/lab.sh up`)")]
+    Missing(String),
+    #[error("failed to build a Kubernetes client for lab cluster {cluster}: {reason}")]
+    Kube { cluster: String, reason: String },
+}
+
+/// The running lab.
+#[derive(Clone, Debug)]
+pub struct Lab {
+    pub dir: PathBuf,
+    vars: BTreeMap<String, String>,
+}
+
+/// An S3 endpoint with credentials.
+#[derive(Clone, Debug)]
+pub struct S3Endpoint {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+    /// Folder where s3s-fs keeps objects as plain files (`<root>/<bucket>/<key>`).
+    pub root: PathBuf,
+}
+
+/// A Git smart-HTTP server with basic auth.
+#[derive(Clone, Debug)]
+pub struct GitEndpoint {
+    /// Base URL; repositories are `<base>/<name>.git`.
+    pub base_url: String,
+    pub user: String,
+    pub password: String,
+    /// Folder of the bare repositories (for creating new ones).
+    pub root: PathBuf,
+}
+
+/// An OCI registry.
+#[derive(Clone, Debug)]
+pub struct RegistryEndpoint {
+    /// `127.0.0.1:PORT` (plain HTTP).
+    pub host: String,
+    pub user: String,
+    pub password: String,
+}
+
+/// One simulated cluster's API server.
+#[derive(Clone, Debug)]
+pub struct ClusterEndpoint {
+    pub name: String,
+    pub url: String,
+    pub token: String,
+    pub kubeconfig: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `mgmt` → `MGMT`, `cluster-2` → `CLUSTER_2`.
+pub fn env_name(cluster: &str) -> String {
+    cluster.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Parses `export KEY='value'` lines (values may not contain `'`).
+fn parse_env(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim().strip_prefix("export ")?;
+            let (k, v) = line.split_once('=')?;
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v);
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+static LAB: OnceLock<Result<Lab, String>> = OnceLock::new();
+
+impl Lab {
+    /// The lab, started with `hack/lab.sh up` unless it is already up (`up` is idempotent and
+    /// serialised with a lock, so parallel test processes share one lab).
+    pub fn get() -> Result<Lab, LabError> {
+        LAB.get_or_init(|| Lab::start().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|reason| LabError::Start {
+                script: "hack/lab.sh up".into(),
+                reason,
+            })
+    }
+
+    fn start() -> Result<Lab, LabError> {
+        let script = repo_root().join("hack/lab.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("up")
+            .output()
+            .map_err(|e| LabError::Start {
+                script: script.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+            return Err(LabError::Start {
+                script: script.display().to_string(),
+                reason: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            });
+        }
+        Lab::from_env_file(&Lab::env_file())
+    }
+
+    /// Where the lab writes its environment.
+    pub fn env_file() -> PathBuf {
+        let dir = std::env::var_os("TRANSITION_LAB_DIR")
+            .map_or_else(|| PathBuf::from("/tmp/transition-lab"), PathBuf::from);
+        dir.join("env")
+    }
+
+    /// Reads a lab environment file.
+    pub fn from_env_file(path: &Path) -> Result<Lab, LabError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LabError::ReadEnv {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let vars = parse_env(&text);
+        let dir = vars.get("TRANSITION_LAB_DIR").map_or_else(
+            || path.parent().unwrap_or(path).to_path_buf(),
+            PathBuf::from,
+        );
+        Ok(Lab { dir, vars })
+    }
+
+    /// A variable of the lab environment.
+    pub fn var(&self, name: &str) -> Result<&str, LabError> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| LabError::Missing(name.to_owned()))
+    }
+
+    /// Names of the simulated clusters (the first is the management cluster).
+    pub fn clusters(&self) -> Vec<String> {
+        self.var("LAB_CLUSTERS")
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// One cluster's API server.
+    pub fn cluster(&self, name: &str) -> Result<ClusterEndpoint, LabError> {
+        let e = env_name(name);
+        Ok(ClusterEndpoint {
+            name: name.to_owned(),
+            url: self.var(&format!("LAB_{e}_URL"))?.to_owned(),
+            token: self.var(&format!("LAB_{e}_TOKEN"))?.to_owned(),
+            kubeconfig: PathBuf::from(self.var(&format!("LAB_{e}_KUBECONFIG"))?),
+        })
+    }
+
+    /// A Kubernetes client for cluster `name` (admin token, verified TLS to the lab CA).
+    pub async fn kube_client(&self, name: &str) -> Result<kube::Client, LabError> {
+        let cluster = self.cluster(name)?;
+        let fail = |reason: String| LabError::Kube {
+            cluster: name.to_owned(),
+            reason,
+        };
+        let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)
+            .map_err(|e| fail(e.to_string()))?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+        kube::Client::try_from(config).map_err(|e| fail(e.to_string()))
+    }
+
+    pub fn s3(&self) -> Result<S3Endpoint, LabError> {
+        Ok(S3Endpoint {
+            endpoint: self.var("LAB_S3_ENDPOINT")?.to_owned(),
+            region: self.var("LAB_S3_REGION")?.to_owned(),
+            access_key: self.var("LAB_S3_ACCESS_KEY")?.to_owned(),
+            secret_key: self.var("LAB_S3_SECRET_KEY")?.to_owned(),
+            bucket: self.var("LAB_S3_BUCKET")?.to_owned(),
+            root: PathBuf::from(self.var("LAB_S3_ROOT")?),
+        })
+    }
+
+    pub fn git(&self) -> Result<GitEndpoint, LabError> {
+        Ok(GitEndpoint {
+            base_url: self.var("LAB_GIT_URL")?.to_owned(),
+            user: self.var("LAB_GIT_USER")?.to_owned(),
+            password: self.var("LAB_GIT_PASSWORD")?.to_owned(),
+            root: PathBuf::from(self.var("LAB_GIT_ROOT")?),
+        })
+    }
+
+    pub fn registry(&self) -> Result<RegistryEndpoint, LabError> {
+        Ok(RegistryEndpoint {
+            host: self.var("LAB_REGISTRY")?.to_owned(),
+            user: self.var("LAB_REGISTRY_USER")?.to_owned(),
+            password: self.var("LAB_REGISTRY_PASSWORD")?.to_owned(),
+        })
+    }
+
+    /// Path of a lab tool (`criu`, `runc`, `kubectl`).
+    pub fn tool(&self, name: &str) -> Result<PathBuf, LabError> {
+        self.var(&format!("LAB_{}", env_name(name)))
+            .map(PathBuf::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_lines_are_parsed_with_quotes_removed_and_other_lines_ignored() {
+        let vars = parse_env("# comment\nexport A='x y'\nexport B=plain\nnot an export\n");
+        assert_eq!(vars.get("A").map(String::as_str), Some("x y"));
+        assert_eq!(vars.get("B").map(String::as_str), Some("plain"));
+        assert_eq!(vars.len(), 2);
+    }
+
+    #[test]
+    fn cluster_names_map_to_upper_snake_case_variable_names() {
+        assert_eq!(env_name("cluster-2"), "CLUSTER_2");
+    }
+}
+
+/// Creates a namespace with a unique name (`<prefix>-<pid>-<n>`) so tests can run in parallel.
+pub async fn fresh_namespace(client: &kube::Client, prefix: &str) -> Result<String, kube::Error> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        nanos % 10_000
+    );
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&kube::api::PostParams::default(), &ns).await?;
+    Ok(name)
+}

@@ -1,0 +1,37 @@
+//! The operator's one configuration struct: flags and environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// transition-operator: protects stateful packages across clusters with CRIU checkpoints and GitOps.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Config {
+    /// Kubeconfig of the management cluster (default: $KUBECONFIG, then in-cluster).
+    #[arg(long, env = "TRANSITION_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Install or update the CRDs at start-up (server-side apply).
+    #[arg(long, env = "INSTALL_CRDS", default_value_t = false)]
+    pub install_crds: bool,
+    /// Address of the /healthz, /readyz and /metrics server.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Re-check every policy at least this often, in seconds.
+    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300)]
+    pub resync_seconds: u64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}

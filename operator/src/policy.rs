@@ -1,0 +1,458 @@
+//! Pure ClusterPolicy logic (no client): validate a spec beyond what the CRD schema can say,
+//! choose the failover target, and build the status. Unit-tested from inline YAML.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use croner::Cron;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
+use transition_crds::cluster_policy::{
+    BackupType, ClusterPolicySpec, ClusterPolicyStatus, PackageSelector, PackageStatus,
+    PackageType, RepoType, ScheduleStatus, SelectMode, TransitionMode,
+};
+use transition_crds::conditions::{self, Status};
+
+/// One problem in a spec, with the path of the field at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A package the policy protects, with its parsed schedules.
+#[derive(Clone, Debug)]
+pub struct ProtectedPackage<'a> {
+    pub selector: &'a PackageSelector,
+    /// `(schedule name, cron)`; `None` for `Manual` entries.
+    pub schedules: Vec<(&'a str, Option<Cron>)>,
+}
+
+/// A spec that passed validation.
+#[derive(Clone, Debug)]
+pub struct ValidPolicy<'a> {
+    pub packages: Vec<ProtectedPackage<'a>>,
+    /// The cluster a failover would go to now (`None` when `transitionMode: None`).
+    pub target: Option<&'a str>,
+}
+
+/// Parses a cron expression (5 fields, 6 with seconds, or `@hourly`-style).
+pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+    Cron::from_str(expr.trim()).map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+}
+
+/// Whether a package path is a plain relative path inside the repository.
+fn is_safe_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && !path.contains('\0')
+        && path.split('/').all(|seg| seg != ".." && seg != ".")
+}
+
+/// The target a failover chooses: the preferred cluster with the highest weight (ties: first
+/// listed) that is neither avoided nor the source itself.
+pub fn choose_target(spec: &ClusterPolicySpec) -> Option<&str> {
+    let tcp = spec.target_cluster_policy.as_ref()?;
+    let source = spec.cluster_selector.name.as_str();
+    let mut best: Option<(&str, i32)> = None;
+    for c in &tcp.prefer_clusters {
+        if c.name == source || tcp.avoid_clusters.iter().any(|a| a.name == c.name) {
+            continue;
+        }
+        if best.is_none_or(|(_, w)| c.weight > w) {
+            best = Some((c.name.as_str(), c.weight));
+        }
+    }
+    best.map(|(name, _)| name)
+}
+
+/// The packages the policy protects: in `Specific` mode the listed ones not `selected: false`;
+/// in `All` mode every listed one (annotated packages discovered in the source cluster are added
+/// by the controller that reads it).
+pub fn selected_packages(spec: &ClusterPolicySpec) -> impl Iterator<Item = &PackageSelector> {
+    spec.package_selectors
+        .iter()
+        .filter(move |p| spec.select_mode == SelectMode::All || p.selected != Some(false))
+}
+
+/// Checks what the CRD schema cannot (apiserver 1.20 has no CEL rules): cron syntax, cross-field
+/// rules, path safety, a reachable target. Returns every problem, not just the first.
+pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecError>> {
+    let mut errors = Vec::new();
+    if spec.cluster_selector.repo_type != RepoType::Git {
+        errors.push(err(
+            "spec.clusterSelector.repoType",
+            "only `git` repositories can be written for a failover",
+        ));
+    }
+    if spec.select_mode == SelectMode::Specific && spec.package_selectors.is_empty() {
+        errors.push(err(
+            "spec.packageSelectors",
+            "selectMode Specific needs at least one package selector",
+        ));
+    }
+    let mut packages = Vec::new();
+    for (i, p) in spec.package_selectors.iter().enumerate() {
+        let at = format!("spec.packageSelectors[{i}]");
+        if spec.package_selectors[..i].iter().any(|q| q.name == p.name) {
+            errors.push(err(
+                format!("{at}.name"),
+                format!("duplicate package name {:?}", p.name),
+            ));
+        }
+        if !is_safe_relative_path(&p.package_path) {
+            errors.push(err(
+                format!("{at}.packagePath"),
+                format!(
+                    "{:?} must be a relative path inside the repository (no `..`, no leading `/`)",
+                    p.package_path
+                ),
+            ));
+        }
+        if p.live_state_package && p.package_type != PackageType::Stateful {
+            errors.push(err(
+                format!("{at}.liveStatePackage"),
+                "live-state checkpointing needs packageType Stateful",
+            ));
+        }
+        let mut schedules = Vec::new();
+        for (j, b) in p.backup_information.iter().enumerate() {
+            let bat = format!("{at}.backupInformation[{j}].schedulePeriod");
+            match (b.backup_type, b.schedule_period.as_deref()) {
+                (BackupType::Schedule, None) => {
+                    errors.push(err(bat, "is required when backupType is Schedule"))
+                }
+                (BackupType::Schedule, Some(expr)) => match parse_cron(expr) {
+                    Ok(cron) => schedules.push((b.name.as_str(), Some(cron))),
+                    Err(reason) => errors.push(err(bat, reason)),
+                },
+                (BackupType::Manual, _) => schedules.push((b.name.as_str(), None)),
+            }
+        }
+        if spec.select_mode == SelectMode::All || p.selected != Some(false) {
+            packages.push(ProtectedPackage {
+                selector: p,
+                schedules,
+            });
+        }
+    }
+    let mode = spec.transition_mode.unwrap_or_default();
+    let target = choose_target(spec);
+    if mode != TransitionMode::None && target.is_none() {
+        let has_candidates = spec
+            .target_cluster_policy
+            .as_ref()
+            .is_some_and(|t| !t.prefer_clusters.is_empty());
+        let reason = if has_candidates {
+            "every preferred cluster is avoided or is the source cluster"
+        } else {
+            "no target cluster to fail over to (list one, or set transitionMode: None for checkpoints only)"
+        };
+        errors.push(err("spec.targetClusterPolicy.preferClusters", reason));
+    }
+    if errors.is_empty() {
+        Ok(ValidPolicy {
+            packages,
+            target: if mode == TransitionMode::None {
+                None
+            } else {
+                target
+            },
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// The next firing of `cron` strictly after `now` (UTC).
+pub fn next_run(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
+    let zoned = now.to_zoned(TimeZone::UTC);
+    cron.find_next_occurrence(&zoned, false)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// What a reconcile decided: the status to write and when to look again.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub status: ClusterPolicyStatus,
+    pub errors: Vec<SpecError>,
+    /// Time until the next schedule fires (the status shows `nextRun`), if any.
+    pub wake_after: Option<Duration>,
+}
+
+/// Builds the status for `spec` at `now`, carrying over what other controllers recorded in `old`
+/// (transition history, last checkpoints).
+pub fn evaluate(
+    spec: &ClusterPolicySpec,
+    old: Option<&ClusterPolicyStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Evaluation {
+    let mut status = old.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    status.source_cluster = Some(spec.cluster_selector.name.clone());
+    match validate(spec) {
+        Ok(valid) => {
+            let mut wake: Option<Timestamp> = None;
+            let packages: Vec<PackageStatus> = valid
+                .packages
+                .iter()
+                .map(|p| {
+                    let previous = status.packages.iter().find(|s| s.name == p.selector.name);
+                    let schedules = p
+                        .schedules
+                        .iter()
+                        .zip(&p.selector.backup_information)
+                        .map(|((name, cron), info)| {
+                            let next = cron.as_ref().and_then(|c| next_run(c, now));
+                            if let Some(n) = next {
+                                wake = Some(wake.map_or(n, |w| w.min(n)));
+                            }
+                            ScheduleStatus {
+                                name: (*name).to_owned(),
+                                backup_type: info.backup_type,
+                                schedule_period: info.schedule_period.clone(),
+                                next_run: next.map(Time),
+                            }
+                        })
+                        .collect();
+                    PackageStatus {
+                        name: p.selector.name.clone(),
+                        package_type: p.selector.package_type,
+                        live_state: p.selector.live_state_package,
+                        schedules,
+                        last_checkpoint_time: previous.and_then(|s| s.last_checkpoint_time.clone()),
+                        last_checkpoint_image: previous
+                            .and_then(|s| s.last_checkpoint_image.clone()),
+                    }
+                })
+                .collect();
+            let count = packages.len();
+            status.protected_packages = Some(i32::try_from(count).unwrap_or(i32::MAX));
+            status.packages = packages;
+            status.target_cluster = valid.target.map(str::to_owned);
+            conditions::set(
+                &mut status.conditions,
+                conditions::SPEC_VALID,
+                Status::True,
+                "Valid",
+                "",
+                generation,
+                now,
+            );
+            let target = valid.target.unwrap_or("none (transitionMode: None)");
+            conditions::set(
+                &mut status.conditions,
+                conditions::READY,
+                Status::True,
+                "Protected",
+                format!(
+                    "{count} package(s) of {} protected; failover target {target}",
+                    spec.cluster_selector.name
+                ),
+                generation,
+                now,
+            );
+            let wake_after = wake.map(|w| {
+                let ms = (w.as_millisecond() - now.as_millisecond()).max(0);
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+            });
+            Evaluation {
+                status,
+                errors: Vec::new(),
+                wake_after,
+            }
+        }
+        Err(errors) => {
+            let message = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            conditions::set(
+                &mut status.conditions,
+                conditions::SPEC_VALID,
+                Status::False,
+                "InvalidSpec",
+                &message,
+                generation,
+                now,
+            );
+            conditions::set(
+                &mut status.conditions,
+                conditions::READY,
+                Status::False,
+                "InvalidSpec",
+                &message,
+                generation,
+                now,
+            );
+            status.protected_packages = Some(0);
+            status.target_cluster = None;
+            Evaluation {
+                status,
+                errors,
+                wake_after: None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use transition_crds::ClusterPolicy;
+
+    fn spec(yaml: &str) -> ClusterPolicySpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    const SEED: &str = include_str!("../../catalog/policies/clusterpolicy-sample.yaml");
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_seed_policy_is_valid_and_protects_video_with_cluster2_as_target() {
+        let policy: ClusterPolicy = serde_saphyr::from_str(SEED).unwrap();
+        let valid = validate(&policy.spec).unwrap();
+        assert_eq!(valid.packages.len(), 1);
+        assert_eq!(valid.packages[0].selector.name, "video");
+        assert_eq!(valid.target, Some("cluster2-aws"));
+    }
+
+    #[test]
+    fn the_seed_schedule_fires_next_on_the_following_three_minute_boundary() {
+        let policy: ClusterPolicy = serde_saphyr::from_str(SEED).unwrap();
+        let eval = evaluate(&policy.spec, None, Some(1), at("2026-11-21T10:04:30Z"));
+        let sched = &eval.status.packages[0].schedules[0];
+        assert_eq!(sched.next_run, Some(Time(at("2026-11-21T10:06:00Z"))));
+        assert_eq!(eval.wake_after, Some(Duration::from_secs(90)));
+        assert!(conditions::is_true(
+            &eval.status.conditions,
+            conditions::READY
+        ));
+        assert_eq!(eval.status.protected_packages, Some(1));
+    }
+
+    #[test]
+    fn the_highest_weight_wins_and_avoided_or_source_clusters_are_skipped() {
+        let s = spec(
+            r#"
+clusterSelector: {name: src, repo: http://g/src.git}
+targetClusterPolicy:
+  preferClusters: [{name: a, weight: 10}, {name: b, weight: 90}, {name: src, weight: 100}, {name: c, weight: 95}]
+  avoidClusters: [{name: c}]
+"#,
+        );
+        assert_eq!(choose_target(&s), Some("b"));
+    }
+
+    #[test]
+    fn equal_weights_go_to_the_first_listed() {
+        let s = spec(
+            "clusterSelector: {name: s, repo: r}\ntargetClusterPolicy: {preferClusters: [{name: x, weight: 5}, {name: y, weight: 5}]}",
+        );
+        assert_eq!(choose_target(&s), Some("x"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field_path() {
+        let s = spec(
+            r#"
+clusterSelector: {name: src, repo: http://g/src.git}
+selectMode: Specific
+packageSelectors:
+  - name: video
+    packagePath: ../outside
+    packageType: Stateless
+    liveStatePackage: true
+    backupInformation:
+      - {name: nightly, backupType: Schedule, schedulePeriod: "61 * * * *"}
+      - {name: missing, backupType: Schedule}
+targetClusterPolicy: {preferClusters: [{name: dst, weight: 1}], avoidClusters: [{name: dst}]}
+"#,
+        );
+        let errors = validate(&s).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.packageSelectors[0].packagePath",
+                "spec.packageSelectors[0].liveStatePackage",
+                "spec.packageSelectors[0].backupInformation[0].schedulePeriod",
+                "spec.packageSelectors[0].backupInformation[1].schedulePeriod",
+                "spec.targetClusterPolicy.preferClusters",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_makes_ready_false_and_keeps_history() {
+        let mut old = ClusterPolicyStatus::default();
+        old.record_transition(transition_crds::cluster_policy::TransitionedPackage {
+            package_selectors: vec![],
+            last_transition_time: None,
+            package_transition_condition: None,
+            package_transition_message: Some("earlier".into()),
+            transition_ref: None,
+        });
+        let s = spec("clusterSelector: {name: s, repo: r}\nselectMode: Specific\n");
+        let eval = evaluate(&s, Some(&old), Some(3), at("2026-01-01T00:00:00Z"));
+        assert!(!conditions::is_true(
+            &eval.status.conditions,
+            conditions::READY
+        ));
+        let ready = conditions::find(&eval.status.conditions, conditions::READY).unwrap();
+        assert!(
+            ready.message.contains("spec.packageSelectors"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(
+            eval.status.transitioned_packages.len(),
+            1,
+            "history survives"
+        );
+        assert_eq!(eval.status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn re_evaluating_an_unchanged_policy_gives_an_identical_status() {
+        let policy: ClusterPolicy = serde_saphyr::from_str(SEED).unwrap();
+        let first = evaluate(&policy.spec, None, Some(1), at("2026-11-21T10:04:30Z"));
+        let second = evaluate(
+            &policy.spec,
+            Some(&first.status),
+            Some(1),
+            at("2026-11-21T10:04:40Z"),
+        );
+        assert_eq!(
+            first.status, second.status,
+            "no status churn between reconciles"
+        );
+    }
+
+    #[test]
+    fn transition_mode_none_needs_no_target() {
+        let s = spec("clusterSelector: {name: s, repo: r}\ntransitionMode: None\n");
+        let valid = validate(&s).unwrap();
+        assert_eq!(valid.target, None);
+    }
+}

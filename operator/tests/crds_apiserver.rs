@@ -1,0 +1,221 @@
+//! Against the lab's REAL kube-apiserver v1.20.2 (management cluster): the CRDs install, the seed's
+//! ClusterPolicy applies unchanged and round-trips through the Rust type, and malformed manifests
+//! are rejected by the API server with messages naming the bad field.
+
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use serde_json::Value;
+use transition_crds::{ClusterPolicy, Transition};
+use transition_operator::crd_install::install_crds;
+use transition_testlab::{Lab, fresh_namespace};
+
+const SEED: &str = include_str!("../../catalog/policies/clusterpolicy-sample.yaml");
+
+async fn mgmt() -> kube::Client {
+    let lab = Lab::get().unwrap();
+    let client = lab.kube_client(&lab.clusters()[0]).await.unwrap();
+    install_crds(&client, Duration::from_secs(60))
+        .await
+        .unwrap();
+    client
+}
+
+fn dynamic_api(
+    client: &kube::Client,
+    ns: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("transition.dcnlab.ssu.ac.kr", version, kind);
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+fn seed_value() -> Value {
+    serde_saphyr::from_str(SEED).unwrap()
+}
+
+async fn create(api: &Api<DynamicObject>, manifest: Value) -> Result<DynamicObject, kube::Error> {
+    let obj: DynamicObject = serde_json::from_value(manifest).unwrap();
+    api.create(&PostParams::default(), &obj).await
+}
+
+#[tokio::test]
+async fn the_seed_cluster_policy_applies_unchanged_and_round_trips_through_the_rust_type() {
+    let client = mgmt().await;
+    let ns = fresh_namespace(&client, "crd-seed").await.unwrap();
+    let api = dynamic_api(&client, &ns, "v1", "ClusterPolicy", "clusterpolicies");
+    let created = create(&api, seed_value())
+        .await
+        .expect("the seed manifest is accepted as is");
+
+    let typed: ClusterPolicy = Api::namespaced(client.clone(), &ns)
+        .get("clusterpolicy-sample")
+        .await
+        .unwrap();
+    let local: ClusterPolicy = serde_saphyr::from_str(SEED).unwrap();
+    assert_eq!(
+        typed.spec, local.spec,
+        "server copy reads back into the same Rust spec"
+    );
+    assert_eq!(
+        serde_json::to_value(&typed.spec).unwrap(),
+        created.data["spec"],
+        "Rust type writes back what the server stores"
+    );
+    let seed_spec = &seed_value()["spec"];
+    for field in [
+        "clusterSelector",
+        "selectMode",
+        "packageSelectors",
+        "targetClusterPolicy",
+    ] {
+        assert!(
+            created.data["spec"].get(field).is_some(),
+            "server kept spec.{field}"
+        );
+    }
+    assert_eq!(created.data["spec"]["selectMode"], seed_spec["selectMode"]);
+    assert_eq!(
+        created.data["spec"]["packageSelectors"][0]["backupInformation"],
+        seed_spec["packageSelectors"][0]["backupInformation"]
+    );
+}
+
+/// Each case: (what is wrong, how to break the seed, the field path the API server must name).
+type Mutation = fn(&mut Value);
+
+#[tokio::test]
+async fn malformed_cluster_policies_are_rejected_with_the_bad_field_named() {
+    let client = mgmt().await;
+    let ns = fresh_namespace(&client, "crd-bad").await.unwrap();
+    let api = dynamic_api(&client, &ns, "v1", "ClusterPolicy", "clusterpolicies");
+    let cases: Vec<(&str, Mutation, &str)> = vec![
+        (
+            "unknown selectMode",
+            |v| v["spec"]["selectMode"] = "Sometimes".into(),
+            "spec.selectMode",
+        ),
+        (
+            "missing packageType",
+            |v| {
+                v["spec"]["packageSelectors"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("packageType");
+            },
+            "spec.packageSelectors[0].packageType",
+        ),
+        (
+            "weight above 100",
+            |v| v["spec"]["targetClusterPolicy"]["preferClusters"][0]["weight"] = 101.into(),
+            "spec.targetClusterPolicy.preferClusters[0].weight",
+        ),
+        (
+            "empty cluster name",
+            |v| v["spec"]["clusterSelector"]["name"] = "".into(),
+            "spec.clusterSelector.name",
+        ),
+        (
+            "schedule that is not cron",
+            |v| {
+                v["spec"]["packageSelectors"][0]["backupInformation"][0]["schedulePeriod"] =
+                    "every three minutes".into()
+            },
+            "spec.packageSelectors[0].backupInformation[0].schedulePeriod",
+        ),
+        (
+            "unknown backupType",
+            |v| {
+                v["spec"]["packageSelectors"][0]["backupInformation"][0]["backupType"] =
+                    "Hourly".into()
+            },
+            "spec.packageSelectors[0].backupInformation[0].backupType",
+        ),
+        (
+            "missing clusterSelector",
+            |v| {
+                v["spec"].as_object_mut().unwrap().remove("clusterSelector");
+            },
+            "spec.clusterSelector",
+        ),
+        (
+            "duplicate package names",
+            |v| {
+                let first = v["spec"]["packageSelectors"][0].clone();
+                v["spec"]["packageSelectors"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(first);
+            },
+            "spec.packageSelectors[1]",
+        ),
+    ];
+    for (i, (what, mutate, field)) in cases.into_iter().enumerate() {
+        let mut manifest = seed_value();
+        manifest["metadata"]["name"] = format!("bad-{i}").into();
+        mutate(&mut manifest);
+        match create(&api, manifest).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{what}: {}", status.message);
+                assert!(
+                    status.message.contains(field),
+                    "{what}: message {:?} does not name {field}",
+                    status.message
+                );
+            }
+            other => panic!("{what}: expected a 422 rejection, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_fault_transition_without_a_node_is_rejected_and_a_complete_one_is_accepted() {
+    let client = mgmt().await;
+    let ns = fresh_namespace(&client, "crd-tr").await.unwrap();
+    let api = dynamic_api(&client, &ns, "v1alpha1", "Transition", "transitions");
+    let manifest = |name: &str, trigger: Value| {
+        serde_json::json!({
+            "apiVersion": "transition.dcnlab.ssu.ac.kr/v1alpha1", "kind": "Transition",
+            "metadata": {"name": name},
+            "spec": {"policyRef": {"name": "clusterpolicy-sample"}, "package": "video",
+                     "sourceCluster": "cluster1-azure", "targetCluster": "cluster2-aws", "trigger": trigger}
+        })
+    };
+    let err = create(
+        &api,
+        manifest("no-node", serde_json::json!({"type": "NodeFault"})),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        kube::Error::Api(status) => assert!(
+            status.message.contains("spec.trigger"),
+            "{}",
+            status.message
+        ),
+        other => panic!("expected an API rejection, got {other:?}"),
+    }
+    create(
+        &api,
+        manifest(
+            "fault",
+            serde_json::json!({"type": "NodeFault", "node": "worker-1"}),
+        ),
+    )
+    .await
+    .unwrap();
+    create(
+        &api,
+        manifest("manual", serde_json::json!({"type": "Manual"})),
+    )
+    .await
+    .unwrap();
+    let typed: Transition = Api::namespaced(client, &ns).get("fault").await.unwrap();
+    assert_eq!(typed.spec.trigger.node.as_deref(), Some("worker-1"));
+}
