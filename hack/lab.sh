@@ -31,7 +31,8 @@ start() {
   local name="$1" logf="$2"
   shift 2
   mkdir -p "$PIDS"
-  nohup "$@" >"$logf" 2>&1 </dev/null &
+  # 9>&- : daemons must not inherit the lab lock (they would hold it forever).
+  nohup "$@" >"$logf" 2>&1 </dev/null 9>&- &
   echo $! >"$PIDS/$name.pid"
 }
 
@@ -292,7 +293,7 @@ case "$cmd" in
   up|down)
     mkdir -p "$(dirname "$LAB")"
     exec 9>"$LAB.lock"
-    flock 9
+    flock -w 300 9 || die "another hack/lab.sh holds $LAB.lock for more than 300 s"
     if [ "$cmd" = up ]; then up; else down_all; log "lab down"; fi
     ;;
   env) [ -f "$ENV_FILE" ] && cat "$ENV_FILE" || die "lab is not up" ;;

@@ -40,7 +40,8 @@ impl From<bool> for Status {
 /// Sets (inserts or updates) the condition `type_` in `conditions`.
 ///
 /// `lastTransitionTime` is `now` for a new condition or a changed status and is otherwise kept,
-/// so repeated reconciles do not churn the status.
+/// so repeated reconciles do not churn the status. An empty `message` becomes `reason` (an empty
+/// string helps no reader, and API server 1.20 as built in the lab rejects `""` as `null`).
 pub fn set(
     conditions: &mut Vec<Condition>,
     type_: &str,
@@ -50,7 +51,10 @@ pub fn set(
     observed_generation: Option<i64>,
     now: Timestamp,
 ) {
-    let message = message.into();
+    let mut message = message.into();
+    if message.is_empty() {
+        message = reason.to_owned();
+    }
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) => {
             if existing.status != status.as_str() {
@@ -140,6 +144,21 @@ mod tests {
         );
         assert_eq!(conds[0].last_transition_time, Time(at(300)));
         assert!(!is_true(&conds, READY));
+    }
+
+    #[test]
+    fn an_empty_message_is_replaced_by_the_reason() {
+        let mut conds = Vec::new();
+        set(
+            &mut conds,
+            SPEC_VALID,
+            Status::True,
+            "Valid",
+            "",
+            None,
+            at(1),
+        );
+        assert_eq!(conds[0].message, "Valid");
     }
 
     #[test]

@@ -112,8 +112,6 @@ fn walk(props: &mut JSONSchemaProps, f: &mut impl FnMut(&mut JSONSchemaProps)) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn no_generated_crd_has_null_in_an_enum() {
         for crd in crate::all_crds() {

@@ -156,8 +156,7 @@ async fn apply(policy: &ClusterPolicy, ctx: &Context) -> Result<Action, Error> {
     }
 
     let was_valid = old.is_none_or(|s| {
-        !conditions::find(&s.conditions, conditions::SPEC_VALID)
-            .is_some_and(|c| c.status == "False")
+        conditions::find(&s.conditions, conditions::SPEC_VALID).is_none_or(|c| c.status != "False")
     });
     if !eval.errors.is_empty() {
         let reason = eval

@@ -2,6 +2,13 @@
 //! policy in its status, and turns a spec the schema cannot catch (a bad cron) into SpecValid=False
 //! with the field named plus a Warning Event.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -233,24 +233,6 @@ impl Lab {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_lines_are_parsed_with_quotes_removed_and_other_lines_ignored() {
-        let vars = parse_env("# comment\nexport A='x y'\nexport B=plain\nnot an export\n");
-        assert_eq!(vars.get("A").map(String::as_str), Some("x y"));
-        assert_eq!(vars.get("B").map(String::as_str), Some("plain"));
-        assert_eq!(vars.len(), 2);
-    }
-
-    #[test]
-    fn cluster_names_map_to_upper_snake_case_variable_names() {
-        assert_eq!(env_name("cluster-2"), "CLUSTER_2");
-    }
-}
-
 /// Creates a namespace with a unique name (`<prefix>-<pid>-<n>`) so tests can run in parallel.
 pub async fn fresh_namespace(client: &kube::Client, prefix: &str) -> Result<String, kube::Error> {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -274,4 +256,22 @@ pub async fn fresh_namespace(client: &kube::Client, prefix: &str) -> Result<Stri
     };
     api.create(&kube::api::PostParams::default(), &ns).await?;
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_lines_are_parsed_with_quotes_removed_and_other_lines_ignored() {
+        let vars = parse_env("# comment\nexport A='x y'\nexport B=plain\nnot an export\n");
+        assert_eq!(vars.get("A").map(String::as_str), Some("x y"));
+        assert_eq!(vars.get("B").map(String::as_str), Some("plain"));
+        assert_eq!(vars.len(), 2);
+    }
+
+    #[test]
+    fn cluster_names_map_to_upper_snake_case_variable_names() {
+        assert_eq!(env_name("cluster-2"), "CLUSTER_2");
+    }
 }
