@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "1/4 installing the CRDs into the management cluster ($LAB_MGMT_URL)"
-"${KUBECTL[@]}" apply -f crds/yaml/
+"${KUBECTL[@]}" apply --server-side --force-conflicts --field-manager transition-demo -f crds/yaml/
 "${KUBECTL[@]}" wait --for condition=Established --timeout 60s -f crds/yaml/ >/dev/null
 
 log "2/4 applying the seed's ClusterPolicy unchanged (catalog/policies/clusterpolicy-sample.yaml)"

@@ -251,7 +251,7 @@ pub fn evaluate(
                 conditions::SPEC_VALID,
                 Status::True,
                 "Valid",
-                "",
+                "spec passed validation",
                 generation,
                 now,
             );
