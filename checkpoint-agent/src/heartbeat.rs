@@ -1,108 +1,165 @@
-//! Heartbeat sender: one POST per interval, each with its own timeout, so a slow or dead operator
-//! delays nothing else.
+//! Heartbeat sender: one POST per interval with its own timeout, on its own task, so a slow or
+//! dead operator delays no upload (and uploads delay no heartbeat).
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use transition_crds::heartbeat::{Heartbeat, Timestamp, WireTime};
+use transition_crds::heartbeat::{Heartbeat, LastUpload, Timestamp, WireTime};
 
-use crate::config::Config;
+use crate::config::{HeartbeatArgs, Secret};
+use crate::metrics::{Label, Metrics};
+use crate::node::NodeMeta;
 
-/// Why heartbeats could not start or be sent.
+/// Why heartbeats could not start or one was not delivered.
 #[derive(Debug, thiserror::Error)]
-pub enum HeartbeatSendError {
+pub enum HeartbeatError {
     #[error("failed to read the heartbeat token file {path}: {source}")]
-    Token {
-        path: String,
-        source: std::io::Error,
-    },
+    Token { path: String, source: std::io::Error },
     #[error("failed to build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
-    #[error("failed to send heartbeat to {url}: {source}")]
-    Send { url: String, source: reqwest::Error },
+    #[error("failed to send heartbeat to {url}: {reason}")]
+    Send { url: String, reason: String },
     #[error("failed to deliver heartbeat to {url}: the operator answered {status}")]
     Status { url: String, status: u16 },
 }
 
-/// The payload for this node now.
-pub fn payload(config: &Config, now: Timestamp) -> Heartbeat {
+/// Shared view of the most recent upload (written by the watcher).
+pub type LastUploadCell = Arc<Mutex<Option<LastUpload>>>;
+
+/// Load figures for the payload.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Load {
+    pub cpus: i64,
+    pub cpu_usage_percent: f64,
+    pub mem_total_bytes: u64,
+    pub mem_used_bytes: u64,
+}
+
+/// The payload (pure): the Go agent's fields plus agent version and last upload.
+pub fn payload(node_name: &str, meta: &NodeMeta, load: Load, last: Option<LastUpload>, now: Timestamp) -> Heartbeat {
     Heartbeat {
-        node: config.node_name.clone(),
+        node: node_name.to_owned(),
+        ip: meta.ip.clone(),
         os: std::env::consts::OS.to_owned(),
         arch: std::env::consts::ARCH.to_owned(),
-        cpus: std::thread::available_parallelism()
-            .map_or(0, |n| i64::try_from(n.get()).unwrap_or(i64::MAX)),
+        cpus: load.cpus,
+        cpu_usage_percent: load.cpu_usage_percent,
+        mem_total_bytes: load.mem_total_bytes,
+        mem_used_bytes: load.mem_used_bytes,
         ts: Some(WireTime::Rfc3339(now.to_string())),
-        cluster_name: config.cluster_name.clone(),
+        cluster_name: meta.cluster_name.clone(),
+        cluster_namespace: meta.cluster_namespace.clone(),
+        machine: meta.machine.clone(),
+        owner_kind: meta.owner_kind.clone(),
+        owner_name: meta.owner_name.clone(),
+        provided_node_ip: meta.provided_node_ip.clone(),
+        cri_socket: meta.cri_socket.clone(),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-        ..Heartbeat::default()
+        last_upload: last,
+        other: Default::default(),
     }
 }
 
-/// Reads the bearer token (trimmed) from `config.token_file`.
-fn token(config: &Config) -> Result<Option<String>, HeartbeatSendError> {
-    let Some(path) = &config.token_file else {
-        return Ok(None);
-    };
+/// Reads the bearer token (trimmed) from the token file, if one is configured.
+pub fn read_token(args: &HeartbeatArgs) -> Result<Option<Secret>, HeartbeatError> {
+    let Some(path) = &args.token_file else { return Ok(None) };
     std::fs::read_to_string(path)
-        .map(|t| Some(t.trim().to_owned()))
-        .map_err(|source| HeartbeatSendError::Token {
-            path: path.display().to_string(),
-            source,
-        })
+        .map(|t| Some(Secret::new(t.trim())))
+        .map_err(|source| HeartbeatError::Token { path: path.display().to_string(), source })
 }
 
 /// Sends one heartbeat.
-pub async fn send(
-    client: &reqwest::Client,
-    config: &Config,
-    token: Option<&str>,
-) -> Result<(), HeartbeatSendError> {
-    let body = payload(config, Timestamp::now());
-    let mut req = client.post(&config.controller_url).json(&body);
+pub async fn send(client: &reqwest::Client, url: &str, token: Option<&Secret>, body: &Heartbeat) -> Result<(), HeartbeatError> {
+    let mut req = client.post(url).json(body);
     if let Some(t) = token {
-        req = req.bearer_auth(t);
+        req = req.bearer_auth(t.expose());
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|source| HeartbeatSendError::Send {
-            url: config.controller_url.clone(),
-            source,
-        })?;
+    let resp = req.send().await.map_err(|e| HeartbeatError::Send {
+        url: url.to_owned(),
+        reason: if e.is_timeout() { "timed out".into() } else if e.is_connect() { "connection failed".into() } else { e.to_string() },
+    })?;
     if !resp.status().is_success() {
-        return Err(HeartbeatSendError::Status {
-            url: config.controller_url.clone(),
-            status: resp.status().as_u16(),
-        });
+        return Err(HeartbeatError::Status { url: url.to_owned(), status: resp.status().as_u16() });
     }
     Ok(())
 }
 
-/// Sends heartbeats every interval until `config.count` is reached (or forever). A failed
-/// heartbeat is logged and the next one goes out on time.
-pub async fn run(config: &Config) -> Result<u64, HeartbeatSendError> {
-    let token = token(config)?;
+/// Sends heartbeats every interval until `stop`. A failed heartbeat is counted and logged (at
+/// most once per minute while failures continue) and the next one goes out on time.
+pub async fn run(
+    args: HeartbeatArgs,
+    node_name: String,
+    meta: NodeMeta,
+    last_upload: LastUploadCell,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> Result<(), HeartbeatError> {
+    let token = read_token(&args)?;
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.timeout_ms))
+        .timeout(Duration::from_millis(args.timeout_ms))
         .build()
-        .map_err(HeartbeatSendError::Client)?;
-    let mut ticker = tokio::time::interval(Duration::from_millis(config.interval_ms.max(10)));
+        .map_err(HeartbeatError::Client)?;
+    // Load figures are best effort: without /proc access they stay zero.
+    let mut sys = sysinfo::System::new().ok();
+    let mut ticker = tokio::time::interval(Duration::from_millis(args.interval_ms.max(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut delivered = 0u64;
-    let mut sent = 0u64;
+    let mut last_warn: Option<Instant> = None;
     loop {
-        ticker.tick().await;
-        sent += 1;
-        match send(&client, config, token.as_deref()).await {
-            Ok(()) => {
-                delivered += 1;
-                debug!(node = %config.node_name, "heartbeat delivered");
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.cancelled() => return Ok(()),
+        }
+        let load = sys.as_mut().map_or_else(Load::default, |sys| {
+            sys.refresh_cpu_usage();
+            sys.refresh_memory();
+            Load {
+                cpus: i64::try_from(sys.cpus().len()).unwrap_or(0),
+                cpu_usage_percent: f64::from(sys.global_cpu_usage()),
+                mem_total_bytes: sys.total_memory(),
+                mem_used_bytes: sys.used_memory(),
             }
-            Err(e) => warn!(error = %e, "heartbeat not delivered"),
+        });
+        let last = last_upload.lock().ok().and_then(|g| g.clone());
+        let body = payload(&node_name, &meta, load, last, Timestamp::now());
+        let started = Instant::now();
+        match send(&client, &args.controller_url, token.as_ref(), &body).await {
+            Ok(()) => {
+                metrics.heartbeat_seconds.observe(started.elapsed().as_secs_f64());
+                metrics.heartbeats.get_or_create(&Label::of("delivered")).inc();
+                debug!("heartbeat delivered");
+                last_warn = None;
+            }
+            Err(e) => {
+                metrics.heartbeats.get_or_create(&Label::of("failed")).inc();
+                if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    warn!(error = %e, "heartbeat not delivered");
+                    last_warn = Some(Instant::now());
+                }
+            }
         }
-        if config.count != 0 && sent >= config.count {
-            return Ok(delivered);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_carries_every_go_field_and_our_additions() {
+        let meta = NodeMeta { cluster_name: "c1".into(), machine: "m1".into(), ip: "10.0.0.4".into(), ..Default::default() };
+        let last = LastUpload { key: "checkpoints/v1/c1/w1/a.tar".into(), bytes: 10, sha256: "ab".into(), at: None };
+        let hb = payload("w1", &meta, Load { cpus: 2, ..Default::default() }, Some(last), Timestamp::UNIX_EPOCH);
+        let json = serde_json::to_value(&hb).unwrap();
+        for field in [
+            "node", "ip", "os", "arch", "cpus", "cpu_usage_percent", "mem_total_bytes", "mem_used_bytes", "ts",
+            "cluster_name", "cluster_namespace", "machine", "owner_kind", "owner_name", "provided_node_ip", "cri_socket",
+            "agent_version", "last_upload",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field}");
         }
+        let back = Heartbeat::from_json(&serde_json::to_vec(&hb).unwrap()).unwrap();
+        assert_eq!(back, hb, "the operator's parser reads what the agent sends");
     }
 }

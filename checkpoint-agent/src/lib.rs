@@ -1,6 +1,172 @@
-//! checkpoint-agent: runs on every source worker. This first version sends heartbeats (the Go
-//! agent's payload plus our agent version) with a bearer token read from a file; archive upload to
-//! S3 is built in the agent issue.
+//! checkpoint-agent: runs on every source worker. Watches the kubelet's checkpoint folder, uploads
+//! each complete archive to S3 (streaming, multipart, sha256 in the same read pass, resumable),
+//! and sends heartbeats to the operator. Uploads and heartbeats run on separate tasks so neither
+//! can stall the other.
 
+pub mod archive;
 pub mod config;
 pub mod heartbeat;
+pub mod metrics;
+pub mod node;
+pub mod server;
+pub mod store;
+pub mod upload;
+pub mod watch;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError, resolve_secret};
+use crate::metrics::Metrics;
+use crate::store::{ObjectStore, StoreConfig};
+use crate::upload::{Uploader, UploaderConfig};
+use crate::watch::{ArchiveWatcher, Health, WatchConfig};
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Watch(#[from] watch::WatchError),
+    #[error(transparent)]
+    Heartbeat(#[from] heartbeat::HeartbeatError),
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+    #[error("failed to upload {failed} of {total} archives")]
+    OnceFailed { failed: usize, total: usize },
+}
+
+/// The uploader described by `config`.
+pub fn uploader(config: &Config, metrics: Arc<Metrics>) -> Result<Uploader, ConfigError> {
+    let s3 = &config.s3;
+    let store = ObjectStore::new(&StoreConfig {
+        endpoint: s3.endpoint_url(),
+        region: s3.region.clone(),
+        bucket: s3.bucket.clone(),
+        access_key: resolve_secret("S3 access key", s3.access_key.as_ref(), s3.access_key_file.as_ref())?,
+        secret_key: resolve_secret("S3 secret key", s3.secret_key.as_ref(), s3.secret_key_file.as_ref())?,
+        timeout: Duration::from_secs(s3.timeout_seconds),
+    });
+    let up = &config.upload;
+    Ok(Uploader::new(
+        store,
+        UploaderConfig {
+            state_dir: up.state_dir.clone(),
+            part_size: up.part_size_mib.max(5) << 20,
+            parallelism: up.parallelism,
+            max_attempts: up.max_attempts,
+        },
+        metrics,
+    ))
+}
+
+/// Resolves once SIGINT or SIGTERM arrives.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the agent until a signal (or, with `--once`, until the present archives are uploaded).
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let last_upload = Arc::new(Mutex::new(None));
+    let uploader = uploader(&config, metrics.clone())?;
+    let meta = node::resolve(&config.node).await;
+    let cluster = if meta.cluster_name.is_empty() {
+        warn!("cluster name unknown (no Node annotation, no --cluster-name); using \"default\"");
+        "default".to_owned()
+    } else {
+        meta.cluster_name.clone()
+    };
+    let watch_config = WatchConfig {
+        dir: config.upload.checkpoint_dir.clone(),
+        cluster,
+        node: config.node.node_name.clone(),
+        settle: Duration::from_millis(config.upload.settle_ms),
+        rescan: Duration::from_secs(config.upload.rescan_seconds.max(1)),
+        delete_after_upload: config.upload.delete_after_upload,
+        writer_check: !config.upload.no_writer_check,
+    };
+    let mut watcher = ArchiveWatcher::new(watch_config, uploader, metrics.clone(), health.clone(), last_upload.clone());
+    let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
+
+    if config.once {
+        let (total, failed) = watcher.run_once(&abort).await;
+        info!(total, failed, "one-shot upload finished");
+        return if failed == 0 { Ok(()) } else { Err(RunError::OnceFailed { failed, total }) };
+    }
+
+    let server_stop = stop.clone();
+    let server = tokio::spawn(server::serve(config.metrics_addr, metrics.clone(), health, async move {
+        server_stop.cancelled().await;
+    }));
+    let heartbeats = (!config.heartbeat.controller_url.is_empty()).then(|| {
+        tokio::spawn(heartbeat::run(
+            config.heartbeat.clone(),
+            config.node.node_name.clone(),
+            meta.clone(),
+            last_upload.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ))
+    });
+    let mut uploads = tokio::spawn(watcher.run(stop.clone(), abort.clone()));
+
+    let finished_early = tokio::select! {
+        () = shutdown_signal() => None,
+        r = &mut uploads => Some(r),
+    };
+    stop.cancel();
+    let watch_result = match finished_early {
+        Some(r) => r,
+        None => {
+            info!(grace = config.shutdown_grace_seconds, "shutting down; letting the upload in progress finish");
+            match tokio::time::timeout(Duration::from_secs(config.shutdown_grace_seconds), &mut uploads).await {
+                Ok(r) => r,
+                Err(_) => {
+                    warn!("grace period over; aborting the upload in progress");
+                    abort.cancel();
+                    uploads.await
+                }
+            }
+        }
+    };
+    if let Some(h) = heartbeats {
+        if let Ok(Err(e)) = h.await {
+            warn!(error = %e, "heartbeats stopped with an error");
+        }
+    }
+    if let Ok(Err(e)) = server.await {
+        warn!(error = %e, "metrics server stopped with an error");
+    }
+    match watch_result {
+        Ok(r) => r.map_err(RunError::from),
+        Err(join) => {
+            warn!(error = %join, "upload task ended abnormally");
+            Ok(())
+        }
+    }
+}

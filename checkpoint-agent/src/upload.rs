@@ -1,0 +1,461 @@
+//! Uploads one archive to S3, streaming, with its sha256 computed in the same read pass.
+//!
+//! * Archives up to one part go in a single PUT (atomically visible, sha256 in its metadata).
+//! * Larger ones go multipart: parts are read once, hashed in order and uploaded `parallelism` at a
+//!   time. The object becomes visible, whole, only at CompleteMultipartUpload; the sha256 is then
+//!   added with a server-side copy onto itself (no bytes travel). Readers treat an archive as
+//!   ready only once it carries `sha256` metadata.
+//! * Dedupe is by HEAD + metadata (size, source mtime, sha256): nothing is ever downloaded.
+//! * An in-progress multipart upload is recorded in the state folder; after a restart its parts
+//!   already on the server are kept (re-hashed locally, not re-sent) and the rest follows.
+//! * Every S3 request is retried with bounded exponential backoff when the failure is transient;
+//!   credential errors are not retried.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use transition_crds::storage::{ArchiveKey, META_CLUSTER, META_NODE, META_SHA256};
+
+use crate::archive::Candidate;
+use crate::metrics::{Label, Metrics};
+use crate::store::{ErrorKind, ObjectStore, StoreError};
+
+/// User-metadata key: archive size in bytes.
+pub const META_SIZE: &str = "size";
+/// User-metadata key: the local file's mtime (ns since the epoch) when uploaded.
+pub const META_SOURCE_MTIME: &str = "source-mtime";
+/// S3 allows at most this many parts.
+const MAX_PARTS: u64 = 10_000;
+
+/// What happened to an archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Bytes were sent; `resumed_parts` came from an earlier, interrupted run.
+    Uploaded { bytes: u64, sha256: String, resumed_parts: u32 },
+    /// The same archive was already complete in S3; nothing was read or sent.
+    AlreadyPresent { sha256: String },
+    /// The object was complete but lacked its sha256 (a crash just before recording it):
+    /// hashed locally and recorded, nothing re-sent.
+    MetadataCompleted { sha256: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Uploaded { .. } => "uploaded",
+            Outcome::AlreadyPresent { .. } => "already_present",
+            Outcome::MetadataCompleted { .. } => "metadata_completed",
+        }
+    }
+    pub fn sha256(&self) -> &str {
+        match self {
+            Outcome::Uploaded { sha256, .. } | Outcome::AlreadyPresent { sha256 } | Outcome::MetadataCompleted { sha256 } => {
+                sha256
+            }
+        }
+    }
+}
+
+/// Why an archive was not uploaded.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("failed to read archive {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("failed to upload {path}: it changed while being read (size {before} -> {after})")]
+    Changed { path: String, before: u64, after: u64 },
+    #[error("failed to upload {key}: stopped by shutdown; the multipart upload was aborted")]
+    Cancelled { key: String },
+    #[error("failed to record upload progress in {path}: {source}")]
+    State { path: String, source: std::io::Error },
+}
+
+impl UploadError {
+    /// Metric label / log kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UploadError::Read { .. } | UploadError::State { .. } => "local",
+            UploadError::Store(e) => match e.kind {
+                ErrorKind::Auth => "auth",
+                ErrorKind::Transient => "transient",
+                _ => "other",
+            },
+            UploadError::Changed { .. } => "changed",
+            UploadError::Cancelled { .. } => "cancelled",
+        }
+    }
+    pub fn is_auth(&self) -> bool {
+        matches!(self, UploadError::Store(e) if e.kind == ErrorKind::Auth)
+    }
+}
+
+/// Progress record of a multipart upload (JSON in the state folder).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct UploadRecord {
+    key: String,
+    upload_id: String,
+    size: u64,
+    mtime_ns: u128,
+    part_size: u64,
+}
+
+/// Uploader settings.
+#[derive(Clone, Debug)]
+pub struct UploaderConfig {
+    pub state_dir: PathBuf,
+    pub part_size: u64,
+    pub parallelism: usize,
+    pub max_attempts: u32,
+}
+
+/// Uploads archives to one bucket.
+#[derive(Clone)]
+pub struct Uploader {
+    store: ObjectStore,
+    config: UploaderConfig,
+    metrics: Arc<Metrics>,
+}
+
+fn mtime_ns(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// Runs `op` up to `max_attempts` times while it fails transiently, sleeping 200 ms, 400 ms, …
+/// (capped at 10 s, with jitter) in between.
+pub async fn with_retry<T, F, Fut>(metrics: &Metrics, max_attempts: u32, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        metrics.s3_requests.inc();
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && attempt < max_attempts.max(1) => {
+                let spread = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() % 1000);
+                let jitter = delay.mul_f64(f64::from(spread) / 2000.0);
+                warn!(error = %e, attempt, retry_in = ?(delay + jitter), "S3 request failed; retrying");
+                tokio::time::sleep(delay + jitter).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Uploader {
+    pub fn new(store: ObjectStore, config: UploaderConfig, metrics: Arc<Metrics>) -> Uploader {
+        Uploader { store, config, metrics }
+    }
+
+    pub fn store(&self) -> &ObjectStore {
+        &self.store
+    }
+
+    fn base_metadata(key: &ArchiveKey, c: &Candidate) -> HashMap<String, String> {
+        HashMap::from([
+            (META_NODE.to_owned(), key.node.clone()),
+            (META_CLUSTER.to_owned(), key.cluster.clone()),
+            (META_SIZE.to_owned(), c.size.to_string()),
+            (META_SOURCE_MTIME.to_owned(), mtime_ns(c.mtime).to_string()),
+        ])
+    }
+
+    fn record_path(&self, key: &str) -> PathBuf {
+        let digest = hex::encode(Sha256::digest(key.as_bytes()));
+        self.config.state_dir.join(format!("upload-{}.json", &digest[..32]))
+    }
+
+    /// Uploads `candidate` to `key` (see the module docs). `cancel` stops a multipart upload
+    /// between parts and aborts it.
+    pub async fn upload(&self, candidate: &Candidate, key: &ArchiveKey, cancel: &CancellationToken) -> Result<Outcome, UploadError> {
+        let key_s = key.to_string();
+        let meta = Self::base_metadata(key, candidate);
+        let m = &self.metrics;
+        let head = with_retry(m, self.config.max_attempts, || self.store.head(&key_s)).await?;
+        if let Some(info) = head {
+            let same = info.size == candidate.size && info.metadata.get(META_SOURCE_MTIME) == meta.get(META_SOURCE_MTIME);
+            if same {
+                if let Some(sha) = info.metadata.get(META_SHA256) {
+                    debug!(key = %key_s, "already uploaded");
+                    return Ok(Outcome::AlreadyPresent { sha256: sha.clone() });
+                }
+                let sha = self.hash_file(candidate).await?;
+                let mut full = meta.clone();
+                full.insert(META_SHA256.to_owned(), sha.clone());
+                with_retry(m, self.config.max_attempts, || self.store.replace_metadata(&key_s, full.clone())).await?;
+                info!(key = %key_s, "recorded the sha256 of an already complete object");
+                return Ok(Outcome::MetadataCompleted { sha256: sha });
+            }
+            warn!(key = %key_s, remote_size = info.size, local_size = candidate.size, "object differs from the local archive; uploading again");
+        }
+        if candidate.size <= self.config.part_size {
+            self.put_whole(candidate, &key_s, meta).await
+        } else {
+            self.multipart(candidate, &key_s, meta, cancel).await
+        }
+    }
+
+    async fn open(&self, c: &Candidate) -> Result<tokio::fs::File, UploadError> {
+        let file = crate::archive::open_no_follow(&c.path).map_err(|source| read_err(&c.path, source))?;
+        Ok(tokio::fs::File::from_std(file))
+    }
+
+    /// Reads exactly `len` bytes (fewer only at end of file).
+    async fn read_chunk(&self, file: &mut tokio::fs::File, len: usize, path: &Path) -> Result<Bytes, UploadError> {
+        let mut buf = BytesMut::zeroed(len);
+        let mut filled = 0;
+        while filled < len {
+            let n = file.read(&mut buf[filled..]).await.map_err(|source| read_err(path, source))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        self.metrics.read_bytes.inc_by(filled as u64);
+        Ok(buf.freeze())
+    }
+
+    async fn hash_file(&self, c: &Candidate) -> Result<String, UploadError> {
+        let mut file = self.open(c).await?;
+        let mut hasher = Sha256::new();
+        loop {
+            let chunk = self.read_chunk(&mut file, 8 << 20, &c.path).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            hasher = hash_in_background(hasher, chunk.clone()).await;
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    async fn put_whole(&self, c: &Candidate, key: &str, mut meta: HashMap<String, String>) -> Result<Outcome, UploadError> {
+        let mut file = self.open(c).await?;
+        let body = self.read_chunk(&mut file, usize::try_from(c.size).unwrap_or(usize::MAX), &c.path).await?;
+        ensure_unchanged(c, body.len() as u64)?;
+        let sha = hex::encode(Sha256::digest(&body));
+        meta.insert(META_SHA256.to_owned(), sha.clone());
+        let bytes = body.len() as u64;
+        with_retry(&self.metrics, self.config.max_attempts, || self.store.put(key, body.clone(), meta.clone())).await?;
+        self.metrics.uploaded_bytes.inc_by(bytes);
+        Ok(Outcome::Uploaded { bytes, sha256: sha, resumed_parts: 0 })
+    }
+
+    async fn multipart(
+        &self,
+        c: &Candidate,
+        key: &str,
+        meta: HashMap<String, String>,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, UploadError> {
+        let part_size = self.config.part_size.max(c.size.div_ceil(MAX_PARTS));
+        let total_parts = c.size.div_ceil(part_size);
+        let record_path = self.record_path(key);
+        let wanted = UploadRecord { key: key.to_owned(), upload_id: String::new(), size: c.size, mtime_ns: mtime_ns(c.mtime), part_size };
+
+        // Resume what the server already has from an interrupted run of the same file.
+        let mut resumed: Vec<(i32, String)> = Vec::new();
+        let mut upload_id = None;
+        if let Some(old) = read_record(&record_path) {
+            let same_file = UploadRecord { upload_id: old.upload_id.clone(), ..wanted.clone() } == old;
+            if same_file {
+                match with_retry(&self.metrics, self.config.max_attempts, || self.store.list_parts(key, &old.upload_id)).await {
+                    Ok(parts) => {
+                        for (i, p) in parts.iter().enumerate() {
+                            let expected = u64::try_from(i).unwrap_or(u64::MAX) + 1;
+                            let full = u64::try_from(p.number).ok() == Some(expected)
+                                && (p.size == part_size || expected == total_parts);
+                            if !full {
+                                break;
+                            }
+                            resumed.push((p.number, p.etag.clone()));
+                        }
+                        upload_id = Some(old.upload_id.clone());
+                    }
+                    Err(e) if matches!(e.kind, ErrorKind::NoSuchUpload | ErrorKind::NotFound) => {
+                        debug!(key, "recorded multipart upload is gone; starting afresh");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                let _ = self.store.abort(&old.key, &old.upload_id).await;
+            }
+        }
+        let upload_id = match upload_id {
+            Some(id) => id,
+            None => {
+                let id = with_retry(&self.metrics, self.config.max_attempts, || self.store.create_multipart(key, meta.clone())).await?;
+                write_record(&record_path, &UploadRecord { upload_id: id.clone(), ..wanted.clone() })?;
+                id
+            }
+        };
+        let resumed_parts = u32::try_from(resumed.len()).unwrap_or(u32::MAX);
+        if resumed_parts > 0 {
+            info!(key, resumed_parts, total_parts, "resuming an interrupted multipart upload");
+            self.metrics.resumed_parts.inc_by(u64::from(resumed_parts));
+        }
+
+        let result = self.send_parts(c, key, &upload_id, part_size, resumed, cancel).await;
+        let (etags, sha, sent) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                if matches!(e, UploadError::Cancelled { .. } | UploadError::Changed { .. }) {
+                    let _ = self.store.abort(key, &upload_id).await;
+                    let _ = std::fs::remove_file(&record_path);
+                }
+                return Err(e);
+            }
+        };
+        with_retry(&self.metrics, self.config.max_attempts, || self.store.complete(key, &upload_id, &etags)).await?;
+        let mut full = meta;
+        full.insert(META_SHA256.to_owned(), sha.clone());
+        with_retry(&self.metrics, self.config.max_attempts, || self.store.replace_metadata(key, full.clone())).await?;
+        let _ = std::fs::remove_file(&record_path);
+        Ok(Outcome::Uploaded { bytes: sent, sha256: sha, resumed_parts })
+    }
+
+    /// Reads the file once: re-hashes the resumed prefix, then hashes and uploads the rest.
+    async fn send_parts(
+        &self,
+        c: &Candidate,
+        key: &str,
+        upload_id: &str,
+        part_size: u64,
+        resumed: Vec<(i32, String)>,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<(i32, String)>, String, u64), UploadError> {
+        let chunk_len = usize::try_from(part_size).unwrap_or(usize::MAX);
+        let mut file = self.open(c).await?;
+        let mut hasher = Sha256::new();
+        let mut etags = resumed;
+        let mut read_total = 0u64;
+        for _ in 0..etags.len() {
+            let chunk = self.read_chunk(&mut file, chunk_len, &c.path).await?;
+            read_total += chunk.len() as u64;
+            hasher = hash_in_background(hasher, chunk).await;
+        }
+        let mut in_flight = FuturesUnordered::new();
+        let mut sent = 0u64;
+        let mut number = i32::try_from(etags.len()).unwrap_or(i32::MAX);
+        loop {
+            if cancel.is_cancelled() {
+                return Err(UploadError::Cancelled { key: key.to_owned() });
+            }
+            let chunk = self.read_chunk(&mut file, chunk_len, &c.path).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            read_total += chunk.len() as u64;
+            hasher = hash_in_background(hasher, chunk.clone()).await;
+            number += 1;
+            let (store, metrics, attempts) = (self.store.clone(), self.metrics.clone(), self.config.max_attempts);
+            let (part_key, part_upload, n, len) = (key.to_owned(), upload_id.to_owned(), number, chunk.len() as u64);
+            in_flight.push(async move {
+                let etag =
+                    with_retry(&metrics, attempts, || store.upload_part(&part_key, &part_upload, n, chunk.clone())).await?;
+                metrics.uploaded_bytes.inc_by(len);
+                Ok::<_, StoreError>((n, etag, len))
+            });
+            while in_flight.len() >= self.config.parallelism.max(1) {
+                if let Some(done) = next_or_cancel(&mut in_flight, cancel, key).await? {
+                    sent += done.2;
+                    etags.push((done.0, done.1));
+                }
+            }
+        }
+        while !in_flight.is_empty() {
+            if let Some(done) = next_or_cancel(&mut in_flight, cancel, key).await? {
+                sent += done.2;
+                etags.push((done.0, done.1));
+            }
+        }
+        ensure_unchanged(c, read_total)?;
+        etags.sort_by_key(|(n, _)| *n);
+        Ok((etags, hex::encode(hasher.finalize()), sent))
+    }
+}
+
+async fn next_or_cancel<F>(
+    in_flight: &mut FuturesUnordered<F>,
+    cancel: &CancellationToken,
+    key: &str,
+) -> Result<Option<(i32, String, u64)>, UploadError>
+where
+    F: std::future::Future<Output = Result<(i32, String, u64), StoreError>>,
+{
+    tokio::select! {
+        done = in_flight.next() => match done {
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(None),
+        },
+        () = cancel.cancelled() => Err(UploadError::Cancelled { key: key.to_owned() }),
+    }
+}
+
+async fn hash_in_background(mut hasher: Sha256, chunk: Bytes) -> Sha256 {
+    match tokio::task::spawn_blocking(move || {
+        hasher.update(&chunk);
+        hasher
+    })
+    .await
+    {
+        Ok(h) => h,
+        // The blocking pool is gone only at runtime shutdown; the upload is abandoned then.
+        Err(_) => Sha256::new(),
+    }
+}
+
+fn read_err(path: &Path, source: std::io::Error) -> UploadError {
+    UploadError::Read { path: path.display().to_string(), source }
+}
+
+/// The archive must still have the size and mtime it had when it was judged complete.
+fn ensure_unchanged(c: &Candidate, read: u64) -> Result<(), UploadError> {
+    let meta = std::fs::symlink_metadata(&c.path).map_err(|source| read_err(&c.path, source))?;
+    let now_mtime = meta.modified().map_err(|source| read_err(&c.path, source))?;
+    if meta.len() != c.size || read != c.size || now_mtime != c.mtime {
+        return Err(UploadError::Changed { path: c.path.display().to_string(), before: c.size, after: meta.len().max(read) });
+    }
+    Ok(())
+}
+
+fn read_record(path: &Path) -> Option<UploadRecord> {
+    let text = std::fs::read(path).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn write_record(path: &Path, record: &UploadRecord) -> Result<(), UploadError> {
+    let fail = |source| UploadError::State { path: path.display().to_string(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let body = serde_json::to_vec(record).map_err(|e| fail(std::io::Error::other(e)))?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+        f.write_all(&body).map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+    }
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Label for the uploads metric.
+pub fn outcome_label(o: &Outcome) -> Label {
+    Label::of(o.label())
+}
