@@ -93,7 +93,14 @@ where
         SdkError::ServiceError(service) => {
             let e = service.err();
             let code = e.code().unwrap_or("");
-            let message = format!("{} ({})", e.message().unwrap_or(code), if code.is_empty() { "no error code" } else { code });
+            let what = match (e.message(), code, status) {
+                (Some(m), c, _) if !c.is_empty() => format!("{m} ({c})"),
+                (Some(m), _, _) => m.to_owned(),
+                (None, c, _) if !c.is_empty() => c.to_owned(),
+                (None, _, Some(s)) => format!("HTTP {s}"),
+                (None, _, None) => "no error details".to_owned(),
+            };
+            let message = what;
             let kind = match (code, status) {
                 ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken", _) => {
                     ErrorKind::Auth
@@ -106,7 +113,7 @@ where
                 _ => ErrorKind::Other,
             };
             let message = if kind == ErrorKind::Auth {
-                format!("{message}; check the S3 access key and secret key")
+                format!("S3 rejected the credentials: {message}; check the access key, secret key and bucket permissions")
             } else {
                 message
             };

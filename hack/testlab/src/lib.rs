@@ -258,6 +258,127 @@ pub async fn fresh_namespace(client: &kube::Client, prefix: &str) -> Result<Stri
     Ok(name)
 }
 
+/// A private s3s-fs server (a real S3 with SigV4 and multipart) on a free loopback port, for tests
+/// that stop, restart or misconfigure S3 without disturbing the shared lab.
+pub struct S3Server {
+    pub port: u16,
+    pub root: PathBuf,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+    child: Option<std::process::Child>,
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("TRANSITION_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/transition"),
+        PathBuf::from,
+    )
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl S3Server {
+    /// Starts s3s-fs with fresh credentials and an empty `checkpoints` bucket.
+    pub fn start() -> Result<S3Server, LabError> {
+        let fail = |reason: String| LabError::Start { script: "s3s-fs".into(), reason };
+        let port = free_port().map_err(|e| fail(e.to_string()))?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let root = std::env::temp_dir().join(format!("s3s-{}-{nanos}", std::process::id()));
+        let bucket = "checkpoints".to_owned();
+        std::fs::create_dir_all(root.join(&bucket)).map_err(|e| fail(e.to_string()))?;
+        let mut server = S3Server {
+            port,
+            root,
+            access_key: format!("test{}", nanos % 1_000_000),
+            secret_key: format!("secret{nanos}"),
+            bucket,
+            child: None,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (data stays on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts (again) on the same port and folder; waits until it accepts connections.
+    pub fn restart(&mut self) -> Result<(), LabError> {
+        self.stop();
+        let bin = cache_dir().join("bin/s3s-fs");
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+            .arg(&self.root)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| LabError::Start { script: bin.display().to_string(), reason: e.to_string() })?;
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(LabError::Start { script: bin.display().to_string(), reason: "not accepting connections after 5 s".into() })
+    }
+
+    /// Path of an object's bytes on disk (s3s-fs keeps objects as plain files).
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.root.join(&self.bucket).join(key)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A real kubelet-format checkpoint archive made by `hack/make-checkpoint.sh` (runc + CRIU),
+/// generated once per lab and cached under `$TRANSITION_LAB_DIR/fixtures/<name>.tar`.
+/// `state_mib` > 0 makes the container hold that much state (a large archive).
+pub fn checkpoint_fixture(name: &str, state_mib: u32) -> Result<PathBuf, LabError> {
+    let dir = Lab::env_file().parent().map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf).join("fixtures");
+    let path = dir.join(format!("{name}.tar"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let script = repo_root().join("hack/make-checkpoint.sh");
+    let tmp_dir = dir.join(format!(".gen-{}-{name}", std::process::id()));
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(&tmp_dir)
+        .args(["--state-mib", &state_mib.to_string(), "--name", &format!("{name}.tar")])
+        .output()
+        .map_err(|e| LabError::Start { script: script.display().to_string(), reason: e.to_string() })?;
+    if !out.status.success() {
+        return Err(LabError::Start {
+            script: script.display().to_string(),
+            reason: String::from_utf8_lossy(&out.stderr).lines().rev().take(15).collect::<Vec<_>>().join(" | "),
+        });
+    }
+    std::fs::rename(tmp_dir.join(format!("{name}.tar")), &path)
+        .map_err(|e| LabError::ReadEnv { path: path.display().to_string(), source: e })?;
+    let _ = std::fs::remove_dir_all(&tmp_dir);
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
