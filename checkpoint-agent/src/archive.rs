@@ -46,7 +46,9 @@ pub fn classify(path: &Path) -> std::io::Result<Result<Candidate, Skip>> {
         return Ok(Err(Skip::NotRegular));
     }
     let Some(name) = name_os.to_str() else {
-        return Ok(Err(Skip::UnsafeName(name_os.to_string_lossy().into_owned())));
+        return Ok(Err(Skip::UnsafeName(
+            name_os.to_string_lossy().into_owned(),
+        )));
     };
     if transition_crds::storage::ArchiveKey::new("c", "n", name).is_err() {
         return Ok(Err(Skip::UnsafeName(name.to_owned())));
@@ -76,7 +78,10 @@ pub fn has_tar_end(path: &Path) -> std::io::Result<bool> {
 /// Opens a file for reading, refusing symlinks (O_NOFOLLOW).
 pub fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().read(true).custom_flags(nix_o_nofollow()).open(path)
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix_o_nofollow())
+        .open(path)
 }
 
 const fn nix_o_nofollow() -> i32 {
@@ -87,15 +92,21 @@ const fn nix_o_nofollow() -> i32 {
 /// Whether any process has `path` open for writing (scans `/proc/*/fd` and `fdinfo` flags).
 /// Processes we may not inspect are skipped.
 pub fn open_for_writing(path: &Path) -> bool {
-    let Ok(target) = std::fs::canonicalize(path) else { return false };
-    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    let Ok(target) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
     for proc_entry in procs.flatten() {
         let pid = proc_entry.file_name();
         if !pid.as_bytes().iter().all(u8::is_ascii_digit) {
             continue;
         }
         let fd_dir = proc_entry.path().join("fd");
-        let Ok(fds) = std::fs::read_dir(&fd_dir) else { continue };
+        let Ok(fds) = std::fs::read_dir(&fd_dir) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if std::fs::read_link(fd.path()).is_ok_and(|link| link == target) {
                 let info = proc_entry.path().join("fdinfo").join(fd.file_name());
@@ -110,7 +121,9 @@ pub fn open_for_writing(path: &Path) -> bool {
 
 /// Reads the `flags:` line of an fdinfo file; O_WRONLY (1) or O_RDWR (2) means writable.
 fn fd_is_writable(fdinfo: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(fdinfo) else { return false };
+    let Ok(text) = std::fs::read_to_string(fdinfo) else {
+        return false;
+    };
     text.lines()
         .find_map(|l| l.strip_prefix("flags:"))
         .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
@@ -131,7 +144,9 @@ mod tests {
         let mut header = tar::Header::new_gnu();
         header.set_size(3000);
         header.set_cksum();
-        builder.append_data(&mut header, "spec.dump", &data[..]).unwrap();
+        builder
+            .append_data(&mut header, "spec.dump", &data[..])
+            .unwrap();
         builder.into_inner().unwrap().flush().unwrap();
         assert!(has_tar_end(&full).unwrap());
 
@@ -153,12 +168,27 @@ mod tests {
         std::fs::write(d.join(".partial.tar"), b"x").unwrap();
         std::fs::write(d.join("notes.txt"), b"x").unwrap();
         assert!(classify(&d.join("ok.tar")).unwrap().is_ok());
-        assert_eq!(classify(&d.join("link.tar")).unwrap(), Err(Skip::NotRegular));
+        assert_eq!(
+            classify(&d.join("link.tar")).unwrap(),
+            Err(Skip::NotRegular)
+        );
         assert_eq!(classify(&d.join("dir.tar")).unwrap(), Err(Skip::NotRegular));
-        assert!(matches!(classify(&d.join("a b.tar")).unwrap(), Err(Skip::UnsafeName(_))));
-        assert!(matches!(classify(&d.join(OsStr::from_bytes(b"caf\xe9.tar"))).unwrap(), Err(Skip::UnsafeName(_))));
-        assert_eq!(classify(&d.join(".partial.tar")).unwrap(), Err(Skip::NotAnArchive));
-        assert_eq!(classify(&d.join("notes.txt")).unwrap(), Err(Skip::NotAnArchive));
+        assert!(matches!(
+            classify(&d.join("a b.tar")).unwrap(),
+            Err(Skip::UnsafeName(_))
+        ));
+        assert!(matches!(
+            classify(&d.join(OsStr::from_bytes(b"caf\xe9.tar"))).unwrap(),
+            Err(Skip::UnsafeName(_))
+        ));
+        assert_eq!(
+            classify(&d.join(".partial.tar")).unwrap(),
+            Err(Skip::NotAnArchive)
+        );
+        assert_eq!(
+            classify(&d.join("notes.txt")).unwrap(),
+            Err(Skip::NotAnArchive)
+        );
     }
 
     #[test]

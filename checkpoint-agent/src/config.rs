@@ -89,20 +89,36 @@ pub struct S3Args {
     pub endpoint: String,
     #[arg(long = "s3-region", env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
-    #[arg(long = "s3-bucket", env = "MINIO_BUCKET", default_value = "checkpoints")]
+    #[arg(
+        long = "s3-bucket",
+        env = "MINIO_BUCKET",
+        default_value = "checkpoints"
+    )]
     pub bucket: String,
     /// Access key (or `--s3-access-key-file`).
-    #[arg(long = "s3-access-key", env = "MINIO_ACCESS_KEY", hide_env_values = true)]
+    #[arg(
+        long = "s3-access-key",
+        env = "MINIO_ACCESS_KEY",
+        hide_env_values = true
+    )]
     pub access_key: Option<Secret>,
     #[arg(long = "s3-access-key-file", env = "MINIO_ACCESS_KEY_FILE")]
     pub access_key_file: Option<PathBuf>,
     /// Secret key (or `--s3-secret-key-file`).
-    #[arg(long = "s3-secret-key", env = "MINIO_SECRET_KEY", hide_env_values = true)]
+    #[arg(
+        long = "s3-secret-key",
+        env = "MINIO_SECRET_KEY",
+        hide_env_values = true
+    )]
     pub secret_key: Option<Secret>,
     #[arg(long = "s3-secret-key-file", env = "MINIO_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
     /// Timeout of one S3 request attempt, in seconds.
-    #[arg(long = "s3-timeout-seconds", env = "S3_TIMEOUT_SECONDS", default_value_t = 120)]
+    #[arg(
+        long = "s3-timeout-seconds",
+        env = "S3_TIMEOUT_SECONDS",
+        default_value_t = 120
+    )]
     pub timeout_seconds: u64,
 }
 
@@ -110,10 +126,18 @@ pub struct S3Args {
 #[derive(Args, Debug, Clone)]
 pub struct UploadArgs {
     /// Folder the kubelet writes archives to.
-    #[arg(long, env = "CHECKPOINT_DIR", default_value = "/var/lib/kubelet/checkpoints")]
+    #[arg(
+        long,
+        env = "CHECKPOINT_DIR",
+        default_value = "/var/lib/kubelet/checkpoints"
+    )]
     pub checkpoint_dir: PathBuf,
     /// Folder for in-progress upload records (resume after a restart).
-    #[arg(long, env = "AGENT_STATE_DIR", default_value = "/var/lib/checkpoint-agent")]
+    #[arg(
+        long,
+        env = "AGENT_STATE_DIR",
+        default_value = "/var/lib/checkpoint-agent"
+    )]
     pub state_dir: PathBuf,
     /// Multipart part size in MiB (archives up to this size go in one PUT).
     #[arg(long, env = "PART_SIZE_MIB", default_value_t = 16)]
@@ -145,13 +169,21 @@ pub struct HeartbeatArgs {
     #[arg(long, env = "CONTROLLER_URL", default_value = "")]
     pub controller_url: String,
     /// File holding the bearer token sent with each heartbeat.
-    #[arg(long, env = "HEARTBEAT_TOKEN_FILE")]
+    #[arg(long = "heartbeat-token-file", env = "HEARTBEAT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Milliseconds between heartbeats.
-    #[arg(long, env = "HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(
+        long = "heartbeat-interval-ms",
+        env = "HEARTBEAT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
     pub interval_ms: u64,
     /// Per-request timeout in milliseconds.
-    #[arg(long, env = "HEARTBEAT_TIMEOUT_MS", default_value_t = 800)]
+    #[arg(
+        long = "heartbeat-timeout-ms",
+        env = "HEARTBEAT_TIMEOUT_MS",
+        default_value_t = 800
+    )]
     pub timeout_ms: u64,
 }
 
@@ -159,7 +191,11 @@ pub struct HeartbeatArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("failed to read {what} from {path}: {source}")]
-    ReadFile { what: &'static str, path: String, source: std::io::Error },
+    ReadFile {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("failed to configure S3: {0} is not set (flag, env or *_FILE)")]
     Missing(&'static str),
 }
@@ -171,17 +207,27 @@ pub fn resolve_secret(
     file: Option<&PathBuf>,
 ) -> Result<Secret, ConfigError> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::ReadFile { what, path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            what,
+            path: path.display().to_string(),
+            source,
+        })?;
         return Ok(Secret::new(text.trim_end_matches(['\n', '\r'])));
     }
-    value.filter(|v| !v.is_empty()).cloned().ok_or(ConfigError::Missing(what))
+    value
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .ok_or(ConfigError::Missing(what))
 }
 
 impl S3Args {
     /// The endpoint with a scheme (the Go agent's `host:port` means http).
     pub fn endpoint_url(&self) -> String {
-        if self.endpoint.contains("://") { self.endpoint.clone() } else { format!("http://{}", self.endpoint) }
+        if self.endpoint.contains("://") {
+            self.endpoint.clone()
+        } else {
+            format!("http://{}", self.endpoint)
+        }
     }
 }
 
@@ -203,12 +249,21 @@ mod tests {
             "AKIA",
         ]);
         let text = format!("{cfg:?}");
-        assert!(!text.contains("hunter2") && !text.contains("AKIA"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("AKIA"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_bare_go_style_endpoint_gets_http() {
-        let cfg = Config::parse_from(["agent", "--node-name", "n", "--s3-endpoint", "10.0.0.1:31092"]);
+        let cfg = Config::parse_from([
+            "agent",
+            "--node-name",
+            "n",
+            "--s3-endpoint",
+            "10.0.0.1:31092",
+        ]);
         assert_eq!(cfg.s3.endpoint_url(), "http://10.0.0.1:31092");
     }
 
@@ -219,6 +274,9 @@ mod tests {
         std::fs::write(&path, "from-file\n").unwrap();
         let s = resolve_secret("secret key", Some(&Secret::new("from-env")), Some(&path)).unwrap();
         assert_eq!(s.expose(), "from-file");
-        assert!(matches!(resolve_secret("secret key", None, None), Err(ConfigError::Missing("secret key"))));
+        assert!(matches!(
+            resolve_secret("secret key", None, None),
+            Err(ConfigError::Missing("secret key"))
+        ));
     }
 }

@@ -16,7 +16,10 @@ use crate::node::NodeMeta;
 #[derive(Debug, thiserror::Error)]
 pub enum HeartbeatError {
     #[error("failed to read the heartbeat token file {path}: {source}")]
-    Token { path: String, source: std::io::Error },
+    Token {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("failed to build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
     #[error("failed to send heartbeat to {url}: {reason}")]
@@ -38,7 +41,13 @@ pub struct Load {
 }
 
 /// The payload (pure): the Go agent's fields plus agent version and last upload.
-pub fn payload(node_name: &str, meta: &NodeMeta, load: Load, last: Option<LastUpload>, now: Timestamp) -> Heartbeat {
+pub fn payload(
+    node_name: &str,
+    meta: &NodeMeta,
+    load: Load,
+    last: Option<LastUpload>,
+    now: Timestamp,
+) -> Heartbeat {
     Heartbeat {
         node: node_name.to_owned(),
         ip: meta.ip.clone(),
@@ -64,24 +73,43 @@ pub fn payload(node_name: &str, meta: &NodeMeta, load: Load, last: Option<LastUp
 
 /// Reads the bearer token (trimmed) from the token file, if one is configured.
 pub fn read_token(args: &HeartbeatArgs) -> Result<Option<Secret>, HeartbeatError> {
-    let Some(path) = &args.token_file else { return Ok(None) };
+    let Some(path) = &args.token_file else {
+        return Ok(None);
+    };
     std::fs::read_to_string(path)
         .map(|t| Some(Secret::new(t.trim())))
-        .map_err(|source| HeartbeatError::Token { path: path.display().to_string(), source })
+        .map_err(|source| HeartbeatError::Token {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Sends one heartbeat.
-pub async fn send(client: &reqwest::Client, url: &str, token: Option<&Secret>, body: &Heartbeat) -> Result<(), HeartbeatError> {
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&Secret>,
+    body: &Heartbeat,
+) -> Result<(), HeartbeatError> {
     let mut req = client.post(url).json(body);
     if let Some(t) = token {
         req = req.bearer_auth(t.expose());
     }
     let resp = req.send().await.map_err(|e| HeartbeatError::Send {
         url: url.to_owned(),
-        reason: if e.is_timeout() { "timed out".into() } else if e.is_connect() { "connection failed".into() } else { e.to_string() },
+        reason: if e.is_timeout() {
+            "timed out".into()
+        } else if e.is_connect() {
+            "connection failed".into()
+        } else {
+            e.to_string()
+        },
     })?;
     if !resp.status().is_success() {
-        return Err(HeartbeatError::Status { url: url.to_owned(), status: resp.status().as_u16() });
+        return Err(HeartbeatError::Status {
+            url: url.to_owned(),
+            status: resp.status().as_u16(),
+        });
     }
     Ok(())
 }
@@ -126,8 +154,13 @@ pub async fn run(
         let started = Instant::now();
         match send(&client, &args.controller_url, token.as_ref(), &body).await {
             Ok(()) => {
-                metrics.heartbeat_seconds.observe(started.elapsed().as_secs_f64());
-                metrics.heartbeats.get_or_create(&Label::of("delivered")).inc();
+                metrics
+                    .heartbeat_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics
+                    .heartbeats
+                    .get_or_create(&Label::of("delivered"))
+                    .inc();
                 debug!("heartbeat delivered");
                 last_warn = None;
             }
@@ -148,14 +181,48 @@ mod tests {
 
     #[test]
     fn the_payload_carries_every_go_field_and_our_additions() {
-        let meta = NodeMeta { cluster_name: "c1".into(), machine: "m1".into(), ip: "10.0.0.4".into(), ..Default::default() };
-        let last = LastUpload { key: "checkpoints/v1/c1/w1/a.tar".into(), bytes: 10, sha256: "ab".into(), at: None };
-        let hb = payload("w1", &meta, Load { cpus: 2, ..Default::default() }, Some(last), Timestamp::UNIX_EPOCH);
+        let meta = NodeMeta {
+            cluster_name: "c1".into(),
+            machine: "m1".into(),
+            ip: "10.0.0.4".into(),
+            ..Default::default()
+        };
+        let last = LastUpload {
+            key: "checkpoints/v1/c1/w1/a.tar".into(),
+            bytes: 10,
+            sha256: "ab".into(),
+            at: None,
+        };
+        let hb = payload(
+            "w1",
+            &meta,
+            Load {
+                cpus: 2,
+                ..Default::default()
+            },
+            Some(last),
+            Timestamp::UNIX_EPOCH,
+        );
         let json = serde_json::to_value(&hb).unwrap();
         for field in [
-            "node", "ip", "os", "arch", "cpus", "cpu_usage_percent", "mem_total_bytes", "mem_used_bytes", "ts",
-            "cluster_name", "cluster_namespace", "machine", "owner_kind", "owner_name", "provided_node_ip", "cri_socket",
-            "agent_version", "last_upload",
+            "node",
+            "ip",
+            "os",
+            "arch",
+            "cpus",
+            "cpu_usage_percent",
+            "mem_total_bytes",
+            "mem_used_bytes",
+            "ts",
+            "cluster_name",
+            "cluster_namespace",
+            "machine",
+            "owner_kind",
+            "owner_name",
+            "provided_node_ip",
+            "cri_socket",
+            "agent_version",
+            "last_upload",
         ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }

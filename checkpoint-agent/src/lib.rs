@@ -47,8 +47,16 @@ pub fn uploader(config: &Config, metrics: Arc<Metrics>) -> Result<Uploader, Conf
         endpoint: s3.endpoint_url(),
         region: s3.region.clone(),
         bucket: s3.bucket.clone(),
-        access_key: resolve_secret("S3 access key", s3.access_key.as_ref(), s3.access_key_file.as_ref())?,
-        secret_key: resolve_secret("S3 secret key", s3.secret_key.as_ref(), s3.secret_key_file.as_ref())?,
+        access_key: resolve_secret(
+            "S3 access key",
+            s3.access_key.as_ref(),
+            s3.access_key_file.as_ref(),
+        )?,
+        secret_key: resolve_secret(
+            "S3 secret key",
+            s3.secret_key.as_ref(),
+            s3.secret_key_file.as_ref(),
+        )?,
         timeout: Duration::from_secs(s3.timeout_seconds),
     });
     let up = &config.upload;
@@ -109,20 +117,35 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         delete_after_upload: config.upload.delete_after_upload,
         writer_check: !config.upload.no_writer_check,
     };
-    let mut watcher = ArchiveWatcher::new(watch_config, uploader, metrics.clone(), health.clone(), last_upload.clone());
+    let mut watcher = ArchiveWatcher::new(
+        watch_config,
+        uploader,
+        metrics.clone(),
+        health.clone(),
+        last_upload.clone(),
+    );
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
 
     if config.once {
         let (total, failed) = watcher.run_once(&abort).await;
         info!(total, failed, "one-shot upload finished");
-        return if failed == 0 { Ok(()) } else { Err(RunError::OnceFailed { failed, total }) };
+        return if failed == 0 {
+            Ok(())
+        } else {
+            Err(RunError::OnceFailed { failed, total })
+        };
     }
 
     let server_stop = stop.clone();
-    let server = tokio::spawn(server::serve(config.metrics_addr, metrics.clone(), health, async move {
-        server_stop.cancelled().await;
-    }));
+    let server = tokio::spawn(server::serve(
+        config.metrics_addr,
+        metrics.clone(),
+        health,
+        async move {
+            server_stop.cancelled().await;
+        },
+    ));
     let heartbeats = (!config.heartbeat.controller_url.is_empty()).then(|| {
         tokio::spawn(heartbeat::run(
             config.heartbeat.clone(),
@@ -143,8 +166,16 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let watch_result = match finished_early {
         Some(r) => r,
         None => {
-            info!(grace = config.shutdown_grace_seconds, "shutting down; letting the upload in progress finish");
-            match tokio::time::timeout(Duration::from_secs(config.shutdown_grace_seconds), &mut uploads).await {
+            info!(
+                grace = config.shutdown_grace_seconds,
+                "shutting down; letting the upload in progress finish"
+            );
+            match tokio::time::timeout(
+                Duration::from_secs(config.shutdown_grace_seconds),
+                &mut uploads,
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => {
                     warn!("grace period over; aborting the upload in progress");
@@ -154,10 +185,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             }
         }
     };
-    if let Some(h) = heartbeats {
-        if let Ok(Err(e)) = h.await {
-            warn!(error = %e, "heartbeats stopped with an error");
-        }
+    if let Some(h) = heartbeats
+        && let Ok(Err(e)) = h.await
+    {
+        warn!(error = %e, "heartbeats stopped with an error");
     }
     if let Ok(Err(e)) = server.await {
         warn!(error = %e, "metrics server stopped with an error");

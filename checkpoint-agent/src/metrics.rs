@@ -14,7 +14,9 @@ pub struct Label {
 
 impl Label {
     pub fn of(value: &str) -> Label {
-        Label { label: value.to_owned() }
+        Label {
+            label: value.to_owned(),
+        }
     }
 }
 
@@ -57,14 +59,42 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         registry.register("uploads", "Archives handled, by outcome", m.uploads.clone());
-        registry.register("upload_failures", "Upload failures, by kind", m.failures.clone());
-        registry.register("uploaded_bytes", "Bytes uploaded as object data", m.uploaded_bytes.clone());
-        registry.register("read_bytes", "Archive bytes read from local disk", m.read_bytes.clone());
-        registry.register("s3_requests", "S3 requests attempted", m.s3_requests.clone());
-        registry.register("resumed_parts", "Parts reused from an earlier run", m.resumed_parts.clone());
-        registry.register("skipped_files", "Files never uploaded, by reason", m.skipped_files.clone());
+        registry.register(
+            "upload_failures",
+            "Upload failures, by kind",
+            m.failures.clone(),
+        );
+        registry.register(
+            "uploaded_bytes",
+            "Bytes uploaded as object data",
+            m.uploaded_bytes.clone(),
+        );
+        registry.register(
+            "read_bytes",
+            "Archive bytes read from local disk",
+            m.read_bytes.clone(),
+        );
+        registry.register(
+            "s3_requests",
+            "S3 requests attempted",
+            m.s3_requests.clone(),
+        );
+        registry.register(
+            "resumed_parts",
+            "Parts reused from an earlier run",
+            m.resumed_parts.clone(),
+        );
+        registry.register(
+            "skipped_files",
+            "Files never uploaded, by reason",
+            m.skipped_files.clone(),
+        );
         registry.register("heartbeats", "Heartbeats, by result", m.heartbeats.clone());
-        registry.register("heartbeat_latency_seconds", "Heartbeat round trip", m.heartbeat_seconds.clone());
+        registry.register(
+            "heartbeat_latency_seconds",
+            "Heartbeat round trip",
+            m.heartbeat_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

@@ -48,7 +48,11 @@ pub fn from_node(node: &Node) -> NodeMeta {
 /// Fills blanks of `from_api` with the flags.
 pub fn merge(from_api: NodeMeta, args: &NodeArgs) -> NodeMeta {
     let or = |a: String, b: &str| if a.is_empty() { b.to_owned() } else { a };
-    NodeMeta { cluster_name: or(from_api.cluster_name, &args.cluster_name), ip: or(from_api.ip, &args.node_ip), ..from_api }
+    NodeMeta {
+        cluster_name: or(from_api.cluster_name, &args.cluster_name),
+        ip: or(from_api.ip, &args.node_ip),
+        ..from_api
+    }
 }
 
 /// Node metadata from the API server (bounded by a 5 s timeout), else from the flags alone.
@@ -74,14 +78,22 @@ async fn fetch(args: &NodeArgs) -> Result<Node, String> {
     let client = match &args.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            let cfg = kube::Config::from_custom_kubeconfig(
+                kc,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             kube::Client::try_from(cfg).map_err(|e| e.to_string())?
         }
-        None => kube::Client::try_default().await.map_err(|e| e.to_string())?,
+        None => kube::Client::try_default()
+            .await
+            .map_err(|e| e.to_string())?,
     };
-    kube::Api::<Node>::all(client).get(&args.node_name).await.map_err(|e| e.to_string())
+    kube::Api::<Node>::all(client)
+        .get(&args.node_name)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -112,6 +124,9 @@ mod tests {
         let merged = merge(meta, &args);
         assert_eq!(merged.cluster_name, "cluster1-azure", "the API wins");
         let flags_only = merge(NodeMeta::default(), &args);
-        assert_eq!((flags_only.cluster_name.as_str(), flags_only.ip.as_str()), ("from-flag", "1.2.3.4"));
+        assert_eq!(
+            (flags_only.cluster_name.as_str(), flags_only.ip.as_str()),
+            ("from-flag", "1.2.3.4")
+        );
     }
 }

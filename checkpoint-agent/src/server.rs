@@ -22,14 +22,20 @@ struct AppState {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("failed to bind the metrics server to {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("failed to serve HTTP: {0}")]
     Serve(#[source] std::io::Error),
 }
 
 async fn ready(State(s): State<AppState>) -> (StatusCode, &'static str) {
     if s.health.s3_auth_failed.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "S3 rejected the credentials; uploads paused")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "S3 rejected the credentials; uploads paused",
+        )
     } else {
         (StatusCode::OK, "ok")
     }
@@ -38,7 +44,10 @@ async fn ready(State(s): State<AppState>) -> (StatusCode, &'static str) {
 async fn render_metrics(State(s): State<AppState>) -> (StatusCode, String) {
     match s.metrics.render() {
         Ok(text) => (StatusCode::OK, text),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to encode metrics: {e}")),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to encode metrics: {e}"),
+        ),
     }
 }
 
@@ -54,6 +63,11 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .route("/metrics", get(render_metrics))
         .with_state(AppState { metrics, health });
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServerError::Serve)
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve)
 }

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, timeout::TimeoutConfig};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, timeout::TimeoutConfig,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
@@ -86,10 +88,22 @@ where
     match err {
         SdkError::TimeoutError(_) => (ErrorKind::Transient, "request timed out".into()),
         SdkError::DispatchFailure(e) => {
-            let why = if e.is_timeout() { "connect timed out" } else if e.is_io() { "connection failed" } else { "request could not be sent" };
-            (ErrorKind::Transient, format!("could not reach the endpoint: {why}"))
+            let why = if e.is_timeout() {
+                "connect timed out"
+            } else if e.is_io() {
+                "connection failed"
+            } else {
+                "request could not be sent"
+            };
+            (
+                ErrorKind::Transient,
+                format!("could not reach the endpoint: {why}"),
+            )
         }
-        SdkError::ResponseError(_) => (ErrorKind::Transient, "the response could not be read".into()),
+        SdkError::ResponseError(_) => (
+            ErrorKind::Transient,
+            "the response could not be read".into(),
+        ),
         SdkError::ServiceError(service) => {
             let e = service.err();
             let code = e.code().unwrap_or("");
@@ -102,18 +116,29 @@ where
             };
             let message = what;
             let kind = match (code, status) {
-                ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken", _) => {
-                    ErrorKind::Auth
-                }
+                (
+                    "AccessDenied"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "InvalidToken"
+                    | "ExpiredToken",
+                    _,
+                ) => ErrorKind::Auth,
                 (_, Some(401 | 403)) => ErrorKind::Auth,
                 ("NoSuchUpload", _) => ErrorKind::NoSuchUpload,
-                ("NoSuchKey" | "NotFound" | "NoSuchBucket", _) | (_, Some(404)) => ErrorKind::NotFound,
-                ("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout", _) => ErrorKind::Transient,
+                ("NoSuchKey" | "NotFound" | "NoSuchBucket", _) | (_, Some(404)) => {
+                    ErrorKind::NotFound
+                }
+                ("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout", _) => {
+                    ErrorKind::Transient
+                }
                 (_, Some(s)) if s >= 500 || s == 429 => ErrorKind::Transient,
                 _ => ErrorKind::Other,
             };
             let message = if kind == ErrorKind::Auth {
-                format!("S3 rejected the credentials: {message}; check the access key, secret key and bucket permissions")
+                format!(
+                    "S3 rejected the credentials: {message}; check the access key, secret key and bucket permissions"
+                )
             } else {
                 message
             };
@@ -147,7 +172,10 @@ impl ObjectStore {
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .build();
-        ObjectStore { client: aws_sdk_s3::Client::from_conf(s3), bucket: config.bucket.clone() }
+        ObjectStore {
+            client: aws_sdk_s3::Client::from_conf(s3),
+            bucket: config.bucket.clone(),
+        }
     }
 
     pub fn bucket(&self) -> &str {
@@ -159,25 +187,47 @@ impl ObjectStore {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let (kind, message) = classify(e);
-        StoreError { op, bucket: self.bucket.clone(), key: key.to_owned(), kind, message }
+        StoreError {
+            op,
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            kind,
+            message,
+        }
     }
 
     /// Size and user metadata of `key`, or `None` when it does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(ObjectInfo {
                 size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
                 metadata: out.metadata().cloned().unwrap_or_default(),
             })),
             Err(e) => {
                 let err = self.err("inspect", key, &e);
-                if err.kind == ErrorKind::NotFound { Ok(None) } else { Err(err) }
+                if err.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
             }
         }
     }
 
     /// Writes `body` to `key` in one request (atomically visible).
-    pub async fn put(&self, key: &str, body: Bytes, metadata: HashMap<String, String>) -> Result<(), StoreError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), StoreError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -192,7 +242,11 @@ impl ObjectStore {
     }
 
     /// Starts a multipart upload; returns its id.
-    pub async fn create_multipart(&self, key: &str, metadata: HashMap<String, String>) -> Result<String, StoreError> {
+    pub async fn create_multipart(
+        &self,
+        key: &str,
+        metadata: HashMap<String, String>,
+    ) -> Result<String, StoreError> {
         let out = self
             .client
             .create_multipart_upload()
@@ -203,17 +257,25 @@ impl ObjectStore {
             .send()
             .await
             .map_err(|e| self.err("start a multipart upload of", key, &e))?;
-        out.upload_id().map(str::to_owned).ok_or_else(|| StoreError {
-            op: "start a multipart upload of",
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-            kind: ErrorKind::Other,
-            message: "the server returned no upload id".into(),
-        })
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError {
+                op: "start a multipart upload of",
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+                kind: ErrorKind::Other,
+                message: "the server returned no upload id".into(),
+            })
     }
 
     /// Uploads part `number` (1-based); returns its ETag.
-    pub async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes) -> Result<String, StoreError> {
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String, StoreError> {
         let out = self
             .client
             .upload_part()
@@ -229,7 +291,11 @@ impl ObjectStore {
     }
 
     /// Parts the server already has for `upload_id`, in order.
-    pub async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>, StoreError> {
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartInfo>, StoreError> {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -260,7 +326,12 @@ impl ObjectStore {
     }
 
     /// Completes a multipart upload: the object becomes visible, whole, at once.
-    pub async fn complete(&self, key: &str, upload_id: &str, parts: &[(i32, String)]) -> Result<(), StoreError> {
+    pub async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), StoreError> {
         let completed = parts
             .iter()
             .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
@@ -270,7 +341,11 @@ impl ObjectStore {
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
             .send()
             .await
             .map(|_| ())
@@ -291,7 +366,11 @@ impl ObjectStore {
     }
 
     /// Replaces the user metadata of `key` (a server-side copy onto itself; no bytes travel).
-    pub async fn replace_metadata(&self, key: &str, metadata: HashMap<String, String>) -> Result<(), StoreError> {
+    pub async fn replace_metadata(
+        &self,
+        key: &str,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), StoreError> {
         self.client
             .copy_object()
             .bucket(&self.bucket)
@@ -320,7 +399,11 @@ impl ObjectStore {
                 .send()
                 .await
                 .map_err(|e| self.err("list", prefix, &e))?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
             match out.next_continuation_token() {
                 Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_owned()),
                 _ => break,

@@ -40,7 +40,11 @@ const MAX_PARTS: u64 = 10_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Bytes were sent; `resumed_parts` came from an earlier, interrupted run.
-    Uploaded { bytes: u64, sha256: String, resumed_parts: u32 },
+    Uploaded {
+        bytes: u64,
+        sha256: String,
+        resumed_parts: u32,
+    },
     /// The same archive was already complete in S3; nothing was read or sent.
     AlreadyPresent { sha256: String },
     /// The object was complete but lacked its sha256 (a crash just before recording it):
@@ -58,9 +62,9 @@ impl Outcome {
     }
     pub fn sha256(&self) -> &str {
         match self {
-            Outcome::Uploaded { sha256, .. } | Outcome::AlreadyPresent { sha256 } | Outcome::MetadataCompleted { sha256 } => {
-                sha256
-            }
+            Outcome::Uploaded { sha256, .. }
+            | Outcome::AlreadyPresent { sha256 }
+            | Outcome::MetadataCompleted { sha256 } => sha256,
         }
     }
 }
@@ -69,15 +73,25 @@ impl Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("failed to read archive {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("failed to upload {path}: it changed while being read (size {before} -> {after})")]
-    Changed { path: String, before: u64, after: u64 },
+    Changed {
+        path: String,
+        before: u64,
+        after: u64,
+    },
     #[error("failed to upload {key}: stopped by shutdown; the multipart upload was aborted")]
     Cancelled { key: String },
     #[error("failed to record upload progress in {path}: {source}")]
-    State { path: String, source: std::io::Error },
+    State {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl UploadError {
@@ -132,7 +146,11 @@ fn mtime_ns(t: SystemTime) -> u128 {
 
 /// Runs `op` up to `max_attempts` times while it fails transiently, sleeping 200 ms, 400 ms, …
 /// (capped at 10 s, with jitter) in between.
-pub async fn with_retry<T, F, Fut>(metrics: &Metrics, max_attempts: u32, mut op: F) -> Result<T, StoreError>
+pub async fn with_retry<T, F, Fut>(
+    metrics: &Metrics,
+    max_attempts: u32,
+    mut op: F,
+) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -144,7 +162,9 @@ where
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_retryable() && attempt < max_attempts.max(1) => {
-                let spread = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() % 1000);
+                let spread = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos() % 1000);
                 let jitter = delay.mul_f64(f64::from(spread) / 2000.0);
                 warn!(error = %e, attempt, retry_in = ?(delay + jitter), "S3 request failed; retrying");
                 tokio::time::sleep(delay + jitter).await;
@@ -158,7 +178,11 @@ where
 
 impl Uploader {
     pub fn new(store: ObjectStore, config: UploaderConfig, metrics: Arc<Metrics>) -> Uploader {
-        Uploader { store, config, metrics }
+        Uploader {
+            store,
+            config,
+            metrics,
+        }
     }
 
     pub fn store(&self) -> &ObjectStore {
@@ -176,27 +200,40 @@ impl Uploader {
 
     fn record_path(&self, key: &str) -> PathBuf {
         let digest = hex::encode(Sha256::digest(key.as_bytes()));
-        self.config.state_dir.join(format!("upload-{}.json", &digest[..32]))
+        self.config
+            .state_dir
+            .join(format!("upload-{}.json", &digest[..32]))
     }
 
     /// Uploads `candidate` to `key` (see the module docs). `cancel` stops a multipart upload
     /// between parts and aborts it.
-    pub async fn upload(&self, candidate: &Candidate, key: &ArchiveKey, cancel: &CancellationToken) -> Result<Outcome, UploadError> {
+    pub async fn upload(
+        &self,
+        candidate: &Candidate,
+        key: &ArchiveKey,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, UploadError> {
         let key_s = key.to_string();
         let meta = Self::base_metadata(key, candidate);
         let m = &self.metrics;
         let head = with_retry(m, self.config.max_attempts, || self.store.head(&key_s)).await?;
         if let Some(info) = head {
-            let same = info.size == candidate.size && info.metadata.get(META_SOURCE_MTIME) == meta.get(META_SOURCE_MTIME);
+            let same = info.size == candidate.size
+                && info.metadata.get(META_SOURCE_MTIME) == meta.get(META_SOURCE_MTIME);
             if same {
                 if let Some(sha) = info.metadata.get(META_SHA256) {
                     debug!(key = %key_s, "already uploaded");
-                    return Ok(Outcome::AlreadyPresent { sha256: sha.clone() });
+                    return Ok(Outcome::AlreadyPresent {
+                        sha256: sha.clone(),
+                    });
                 }
                 let sha = self.hash_file(candidate).await?;
                 let mut full = meta.clone();
                 full.insert(META_SHA256.to_owned(), sha.clone());
-                with_retry(m, self.config.max_attempts, || self.store.replace_metadata(&key_s, full.clone())).await?;
+                with_retry(m, self.config.max_attempts, || {
+                    self.store.replace_metadata(&key_s, full.clone())
+                })
+                .await?;
                 info!(key = %key_s, "recorded the sha256 of an already complete object");
                 return Ok(Outcome::MetadataCompleted { sha256: sha });
             }
@@ -210,16 +247,25 @@ impl Uploader {
     }
 
     async fn open(&self, c: &Candidate) -> Result<tokio::fs::File, UploadError> {
-        let file = crate::archive::open_no_follow(&c.path).map_err(|source| read_err(&c.path, source))?;
+        let file =
+            crate::archive::open_no_follow(&c.path).map_err(|source| read_err(&c.path, source))?;
         Ok(tokio::fs::File::from_std(file))
     }
 
     /// Reads exactly `len` bytes (fewer only at end of file).
-    async fn read_chunk(&self, file: &mut tokio::fs::File, len: usize, path: &Path) -> Result<Bytes, UploadError> {
+    async fn read_chunk(
+        &self,
+        file: &mut tokio::fs::File,
+        len: usize,
+        path: &Path,
+    ) -> Result<Bytes, UploadError> {
         let mut buf = BytesMut::zeroed(len);
         let mut filled = 0;
         while filled < len {
-            let n = file.read(&mut buf[filled..]).await.map_err(|source| read_err(path, source))?;
+            let n = file
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|source| read_err(path, source))?;
             if n == 0 {
                 break;
             }
@@ -243,16 +289,34 @@ impl Uploader {
         Ok(hex::encode(hasher.finalize()))
     }
 
-    async fn put_whole(&self, c: &Candidate, key: &str, mut meta: HashMap<String, String>) -> Result<Outcome, UploadError> {
+    async fn put_whole(
+        &self,
+        c: &Candidate,
+        key: &str,
+        mut meta: HashMap<String, String>,
+    ) -> Result<Outcome, UploadError> {
         let mut file = self.open(c).await?;
-        let body = self.read_chunk(&mut file, usize::try_from(c.size).unwrap_or(usize::MAX), &c.path).await?;
+        let body = self
+            .read_chunk(
+                &mut file,
+                usize::try_from(c.size).unwrap_or(usize::MAX),
+                &c.path,
+            )
+            .await?;
         ensure_unchanged(c, body.len() as u64)?;
         let sha = hex::encode(Sha256::digest(&body));
         meta.insert(META_SHA256.to_owned(), sha.clone());
         let bytes = body.len() as u64;
-        with_retry(&self.metrics, self.config.max_attempts, || self.store.put(key, body.clone(), meta.clone())).await?;
+        with_retry(&self.metrics, self.config.max_attempts, || {
+            self.store.put(key, body.clone(), meta.clone())
+        })
+        .await?;
         self.metrics.uploaded_bytes.inc_by(bytes);
-        Ok(Outcome::Uploaded { bytes, sha256: sha, resumed_parts: 0 })
+        Ok(Outcome::Uploaded {
+            bytes,
+            sha256: sha,
+            resumed_parts: 0,
+        })
     }
 
     async fn multipart(
@@ -265,15 +329,28 @@ impl Uploader {
         let part_size = self.config.part_size.max(c.size.div_ceil(MAX_PARTS));
         let total_parts = c.size.div_ceil(part_size);
         let record_path = self.record_path(key);
-        let wanted = UploadRecord { key: key.to_owned(), upload_id: String::new(), size: c.size, mtime_ns: mtime_ns(c.mtime), part_size };
+        let wanted = UploadRecord {
+            key: key.to_owned(),
+            upload_id: String::new(),
+            size: c.size,
+            mtime_ns: mtime_ns(c.mtime),
+            part_size,
+        };
 
         // Resume what the server already has from an interrupted run of the same file.
         let mut resumed: Vec<(i32, String)> = Vec::new();
         let mut upload_id = None;
         if let Some(old) = read_record(&record_path) {
-            let same_file = UploadRecord { upload_id: old.upload_id.clone(), ..wanted.clone() } == old;
+            let same_file = UploadRecord {
+                upload_id: old.upload_id.clone(),
+                ..wanted.clone()
+            } == old;
             if same_file {
-                match with_retry(&self.metrics, self.config.max_attempts, || self.store.list_parts(key, &old.upload_id)).await {
+                match with_retry(&self.metrics, self.config.max_attempts, || {
+                    self.store.list_parts(key, &old.upload_id)
+                })
+                .await
+                {
                     Ok(parts) => {
                         for (i, p) in parts.iter().enumerate() {
                             let expected = u64::try_from(i).unwrap_or(u64::MAX) + 1;
@@ -298,34 +375,61 @@ impl Uploader {
         let upload_id = match upload_id {
             Some(id) => id,
             None => {
-                let id = with_retry(&self.metrics, self.config.max_attempts, || self.store.create_multipart(key, meta.clone())).await?;
-                write_record(&record_path, &UploadRecord { upload_id: id.clone(), ..wanted.clone() })?;
+                let id = with_retry(&self.metrics, self.config.max_attempts, || {
+                    self.store.create_multipart(key, meta.clone())
+                })
+                .await?;
+                write_record(
+                    &record_path,
+                    &UploadRecord {
+                        upload_id: id.clone(),
+                        ..wanted.clone()
+                    },
+                )?;
                 id
             }
         };
         let resumed_parts = u32::try_from(resumed.len()).unwrap_or(u32::MAX);
         if resumed_parts > 0 {
-            info!(key, resumed_parts, total_parts, "resuming an interrupted multipart upload");
+            info!(
+                key,
+                resumed_parts, total_parts, "resuming an interrupted multipart upload"
+            );
             self.metrics.resumed_parts.inc_by(u64::from(resumed_parts));
         }
 
-        let result = self.send_parts(c, key, &upload_id, part_size, resumed, cancel).await;
+        let result = self
+            .send_parts(c, key, &upload_id, part_size, resumed, cancel)
+            .await;
         let (etags, sha, sent) = match result {
             Ok(v) => v,
             Err(e) => {
-                if matches!(e, UploadError::Cancelled { .. } | UploadError::Changed { .. }) {
+                if matches!(
+                    e,
+                    UploadError::Cancelled { .. } | UploadError::Changed { .. }
+                ) {
                     let _ = self.store.abort(key, &upload_id).await;
                     let _ = std::fs::remove_file(&record_path);
                 }
                 return Err(e);
             }
         };
-        with_retry(&self.metrics, self.config.max_attempts, || self.store.complete(key, &upload_id, &etags)).await?;
+        with_retry(&self.metrics, self.config.max_attempts, || {
+            self.store.complete(key, &upload_id, &etags)
+        })
+        .await?;
         let mut full = meta;
         full.insert(META_SHA256.to_owned(), sha.clone());
-        with_retry(&self.metrics, self.config.max_attempts, || self.store.replace_metadata(key, full.clone())).await?;
+        with_retry(&self.metrics, self.config.max_attempts, || {
+            self.store.replace_metadata(key, full.clone())
+        })
+        .await?;
         let _ = std::fs::remove_file(&record_path);
-        Ok(Outcome::Uploaded { bytes: sent, sha256: sha, resumed_parts })
+        Ok(Outcome::Uploaded {
+            bytes: sent,
+            sha256: sha,
+            resumed_parts,
+        })
     }
 
     /// Reads the file once: re-hashes the resumed prefix, then hashes and uploads the rest.
@@ -353,7 +457,9 @@ impl Uploader {
         let mut number = i32::try_from(etags.len()).unwrap_or(i32::MAX);
         loop {
             if cancel.is_cancelled() {
-                return Err(UploadError::Cancelled { key: key.to_owned() });
+                return Err(UploadError::Cancelled {
+                    key: key.to_owned(),
+                });
             }
             let chunk = self.read_chunk(&mut file, chunk_len, &c.path).await?;
             if chunk.is_empty() {
@@ -362,11 +468,22 @@ impl Uploader {
             read_total += chunk.len() as u64;
             hasher = hash_in_background(hasher, chunk.clone()).await;
             number += 1;
-            let (store, metrics, attempts) = (self.store.clone(), self.metrics.clone(), self.config.max_attempts);
-            let (part_key, part_upload, n, len) = (key.to_owned(), upload_id.to_owned(), number, chunk.len() as u64);
+            let (store, metrics, attempts) = (
+                self.store.clone(),
+                self.metrics.clone(),
+                self.config.max_attempts,
+            );
+            let (part_key, part_upload, n, len) = (
+                key.to_owned(),
+                upload_id.to_owned(),
+                number,
+                chunk.len() as u64,
+            );
             in_flight.push(async move {
-                let etag =
-                    with_retry(&metrics, attempts, || store.upload_part(&part_key, &part_upload, n, chunk.clone())).await?;
+                let etag = with_retry(&metrics, attempts, || {
+                    store.upload_part(&part_key, &part_upload, n, chunk.clone())
+                })
+                .await?;
                 metrics.uploaded_bytes.inc_by(len);
                 Ok::<_, StoreError>((n, etag, len))
             });
@@ -421,15 +538,24 @@ async fn hash_in_background(mut hasher: Sha256, chunk: Bytes) -> Sha256 {
 }
 
 fn read_err(path: &Path, source: std::io::Error) -> UploadError {
-    UploadError::Read { path: path.display().to_string(), source }
+    UploadError::Read {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// The archive must still have the size and mtime it had when it was judged complete.
 fn ensure_unchanged(c: &Candidate, read: u64) -> Result<(), UploadError> {
     let meta = std::fs::symlink_metadata(&c.path).map_err(|source| read_err(&c.path, source))?;
-    let now_mtime = meta.modified().map_err(|source| read_err(&c.path, source))?;
+    let now_mtime = meta
+        .modified()
+        .map_err(|source| read_err(&c.path, source))?;
     if meta.len() != c.size || read != c.size || now_mtime != c.mtime {
-        return Err(UploadError::Changed { path: c.path.display().to_string(), before: c.size, after: meta.len().max(read) });
+        return Err(UploadError::Changed {
+            path: c.path.display().to_string(),
+            before: c.size,
+            after: meta.len().max(read),
+        });
     }
     Ok(())
 }
@@ -440,7 +566,10 @@ fn read_record(path: &Path) -> Option<UploadRecord> {
 }
 
 fn write_record(path: &Path, record: &UploadRecord) -> Result<(), UploadError> {
-    let fail = |source| UploadError::State { path: path.display().to_string(), source };
+    let fail = |source| UploadError::State {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }

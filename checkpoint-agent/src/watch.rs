@@ -81,12 +81,22 @@ pub struct ArchiveWatcher {
 }
 
 fn backoff(failures: u32) -> Duration {
-    let factor = 1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX);
-    Duration::from_secs(2).saturating_mul(factor).min(MAX_BACKOFF)
+    let factor = 1u32
+        .checked_shl(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    Duration::from_secs(2)
+        .saturating_mul(factor)
+        .min(MAX_BACKOFF)
 }
 
 impl ArchiveWatcher {
-    pub fn new(config: WatchConfig, uploader: Uploader, metrics: Arc<Metrics>, health: Arc<Health>, last_upload: LastUploadCell) -> Self {
+    pub fn new(
+        config: WatchConfig,
+        uploader: Uploader,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        last_upload: LastUploadCell,
+    ) -> Self {
         ArchiveWatcher {
             config,
             uploader,
@@ -123,7 +133,13 @@ impl ArchiveWatcher {
                             t.state = State::Settling { since: now };
                         }
                         None => {
-                            self.tracked.insert(path, Tracked { candidate: c, state: State::Settling { since: now } });
+                            self.tracked.insert(
+                                path,
+                                Tracked {
+                                    candidate: c,
+                                    state: State::Settling { since: now },
+                                },
+                            );
                         }
                     }
                 }
@@ -135,7 +151,10 @@ impl ArchiveWatcher {
                             Skip::UnsafeName(_) => "unsafe_name",
                             Skip::NotAnArchive => "not_archive",
                         };
-                        self.metrics.skipped_files.get_or_create(&Label::of(reason)).inc();
+                        self.metrics
+                            .skipped_files
+                            .get_or_create(&Label::of(reason))
+                            .inc();
                         warn!(path = %path.display(), reason, "not uploading this file");
                         self.warned.insert(path, skip);
                     }
@@ -186,7 +205,9 @@ impl ArchiveWatcher {
 
     /// Uploads one tracked archive and records the result.
     async fn process(&mut self, path: &Path, cancel: &CancellationToken) {
-        let Some(t) = self.tracked.get(path) else { return };
+        let Some(t) = self.tracked.get(path) else {
+            return;
+        };
         let candidate = t.candidate.clone();
         let failures = match t.state {
             State::Retry { failures, .. } => failures,
@@ -197,18 +218,24 @@ impl ArchiveWatcher {
             Ok(Ok(now)) if now == candidate => {}
             _ => {
                 if let Some(t) = self.tracked.get_mut(path) {
-                    t.state = State::Settling { since: Instant::now() };
+                    t.state = State::Settling {
+                        since: Instant::now(),
+                    };
                 }
                 return;
             }
         }
         if !self.complete(&candidate) {
             if let Some(t) = self.tracked.get_mut(path) {
-                t.state = State::Settling { since: Instant::now() };
+                t.state = State::Settling {
+                    since: Instant::now(),
+                };
             }
             return;
         }
-        let Some(key) = self.key_for(&candidate) else { return };
+        let Some(key) = self.key_for(&candidate) else {
+            return;
+        };
         let result = self.uploader.upload(&candidate, &key, cancel).await;
         let next = self.record(&candidate, &key, result, failures).await;
         if let Some(t) = self.tracked.get_mut(path) {
@@ -216,10 +243,19 @@ impl ArchiveWatcher {
         }
     }
 
-    async fn record(&mut self, c: &Candidate, key: &ArchiveKey, result: Result<Outcome, UploadError>, failures: u32) -> State {
+    async fn record(
+        &mut self,
+        c: &Candidate,
+        key: &ArchiveKey,
+        result: Result<Outcome, UploadError>,
+        failures: u32,
+    ) -> State {
         match result {
             Ok(outcome) => {
-                self.metrics.uploads.get_or_create(&outcome_label(&outcome)).inc();
+                self.metrics
+                    .uploads
+                    .get_or_create(&outcome_label(&outcome))
+                    .inc();
                 self.health.s3_auth_failed.store(false, Ordering::Relaxed);
                 self.paused_until = None;
                 info!(key = %key, outcome = outcome.label(), bytes = c.size, sha256 = outcome.sha256(), "archive in S3");
@@ -237,22 +273,33 @@ impl ArchiveWatcher {
                 State::Done
             }
             Err(e) => {
-                self.metrics.failures.get_or_create(&Label::of(e.kind())).inc();
+                self.metrics
+                    .failures
+                    .get_or_create(&Label::of(e.kind()))
+                    .inc();
                 let failures = failures.saturating_add(1);
                 if e.is_auth() {
                     if !self.health.s3_auth_failed.swap(true, Ordering::Relaxed) {
                         error!(error = %e, pause = ?AUTH_PAUSE, "S3 rejected the credentials; pausing all uploads");
                     }
                     self.paused_until = Some(Instant::now() + AUTH_PAUSE);
-                    return State::Retry { at: Instant::now() + AUTH_PAUSE, failures };
+                    return State::Retry {
+                        at: Instant::now() + AUTH_PAUSE,
+                        failures,
+                    };
                 }
                 if matches!(e, UploadError::Changed { .. }) {
                     info!(path = %c.path.display(), "archive changed during upload; waiting for it to settle");
-                    return State::Settling { since: Instant::now() };
+                    return State::Settling {
+                        since: Instant::now(),
+                    };
                 }
                 let delay = backoff(failures);
                 warn!(error = %e, failures, retry_in = ?delay, "upload failed; will retry");
-                State::Retry { at: Instant::now() + delay, failures }
+                State::Retry {
+                    at: Instant::now() + delay,
+                    failures,
+                }
             }
         }
     }
@@ -260,20 +307,31 @@ impl ArchiveWatcher {
     /// Deletes the local archive only after HEAD shows the same size and sha256 in S3.
     async fn delete_verified(&self, c: &Candidate, key: &ArchiveKey, sha256: &str) {
         match self.uploader.store().head(&key.to_string()).await {
-            Ok(Some(info)) if info.size == c.size && info.metadata.get(META_SHA256).map(String::as_str) == Some(sha256) => {
+            Ok(Some(info))
+                if info.size == c.size
+                    && info.metadata.get(META_SHA256).map(String::as_str) == Some(sha256) =>
+            {
                 match std::fs::remove_file(&c.path) {
-                    Ok(()) => info!(path = %c.path.display(), "deleted the local archive after a verified upload"),
-                    Err(e) => warn!(path = %c.path.display(), error = %e, "failed to delete the uploaded archive"),
+                    Ok(()) => {
+                        info!(path = %c.path.display(), "deleted the local archive after a verified upload")
+                    }
+                    Err(e) => {
+                        warn!(path = %c.path.display(), error = %e, "failed to delete the uploaded archive")
+                    }
                 }
             }
-            other => warn!(key = %key, result = ?other.map(|o| o.map(|i| i.size)), "upload not verified; keeping the local archive"),
+            other => {
+                warn!(key = %key, result = ?other.map(|o| o.map(|i| i.size)), "upload not verified; keeping the local archive")
+            }
         }
     }
 
     /// Uploads every complete archive present now (no settle wait); returns (handled, failed).
     pub async fn run_once(&mut self, cancel: &CancellationToken) -> (usize, usize) {
         self.scan();
-        let long_ago = Instant::now().checked_sub(self.config.settle).unwrap_or_else(Instant::now);
+        let long_ago = Instant::now()
+            .checked_sub(self.config.settle)
+            .unwrap_or_else(Instant::now);
         for t in self.tracked.values_mut() {
             t.state = State::Settling { since: long_ago };
         }
@@ -289,18 +347,28 @@ impl ArchiveWatcher {
     }
 
     /// Runs until `stop` (finishing the upload in progress) or `abort` (cancelling it).
-    pub async fn run(mut self, stop: CancellationToken, abort: CancellationToken) -> Result<(), WatchError> {
+    pub async fn run(
+        mut self,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Result<(), WatchError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if res.is_ok() {
                 let _ = tx.try_send(());
             }
         })
-        .map_err(|source| WatchError::Notify { dir: self.config.dir.display().to_string(), source })?;
+        .map_err(|source| WatchError::Notify {
+            dir: self.config.dir.display().to_string(),
+            source,
+        })?;
         let mut watching = false;
-        let tick = (self.config.settle / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let tick =
+            (self.config.settle / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut ticker = tokio::time::interval(tick);
-        let mut last_scan = Instant::now().checked_sub(self.config.rescan).unwrap_or_else(Instant::now);
+        let mut last_scan = Instant::now()
+            .checked_sub(self.config.rescan)
+            .unwrap_or_else(Instant::now);
         let mut dirty = true;
         info!(dir = %self.config.dir.display(), cluster = %self.config.cluster, node = %self.config.node, "watching for checkpoint archives");
         loop {

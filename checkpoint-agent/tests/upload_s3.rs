@@ -1,6 +1,11 @@
 //! The uploader against a REAL s3s-fs (SigV4, multipart) with REAL archives made by runc + CRIU.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 mod common;
 
@@ -24,19 +29,46 @@ async fn small_and_large_archives_arrive_whole_with_their_sha256_in_metadata() {
         let path = archive_in(dir.path(), fixture, pod);
         let c = candidate(&path);
         let key = ArchiveKey::new("cluster1-azure", "worker-1", &c.name).unwrap();
-        let outcome = up.upload(&c, &key, &CancellationToken::new()).await.unwrap();
+        let outcome = up
+            .upload(&c, &key, &CancellationToken::new())
+            .await
+            .unwrap();
         let local = sha256_file(&path);
-        assert!(matches!(outcome, Outcome::Uploaded { bytes, .. } if bytes == c.size), "{outcome:?}");
+        assert!(
+            matches!(outcome, Outcome::Uploaded { bytes, .. } if bytes == c.size),
+            "{outcome:?}"
+        );
         assert_eq!(outcome.sha256(), local);
-        assert_eq!(sha256_file(&s3.object_path(&key.to_string())), local, "the stored bytes are the archive");
+        assert_eq!(
+            sha256_file(&s3.object_path(&key.to_string())),
+            local,
+            "the stored bytes are the archive"
+        );
         let head = up.store().head(&key.to_string()).await.unwrap().unwrap();
         assert_eq!(head.metadata.get(META_SHA256), Some(&local));
         assert_eq!(head.size, c.size);
     }
-    let large = std::fs::metadata(dir.path().join("checkpoint-large_default-counter-2026-11-21T10:00:00Z.tar")).unwrap().len();
-    assert!(large > 100 << 20, "the large archive is over 100 MiB ({large} bytes)");
-    let small = std::fs::metadata(dir.path().join("checkpoint-small_default-counter-2026-11-21T10:00:00Z.tar")).unwrap().len();
-    assert_eq!(metrics.read_bytes.get(), large + small, "each archive was read from disk exactly once");
+    let large = std::fs::metadata(
+        dir.path()
+            .join("checkpoint-large_default-counter-2026-11-21T10:00:00Z.tar"),
+    )
+    .unwrap()
+    .len();
+    assert!(
+        large > 100 << 20,
+        "the large archive is over 100 MiB ({large} bytes)"
+    );
+    let small = std::fs::metadata(
+        dir.path()
+            .join("checkpoint-small_default-counter-2026-11-21T10:00:00Z.tar"),
+    )
+    .unwrap()
+    .len();
+    assert_eq!(
+        metrics.read_bytes.get(),
+        large + small,
+        "each archive was read from disk exactly once"
+    );
 }
 
 #[tokio::test]
@@ -47,14 +79,20 @@ async fn a_second_run_reads_and_sends_nothing() {
     let c = candidate(&path);
     let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
     let first = Arc::new(Metrics::default());
-    uploader(&s3, &dir.path().join("state"), 8, first).upload(&c, &key, &CancellationToken::new()).await.unwrap();
+    uploader(&s3, &dir.path().join("state"), 8, first)
+        .upload(&c, &key, &CancellationToken::new())
+        .await
+        .unwrap();
 
     let second = Arc::new(Metrics::default());
     let outcome = uploader(&s3, &dir.path().join("state"), 8, second.clone())
         .upload(&c, &key, &CancellationToken::new())
         .await
         .unwrap();
-    assert!(matches!(outcome, Outcome::AlreadyPresent { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::AlreadyPresent { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(second.uploaded_bytes.get(), 0, "no bytes sent");
     assert_eq!(second.read_bytes.get(), 0, "the archive was not even read");
     assert_eq!(second.s3_requests.get(), 1, "one HEAD, no download");
@@ -76,7 +114,11 @@ async fn an_upload_waits_out_an_s3_outage_and_completes() {
     s3.restart().unwrap();
     let outcome = task.await.unwrap().unwrap();
     assert_eq!(outcome.sha256(), sha256_file(&path));
-    assert!(metrics.s3_requests.get() > 2, "it retried ({} requests)", metrics.s3_requests.get());
+    assert!(
+        metrics.s3_requests.get() > 2,
+        "it retried ({} requests)",
+        metrics.s3_requests.get()
+    );
 }
 
 #[tokio::test]
@@ -93,11 +135,27 @@ async fn wrong_credentials_fail_at_once_with_a_clear_error() {
         parallelism: 4,
         max_attempts: 8,
     };
-    let up = checkpoint_agent::upload::Uploader::new(store(&s3, "not-the-secret"), config, metrics.clone());
-    let err = up.upload(&c, &key, &CancellationToken::new()).await.unwrap_err();
+    let up = checkpoint_agent::upload::Uploader::new(
+        store(&s3, "not-the-secret"),
+        config,
+        metrics.clone(),
+    );
+    let err = up
+        .upload(&c, &key, &CancellationToken::new())
+        .await
+        .unwrap_err();
     assert!(err.is_auth(), "{err}");
-    let UploadError::Store(e) = &err else { panic!("{err:?}") };
+    let UploadError::Store(e) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(e.kind, ErrorKind::Auth);
-    assert!(err.to_string().contains("credentials") && err.to_string().contains(&key.to_string()), "{err}");
-    assert_eq!(metrics.s3_requests.get(), 1, "no retry of a credential error");
+    assert!(
+        err.to_string().contains("credentials") && err.to_string().contains(&key.to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        metrics.s3_requests.get(),
+        1,
+        "no retry of a credential error"
+    );
 }

@@ -1,5 +1,11 @@
 //! Shared helpers: a private real s3s-fs, real CRIU-made archives, and an uploader wired to them.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +25,9 @@ pub const LARGE: (&str, u32) = ("large-110mib", 110);
 /// A fixture archive copied into `dir` under a kubelet-style name.
 pub fn archive_in(dir: &Path, fixture: (&str, u32), pod: &str) -> PathBuf {
     let src = checkpoint_fixture(fixture.0, fixture.1).unwrap();
-    let path = dir.join(format!("checkpoint-{pod}_default-counter-2026-11-21T10:00:00Z.tar"));
+    let path = dir.join(format!(
+        "checkpoint-{pod}_default-counter-2026-11-21T10:00:00Z.tar"
+    ));
     std::fs::copy(&src, &path).unwrap();
     path
 }
@@ -36,7 +44,12 @@ pub fn store(s3: &S3Server, secret: &str) -> ObjectStore {
 }
 
 pub fn uploader(s3: &S3Server, state: &Path, part_mib: u64, metrics: Arc<Metrics>) -> Uploader {
-    let config = UploaderConfig { state_dir: state.to_path_buf(), part_size: part_mib << 20, parallelism: 4, max_attempts: 8 };
+    let config = UploaderConfig {
+        state_dir: state.to_path_buf(),
+        part_size: part_mib << 20,
+        parallelism: 4,
+        max_attempts: 8,
+    };
     Uploader::new(store(s3, &s3.secret_key), config, metrics)
 }
 
@@ -55,7 +68,10 @@ pub fn sha256_file(path: &Path) -> String {
 pub async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -277,15 +277,22 @@ fn cache_dir() -> PathBuf {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl S3Server {
     /// Starts s3s-fs with fresh credentials and an empty `checkpoints` bucket.
     pub fn start() -> Result<S3Server, LabError> {
-        let fail = |reason: String| LabError::Start { script: "s3s-fs".into(), reason };
+        let fail = |reason: String| LabError::Start {
+            script: "s3s-fs".into(),
+            reason,
+        };
         let port = free_port().map_err(|e| fail(e.to_string()))?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let root = std::env::temp_dir().join(format!("s3s-{}-{nanos}", std::process::id()));
         let bucket = "checkpoints".to_owned();
         std::fs::create_dir_all(root.join(&bucket)).map_err(|e| fail(e.to_string()))?;
@@ -320,13 +327,21 @@ impl S3Server {
         let bin = cache_dir().join("bin/s3s-fs");
         let child = Command::new(&bin)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+            .args([
+                "--access-key",
+                &self.access_key,
+                "--secret-key",
+                &self.secret_key,
+            ])
             .arg(&self.root)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .map_err(|e| LabError::Start { script: bin.display().to_string(), reason: e.to_string() })?;
+            .map_err(|e| LabError::Start {
+                script: bin.display().to_string(),
+                reason: e.to_string(),
+            })?;
         self.child = Some(child);
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -334,7 +349,10 @@ impl S3Server {
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
-        Err(LabError::Start { script: bin.display().to_string(), reason: "not accepting connections after 5 s".into() })
+        Err(LabError::Start {
+            script: bin.display().to_string(),
+            reason: "not accepting connections after 5 s".into(),
+        })
     }
 
     /// Path of an object's bytes on disk (s3s-fs keeps objects as plain files).
@@ -354,7 +372,10 @@ impl Drop for S3Server {
 /// generated once per lab and cached under `$TRANSITION_LAB_DIR/fixtures/<name>.tar`.
 /// `state_mib` > 0 makes the container hold that much state (a large archive).
 pub fn checkpoint_fixture(name: &str, state_mib: u32) -> Result<PathBuf, LabError> {
-    let dir = Lab::env_file().parent().map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf).join("fixtures");
+    let dir = Lab::env_file()
+        .parent()
+        .map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf)
+        .join("fixtures");
     let path = dir.join(format!("{name}.tar"));
     if path.exists() {
         return Ok(path);
@@ -364,17 +385,32 @@ pub fn checkpoint_fixture(name: &str, state_mib: u32) -> Result<PathBuf, LabErro
     let out = Command::new("bash")
         .arg(&script)
         .arg(&tmp_dir)
-        .args(["--state-mib", &state_mib.to_string(), "--name", &format!("{name}.tar")])
+        .args([
+            "--state-mib",
+            &state_mib.to_string(),
+            "--name",
+            &format!("{name}.tar"),
+        ])
         .output()
-        .map_err(|e| LabError::Start { script: script.display().to_string(), reason: e.to_string() })?;
+        .map_err(|e| LabError::Start {
+            script: script.display().to_string(),
+            reason: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(LabError::Start {
             script: script.display().to_string(),
-            reason: String::from_utf8_lossy(&out.stderr).lines().rev().take(15).collect::<Vec<_>>().join(" | "),
+            reason: String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .join(" | "),
         });
     }
-    std::fs::rename(tmp_dir.join(format!("{name}.tar")), &path)
-        .map_err(|e| LabError::ReadEnv { path: path.display().to_string(), source: e })?;
+    std::fs::rename(tmp_dir.join(format!("{name}.tar")), &path).map_err(|e| LabError::ReadEnv {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     let _ = std::fs::remove_dir_all(&tmp_dir);
     Ok(path)
 }
