@@ -245,7 +245,7 @@ up() {
     return 0
   fi
   down_all
-  rm -rf "$LAB/clusters" "$LAB/s3" "$LAB/registry" "$LAB/git" "$ENV_FILE"
+  rm -rf "$LAB/clusters" "$LAB/s3" "$LAB/registry" "$LAB/git" "$LAB/fixtures" "$ENV_FILE"
   local c
   for b in kube-apiserver s3s-fs criu; do
     [ -x "$TRANSITION_BIN/$b" ] || die "$TRANSITION_BIN/$b missing: run hack/install.sh first"
