@@ -1,6 +1,11 @@
 //! Node metadata read from a Node object on the lab's REAL kube-apiserver (source cluster).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use checkpoint_agent::config::NodeArgs;
 use k8s_openapi::api::core::v1::Node;
@@ -22,7 +27,10 @@ async fn cluster_api_annotations_of_the_node_name_the_cluster_in_heartbeats() {
             "cluster.x-k8s.io/owner-name": "cluster1-md-0"}}
     }))
     .unwrap();
-    Api::<Node>::all(client).create(&PostParams::default(), &node).await.unwrap();
+    Api::<Node>::all(client)
+        .create(&PostParams::default(), &node)
+        .await
+        .unwrap();
     let args = NodeArgs {
         node_name: name.clone(),
         cluster_name: "flag-cluster".into(),
@@ -31,12 +39,24 @@ async fn cluster_api_annotations_of_the_node_name_the_cluster_in_heartbeats() {
         no_kube: false,
     };
     let meta = checkpoint_agent::node::resolve(&args).await;
-    assert_eq!(meta.cluster_name, "cluster1-azure", "the annotation wins over the flag");
+    assert_eq!(
+        meta.cluster_name, "cluster1-azure",
+        "the annotation wins over the flag"
+    );
     assert_eq!(meta.machine, "cluster1-md-0-abc");
     assert_eq!(meta.owner_kind, "MachineSet");
-    assert_eq!(meta.ip, "192.0.2.10", "no InternalIP on the Node: the flag fills in");
+    assert_eq!(
+        meta.ip, "192.0.2.10",
+        "no InternalIP on the Node: the flag fills in"
+    );
 
-    let missing = NodeArgs { node_name: "no-such-node".into(), ..args };
+    let missing = NodeArgs {
+        node_name: "no-such-node".into(),
+        ..args
+    };
     let fallback = checkpoint_agent::node::resolve(&missing).await;
-    assert_eq!(fallback.cluster_name, "flag-cluster", "an unreadable Node falls back to flags");
+    assert_eq!(
+        fallback.cluster_name, "flag-cluster",
+        "an unreadable Node falls back to flags"
+    );
 }
