@@ -78,3 +78,17 @@ wait_for() {
   done
   log "$what ready in $((SECONDS - start))s"
 }
+
+# make_busybox_rootfs DIR — a minimal root filesystem: busybox-static and its applets (relative
+# links, so they resolve inside a container). Stands in for the base image of the lab's workloads.
+make_busybox_rootfs() {
+  local rootfs="$1" bb applet
+  bb=$(command -v busybox || true)
+  [ -n "$bb" ] && file -L "$bb" 2>/dev/null | grep -q "statically linked" || bb=/bin/busybox
+  [ -x "$bb" ] || die "busybox-static missing: run hack/install.sh criu"
+  mkdir -p "$rootfs"/{bin,proc,sys,dev,tmp,etc}
+  cp "$bb" "$rootfs/bin/busybox"
+  for applet in $("$rootfs/bin/busybox" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+  done
+}

@@ -30,9 +30,6 @@ done
 CRIU="${LAB_CRIU:-$TRANSITION_BIN/criu}"
 [ -x "$CRIU" ] || die "CRIU not installed ($CRIU): run hack/install.sh criu"
 command -v runc >/dev/null || die "runc not installed: run hack/install.sh criu"
-BUSYBOX=$(command -v busybox || true)
-[ -n "$BUSYBOX" ] && file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || BUSYBOX=/bin/busybox
-[ -x "$BUSYBOX" ] || die "busybox-static missing: run hack/install.sh criu"
 
 mkdir -p "$out"
 work=$(mktemp -d /tmp/make-checkpoint.XXXXXX)
@@ -48,9 +45,7 @@ trap cleanup EXIT
 
 # Root filesystem: busybox-static and its applets.
 rootfs="$work/bundle/rootfs"
-mkdir -p "$rootfs"/{bin,proc,sys,dev,tmp,etc}
-cp "$BUSYBOX" "$rootfs/bin/busybox"
-for applet in $("$rootfs/bin/busybox" --list); do [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"; done
+make_busybox_rootfs "$rootfs"
 touch "$work/marker"
 sleep 0.01
 
@@ -78,7 +73,7 @@ runc --root "$work/runc" --criu "$CRIU" run -d --bundle "$work/bundle" "$id" < <
 
 # Let the counter run (and the state fill up) before checkpointing.
 deadline=$((SECONDS + 60))
-until [ -s "$rootfs/tmp/count" ] && [ "$(cat "$rootfs/tmp/count")" -ge 5 ]; do
+until [ -s "$rootfs/tmp/count" ] && [ "$(cat "$rootfs/tmp/count")" -ge 20 ]; do
   [ $SECONDS -lt $deadline ] || die "container counter did not start"
   sleep 0.1
 done

@@ -1,12 +1,14 @@
 //! transition-operator: the management-cluster operator.
 //!
 //! Modules: [`config`] (the one clap struct), [`policy`] (pure ClusterPolicy logic),
-//! [`controller`] (the ClusterPolicy reconciler), [`crd_install`], [`metrics`], [`server`]
+//! [`controller`] (the ClusterPolicy reconciler), [`crd_install`], [`image`] (checkpoint OCI
+//! images), [`metrics`], [`server`]
 //! (/healthz, /metrics), [`telemetry`].
 
 pub mod config;
 pub mod controller;
 pub mod crd_install;
+pub mod image;
 pub mod metrics;
 pub mod policy;
 pub mod server;

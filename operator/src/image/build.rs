@@ -1,0 +1,357 @@
+//! Builds a checkpoint OCI image from a kubelet checkpoint archive and pushes it, streaming:
+//! the archive is read ONCE, validated (see [`super::archive`]) and hashed on a blocking thread
+//! while its bytes are uploaded as the single layer in chunks (OCI distribution chunked upload).
+//! The manifest is written only if validation passed. Memory stays bounded by a few chunks
+//! whatever the archive size.
+//!
+//! Layer: the archive bytes as they are (`application/vnd.oci.image.layer.v1.tar`,
+//! uncompressed: see docs/benchmarks.md for the measurement behind that choice), so the layer
+//! digest equals the archive's sha256 that the agent recorded in S3.
+//!
+//! Annotations (CRI-O and containerd/checkpointctl keys) are written on the manifest AND on the
+//! image index's manifest descriptor and the index itself, so every reader finds them at the level
+//! it reads. The tag names the index; everything downstream uses `host/repo@sha256:<index>`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::archive::{self, ArchiveError, ArchiveInfo, Limits};
+use super::registry::{Registry, RegistryError};
+
+pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// CRI-O's checkpoint-image annotation (value: container name).
+pub const CRIO_CHECKPOINT_NAME: &str = "io.kubernetes.cri-o.annotations.checkpoint.name";
+/// containerd / checkpointctl annotations.
+pub const CRIU_CONTAINER_NAME: &str = "org.criu.checkpoint.container.name";
+pub const CRIU_ROOTFS_IMAGE_NAME: &str = "org.criu.checkpoint.rootfsImageName";
+pub const CRIU_ROOTFS_IMAGE_ID: &str = "org.criu.checkpoint.rootfsImageID";
+pub const CRIU_POD_NAME: &str = "org.criu.checkpoint.pod.name";
+pub const CRIU_POD_NAMESPACE: &str = "org.criu.checkpoint.pod.namespace";
+pub const CRIU_RUNTIME_NAME: &str = "org.criu.checkpoint.runtime.name";
+pub const CRIU_ENGINE_NAME: &str = "org.criu.checkpoint.engine.name";
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct ImageSpec {
+    /// Repository inside the registry, e.g. `checkpoints/default/counter-7d9f5-counter`.
+    pub repo: String,
+    /// Immutable tag (see [`timestamp_tag`]).
+    pub tag: String,
+    /// Optional moving tag (e.g. `latest`), never used by the operator itself.
+    pub moving_tag: Option<String>,
+    /// Bytes per PATCH.
+    pub chunk_size: usize,
+    pub limits: Limits,
+    /// The archive's sha256 if known (from S3 metadata): when the registry has that blob, the
+    /// layer is not uploaded again (the archive is still read to validate it).
+    pub known_digest: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+}
+
+/// The pushed image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedImage {
+    /// `host/repo@sha256:…` (the index digest): what status and Git record.
+    pub reference: String,
+    pub tag: String,
+    pub index_digest: String,
+    pub manifest_digest: String,
+    pub layer_digest: String,
+    pub layer_size: u64,
+    /// The layer was already in the registry and was not sent.
+    pub layer_reused: bool,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Why no image was pushed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("failed to build the image: the archive names no container (config.dump `name`, spec.dump annotations)")]
+    NoContainerName,
+    #[error("failed to build the image: the archive's sha256 {actual} differs from the recorded {expected}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("failed to build the image: the archive reader stopped: {0}")]
+    Reader(String),
+}
+
+/// `ckpt-YYYYMMDDTHHMMSSZ` from an RFC 3339 time (tags allow only `[A-Za-z0-9_.-]`).
+pub fn timestamp_tag(rfc3339: &str) -> String {
+    let compact: String = rfc3339.chars().take(19).filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("ckpt-{compact}Z")
+}
+
+/// OCI architecture name of this machine.
+pub fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// The annotations both runtimes need (pure).
+pub fn annotations(info: &ArchiveInfo, created: &str) -> Result<BTreeMap<String, String>, ImageError> {
+    let name = info.container_name.clone().ok_or(ImageError::NoContainerName)?;
+    let mut a = BTreeMap::from([
+        (CRIO_CHECKPOINT_NAME.to_owned(), name.clone()),
+        (CRIU_CONTAINER_NAME.to_owned(), name),
+        ("org.opencontainers.image.created".to_owned(), created.to_owned()),
+    ]);
+    let optional = [
+        (CRIU_ROOTFS_IMAGE_NAME, &info.rootfs_image_name),
+        (CRIU_ROOTFS_IMAGE_ID, &info.rootfs_image_id),
+        (CRIU_POD_NAME, &info.pod_name),
+        (CRIU_POD_NAMESPACE, &info.pod_namespace),
+        (CRIU_RUNTIME_NAME, &info.runtime),
+        (CRIU_ENGINE_NAME, &info.engine),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            a.insert(key.to_owned(), v.clone());
+        }
+    }
+    Ok(a)
+}
+
+/// A reader that forwards everything it reads, in chunks, and hashes it.
+struct Tee<R> {
+    inner: R,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    buf: BytesMut,
+    chunk: usize,
+    hasher: Sha256,
+    total: u64,
+}
+
+impl<R: Read> Tee<R> {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buf.split().freeze();
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::other("the upload stopped taking data"))
+    }
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        if n == 0 {
+            self.flush_chunk()?;
+            return Ok(0);
+        }
+        self.hasher.update(&out[..n]);
+        self.total += n as u64;
+        self.buf.extend_from_slice(&out[..n]);
+        if self.buf.len() >= self.chunk {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+}
+
+/// What the reading thread found.
+struct ReadResult {
+    info: Result<ArchiveInfo, ArchiveError>,
+    digest: String,
+    size: u64,
+}
+
+/// Builds and pushes the checkpoint image of the archive read from `source`.
+pub async fn build_and_push<R>(registry: &Registry, source: R, spec: &ImageSpec) -> Result<PushedImage, ImageError>
+where
+    R: Read + Send + 'static,
+{
+    let repo = spec.repo.as_str();
+    let reuse = match &spec.known_digest {
+        Some(d) => registry.blob_exists(repo, d).await?,
+        None => false,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let limits = spec.limits;
+    let read_chunk = (1 << 20).min(spec.chunk_size.max(1));
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut tee = Tee { inner: source, tx, buf: BytesMut::with_capacity(read_chunk), chunk: read_chunk, hasher: Sha256::new(), total: 0 };
+        let info = archive::validate(&mut tee, limits);
+        if info.is_ok() {
+            // The tar end marker may be followed by padding: the layer is the whole archive.
+            if let Err(e) = std::io::copy(&mut tee, &mut std::io::sink()) {
+                return ReadResult { info: Err(ArchiveError::Read(e)), digest: String::new(), size: 0 };
+            }
+        }
+        let _ = tee.flush_chunk();
+        let digest = format!("sha256:{}", hex::encode(tee.hasher.finalize()));
+        ReadResult { info, digest, size: tee.total }
+    });
+
+    let mut location: Option<String> = None;
+    let mut offset = 0u64;
+    let mut pending = BytesMut::new();
+    let mut upload_error = None;
+    while let Some(chunk) = rx.recv().await {
+        if reuse || upload_error.is_some() {
+            continue;
+        }
+        pending.extend_from_slice(&chunk);
+        if pending.len() >= spec.chunk_size {
+            let body = pending.split().freeze();
+            match send_chunk(registry, repo, &mut location, offset, body).await {
+                Ok(n) => offset += n,
+                Err(e) => upload_error = Some(e),
+            }
+        }
+    }
+    if !reuse && upload_error.is_none() && !pending.is_empty() {
+        let body = pending.split().freeze();
+        match send_chunk(registry, repo, &mut location, offset, body).await {
+            Ok(n) => offset += n,
+            Err(e) => upload_error = Some(e),
+        }
+    }
+    let read = reader.await.map_err(|e| ImageError::Reader(e.to_string()))?;
+    let abandon = |loc: &Option<String>| {
+        let loc = loc.clone();
+        async move {
+            if let Some(l) = loc {
+                registry.cancel_upload(repo, &l).await;
+            }
+        }
+    };
+    let info = match read.info {
+        Ok(info) => info,
+        Err(e) => {
+            abandon(&location).await;
+            return Err(e.into());
+        }
+    };
+    if let Some(e) = upload_error {
+        abandon(&location).await;
+        return Err(e.into());
+    }
+    if let Some(expected) = &spec.known_digest
+        && expected != &read.digest
+    {
+        abandon(&location).await;
+        return Err(ImageError::DigestMismatch { expected: expected.clone(), actual: read.digest });
+    }
+    let annotations = annotations(&info, &spec.created)?;
+    if !reuse {
+        let loc = match location {
+            Some(l) => l,
+            // An empty archive cannot pass validation; keep the type system honest anyway.
+            None => registry.start_upload(repo).await?,
+        };
+        registry.finish_upload(repo, &loc, &read.digest).await?;
+    }
+    debug_assert!(reuse || offset == read.size);
+
+    let arch = oci_arch();
+    let config = json!({
+        "created": spec.created,
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [read.digest]},
+        "history": [{"created": spec.created, "created_by": "transition-operator: kubelet checkpoint archive as one layer"}],
+    });
+    let config_bytes = Bytes::from(serde_json::to_vec(&config).unwrap_or_default());
+    let config_digest = registry.put_blob(repo, config_bytes.clone()).await?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_bytes.len()},
+        "layers": [{"mediaType": MEDIA_LAYER_TAR, "digest": read.digest, "size": read.size}],
+        "annotations": annotations,
+    });
+    let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());
+    let manifest_digest = super::registry::digest_of(&manifest_bytes);
+    registry.put_manifest(repo, &manifest_digest, MEDIA_MANIFEST, manifest_bytes.clone()).await?;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_INDEX,
+        "manifests": [{
+            "mediaType": MEDIA_MANIFEST,
+            "digest": manifest_digest,
+            "size": manifest_bytes.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+            "annotations": annotations,
+        }],
+        "annotations": annotations,
+    });
+    let index_bytes = Bytes::from(serde_json::to_vec(&index).unwrap_or_default());
+    let index_digest = registry.put_manifest(repo, &spec.tag, MEDIA_INDEX, index_bytes.clone()).await?;
+    if let Some(moving) = &spec.moving_tag {
+        registry.put_manifest(repo, moving, MEDIA_INDEX, index_bytes).await?;
+    }
+    Ok(PushedImage {
+        reference: format!("{}/{repo}@{index_digest}", registry.host()),
+        tag: spec.tag.clone(),
+        index_digest,
+        manifest_digest,
+        layer_digest: read.digest,
+        layer_size: read.size,
+        layer_reused: reuse,
+        annotations,
+    })
+}
+
+/// PATCHes one chunk, opening the upload session first if needed; returns the bytes sent.
+async fn send_chunk(
+    registry: &Registry,
+    repo: &str,
+    location: &mut Option<String>,
+    offset: u64,
+    body: Bytes,
+) -> Result<u64, RegistryError> {
+    let loc = match location.take() {
+        Some(l) => l,
+        None => registry.start_upload(repo).await?,
+    };
+    let n = body.len() as u64;
+    let next = registry.patch_chunk(repo, &loc, offset, body).await?;
+    *location = Some(next);
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_from_timestamps_are_valid_and_sortable() {
+        assert_eq!(timestamp_tag("2026-11-22T00:31:05Z"), "ckpt-20261122T003105Z");
+        assert_eq!(timestamp_tag("2026-11-22T00:31:05.123456+00:00"), "ckpt-20261122T003105Z");
+    }
+
+    #[test]
+    fn annotations_carry_both_runtimes_keys_and_only_known_values() {
+        let info = ArchiveInfo {
+            container_name: Some("counter".into()),
+            rootfs_image_name: Some("docker.io/library/busybox:1.36".into()),
+            pod_name: Some("counter-7d9f5".into()),
+            ..ArchiveInfo::default()
+        };
+        let a = annotations(&info, "2026-11-22T00:00:00Z").unwrap();
+        assert_eq!(a.get(CRIO_CHECKPOINT_NAME).map(String::as_str), Some("counter"));
+        assert_eq!(a.get(CRIU_CONTAINER_NAME).map(String::as_str), Some("counter"));
+        assert_eq!(a.get(CRIU_ROOTFS_IMAGE_NAME).map(String::as_str), Some("docker.io/library/busybox:1.36"));
+        assert_eq!(a.get(CRIU_POD_NAME).map(String::as_str), Some("counter-7d9f5"));
+        assert!(!a.contains_key(CRIU_POD_NAMESPACE), "unknown values are left out, not empty");
+        assert!(matches!(annotations(&ArchiveInfo::default(), "t"), Err(ImageError::NoContainerName)));
+    }
+}
