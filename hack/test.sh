@@ -7,6 +7,8 @@ cd "$REPO_ROOT"
 # Persistent build cache outside the clone keeps warm runs fast.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TRANSITION_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Tests find scripts in THIS checkout (not one baked in by another clone sharing the build cache).
+export TRANSITION_REPO_ROOT="$REPO_ROOT"
 
 log "installing prerequisites (cached under $TRANSITION_CACHE)"
 bash hack/install.sh all

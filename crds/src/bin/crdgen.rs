@@ -10,8 +10,9 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Config {
-    /// Folder the YAML files are written to.
-    #[arg(long, env = "CRDGEN_OUT", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/yaml"))]
+    /// Folder the YAML files are written to (relative to the working directory: run from the
+    /// repository root, as `cargo run --bin crdgen` does there).
+    #[arg(long, env = "CRDGEN_OUT", default_value = "crds/yaml")]
     out: PathBuf,
     /// Compare instead of writing; exit 1 on any difference.
     #[arg(long, env = "CRDGEN_CHECK")]

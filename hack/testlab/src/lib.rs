@@ -74,8 +74,17 @@ pub struct ClusterEndpoint {
     pub kubeconfig: PathBuf,
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// The checkout the tests run from: `$TRANSITION_REPO_ROOT`, else the nearest ancestor of the
+/// working directory holding `hack/lab.sh`. Found at run time on purpose: a compile-time path
+/// would point into whichever clone first built this crate in a shared target folder.
+pub fn repo_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("TRANSITION_REPO_ROOT") {
+        return PathBuf::from(root);
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    cwd.ancestors()
+        .find(|d| d.join("hack/lab.sh").is_file())
+        .map_or(cwd.clone(), Path::to_path_buf)
 }
 
 /// `mgmt` → `MGMT`, `cluster-2` → `CLUSTER_2`.
@@ -377,6 +386,17 @@ pub fn checkpoint_fixture(name: &str, state_mib: u32) -> Result<PathBuf, LabErro
         .map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf)
         .join("fixtures");
     let path = dir.join(format!("{name}.tar"));
+    if path.exists() {
+        return Ok(path);
+    }
+    // One generator at a time across test processes; the others wait and reuse its archive.
+    let lock_err = |e: std::io::Error| LabError::ReadEnv {
+        path: dir.display().to_string(),
+        source: e,
+    };
+    std::fs::create_dir_all(&dir).map_err(lock_err)?;
+    let lock = std::fs::File::create(dir.join(format!(".{name}.lock"))).map_err(lock_err)?;
+    lock.lock().map_err(lock_err)?;
     if path.exists() {
         return Ok(path);
     }

@@ -24,7 +24,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_total_bytes: 64 << 30, max_entries: 100_000, max_dump_bytes: 4 << 20 }
+        Limits {
+            max_total_bytes: 64 << 30,
+            max_entries: 100_000,
+            max_dump_bytes: 4 << 20,
+        }
     }
 }
 
@@ -57,7 +61,10 @@ pub struct ArchiveInfo {
 
 /// Normalises an entry path (`./a/b` → `a/b`) and checks it stays inside the archive.
 fn safe_path(raw: &Path, entry: &str) -> Result<PathBuf, ArchiveError> {
-    let bad = |reason: &str| ArchiveError::Entry { entry: entry.to_owned(), reason: reason.to_owned() };
+    let bad = |reason: &str| ArchiveError::Entry {
+        entry: entry.to_owned(),
+        reason: reason.to_owned(),
+    };
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
@@ -93,18 +100,35 @@ fn link_stays_inside(link: &Path, target: &Path) -> bool {
     true
 }
 
-fn read_small<R: Read>(entry: &mut R, limit: u64, name: &str) -> Result<serde_json::Value, ArchiveError> {
+fn read_small<R: Read>(
+    entry: &mut R,
+    limit: u64,
+    name: &str,
+) -> Result<serde_json::Value, ArchiveError> {
     let mut buf = Vec::new();
-    entry.take(limit + 1).read_to_end(&mut buf).map_err(ArchiveError::Read)?;
+    entry
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(ArchiveError::Read)?;
     if buf.len() as u64 > limit {
-        return Err(ArchiveError::Entry { entry: name.to_owned(), reason: format!("is larger than {limit} bytes") });
+        return Err(ArchiveError::Entry {
+            entry: name.to_owned(),
+            reason: format!("is larger than {limit} bytes"),
+        });
     }
-    serde_json::from_slice(&buf)
-        .map_err(|e| ArchiveError::Entry { entry: name.to_owned(), reason: format!("is not valid JSON ({e})") })
+    serde_json::from_slice(&buf).map_err(|e| ArchiveError::Entry {
+        entry: name.to_owned(),
+        reason: format!("is not valid JSON ({e})"),
+    })
 }
 
 fn str_field(v: &serde_json::Value, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_str()).filter(|s| !s.is_empty()).map(str::to_owned))
+    keys.iter().find_map(|k| {
+        v.get(*k)
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    })
 }
 
 /// Reads the whole archive once, validating every entry. Returns what `config.dump` and
@@ -122,12 +146,18 @@ pub fn validate<R: Read>(reader: R, limits: Limits) -> Result<ArchiveInfo, Archi
         let path = safe_path(&raw, &name)?;
         info.entries += 1;
         if info.entries > limits.max_entries {
-            return Err(ArchiveError::Limit(format!("more than {} entries", limits.max_entries)));
+            return Err(ArchiveError::Limit(format!(
+                "more than {} entries",
+                limits.max_entries
+            )));
         }
         let size = entry.header().size().map_err(ArchiveError::Read)?;
         info.total_bytes = info.total_bytes.saturating_add(size);
         if info.total_bytes > limits.max_total_bytes {
-            return Err(ArchiveError::Limit(format!("contents exceed {} bytes", limits.max_total_bytes)));
+            return Err(ArchiveError::Limit(format!(
+                "contents exceed {} bytes",
+                limits.max_total_bytes
+            )));
         }
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
@@ -144,11 +174,21 @@ pub fn validate<R: Read>(reader: R, limits: Limits) -> Result<ArchiveInfo, Archi
             if !inside {
                 return Err(ArchiveError::Entry {
                     entry: name,
-                    reason: format!("links to {:?}, outside the archive", target.display().to_string()),
+                    reason: format!(
+                        "links to {:?}, outside the archive",
+                        target.display().to_string()
+                    ),
                 });
             }
-        } else if !(kind.is_file() || kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions()) {
-            return Err(ArchiveError::Entry { entry: name, reason: format!("has an unsupported type ({kind:?})") });
+        } else if !(kind.is_file()
+            || kind.is_dir()
+            || kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions())
+        {
+            return Err(ArchiveError::Entry {
+                entry: name,
+                reason: format!("has an unsupported type ({kind:?})"),
+            });
         }
         let key = path.to_string_lossy();
         for req in REQUIRED {
@@ -174,10 +214,25 @@ pub fn validate<R: Read>(reader: R, limits: Limits) -> Result<ArchiveInfo, Archi
         info.runtime = str_field(c, &["runtime"]);
     }
     if let Some(a) = spec_dump.as_ref().and_then(|s| s.get("annotations")) {
-        info.pod_name = str_field(a, &["io.kubernetes.pod.name", "io.kubernetes.cri.sandbox-name"]);
-        info.pod_namespace = str_field(a, &["io.kubernetes.pod.namespace", "io.kubernetes.cri.sandbox-namespace"]);
+        info.pod_name = str_field(
+            a,
+            &["io.kubernetes.pod.name", "io.kubernetes.cri.sandbox-name"],
+        );
+        info.pod_namespace = str_field(
+            a,
+            &[
+                "io.kubernetes.pod.namespace",
+                "io.kubernetes.cri.sandbox-namespace",
+            ],
+        );
         if info.container_name.is_none() {
-            info.container_name = str_field(a, &["io.kubernetes.container.name", "io.kubernetes.cri.container-name"]);
+            info.container_name = str_field(
+                a,
+                &[
+                    "io.kubernetes.container.name",
+                    "io.kubernetes.cri.container-name",
+                ],
+            );
         }
         info.engine = if a.get("io.kubernetes.cri.sandbox-name").is_some() {
             Some("containerd".to_owned())
@@ -254,7 +309,10 @@ mod tests {
     fn a_kubelet_style_archive_passes_and_yields_its_annotations() {
         let info = validate(&tar_of(&good())[..], Limits::default()).unwrap();
         assert_eq!(info.container_name.as_deref(), Some("counter"));
-        assert_eq!(info.rootfs_image_name.as_deref(), Some("docker.io/library/busybox:1.36"));
+        assert_eq!(
+            info.rootfs_image_name.as_deref(),
+            Some("docker.io/library/busybox:1.36")
+        );
         assert_eq!(info.rootfs_image_id.as_deref(), Some("sha256:abc"));
         assert_eq!(info.pod_name.as_deref(), Some("counter-7d9f5"));
         assert_eq!(info.pod_namespace.as_deref(), Some("default"));
@@ -265,17 +323,25 @@ mod tests {
     fn refused_with(extra: (&'static str, char, &'static str)) -> String {
         let mut entries = good();
         entries.push(extra);
-        validate(&tar_of(&entries)[..], Limits::default()).unwrap_err().to_string()
+        validate(&tar_of(&entries)[..], Limits::default())
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn traversal_absolute_paths_and_escaping_links_are_refused_naming_the_entry() {
         let e = refused_with(("../../etc/cron.d/x", 'f', "boom"));
-        assert!(e.contains("../../etc/cron.d/x") && e.contains("`..`"), "{e}");
+        assert!(
+            e.contains("../../etc/cron.d/x") && e.contains("`..`"),
+            "{e}"
+        );
         let e = refused_with(("/etc/passwd", 'f', "boom"));
         assert!(e.contains("/etc/passwd") && e.contains("absolute"), "{e}");
         let e = refused_with(("checkpoint/evil", 'l', "../../../etc/shadow"));
-        assert!(e.contains("checkpoint/evil") && e.contains("outside the archive"), "{e}");
+        assert!(
+            e.contains("checkpoint/evil") && e.contains("outside the archive"),
+            "{e}"
+        );
         let e = refused_with(("abs-link", 'l', "/etc/shadow"));
         assert!(e.contains("abs-link") && e.contains("outside"), "{e}");
         let e = refused_with(("hard", 'h', "../outside"));
@@ -286,27 +352,61 @@ mod tests {
 
     #[test]
     fn a_missing_required_entry_is_named() {
-        let entries: Vec<_> = good().into_iter().filter(|e| e.0 != "checkpoint/inventory.img").collect();
-        let e = validate(&tar_of(&entries)[..], Limits::default()).unwrap_err().to_string();
-        assert!(e.contains("checkpoint/inventory.img") && e.contains("missing"), "{e}");
+        let entries: Vec<_> = good()
+            .into_iter()
+            .filter(|e| e.0 != "checkpoint/inventory.img")
+            .collect();
+        let e = validate(&tar_of(&entries)[..], Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("checkpoint/inventory.img") && e.contains("missing"),
+            "{e}"
+        );
     }
 
     #[test]
     fn limits_on_total_size_entries_and_dump_size_hold() {
         let bytes = tar_of(&good());
-        let tight = Limits { max_total_bytes: 10, ..Limits::default() };
-        assert!(validate(&bytes[..], tight).unwrap_err().to_string().contains("exceed"));
-        let few = Limits { max_entries: 2, ..Limits::default() };
-        assert!(validate(&bytes[..], few).unwrap_err().to_string().contains("entries"));
-        let small_dump = Limits { max_dump_bytes: 8, ..Limits::default() };
-        assert!(validate(&bytes[..], small_dump).unwrap_err().to_string().contains("config.dump"));
+        let tight = Limits {
+            max_total_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(
+            validate(&bytes[..], tight)
+                .unwrap_err()
+                .to_string()
+                .contains("exceed")
+        );
+        let few = Limits {
+            max_entries: 2,
+            ..Limits::default()
+        };
+        assert!(
+            validate(&bytes[..], few)
+                .unwrap_err()
+                .to_string()
+                .contains("entries")
+        );
+        let small_dump = Limits {
+            max_dump_bytes: 8,
+            ..Limits::default()
+        };
+        assert!(
+            validate(&bytes[..], small_dump)
+                .unwrap_err()
+                .to_string()
+                .contains("config.dump")
+        );
     }
 
     #[test]
     fn a_bad_config_dump_is_refused_as_json() {
         let mut entries = good();
         entries[0] = ("config.dump", 'f', "{not json");
-        let e = validate(&tar_of(&entries)[..], Limits::default()).unwrap_err().to_string();
+        let e = validate(&tar_of(&entries)[..], Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("config.dump") && e.contains("JSON"), "{e}");
     }
 }

@@ -79,9 +79,13 @@ pub enum ImageError {
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("failed to build the image: the archive names no container (config.dump `name`, spec.dump annotations)")]
+    #[error(
+        "failed to build the image: the archive names no container (config.dump `name`, spec.dump annotations)"
+    )]
     NoContainerName,
-    #[error("failed to build the image: the archive's sha256 {actual} differs from the recorded {expected}")]
+    #[error(
+        "failed to build the image: the archive's sha256 {actual} differs from the recorded {expected}"
+    )]
     DigestMismatch { expected: String, actual: String },
     #[error("failed to build the image: the archive reader stopped: {0}")]
     Reader(String),
@@ -89,7 +93,11 @@ pub enum ImageError {
 
 /// `ckpt-YYYYMMDDTHHMMSSZ` from an RFC 3339 time (tags allow only `[A-Za-z0-9_.-]`).
 pub fn timestamp_tag(rfc3339: &str) -> String {
-    let compact: String = rfc3339.chars().take(19).filter(|c| c.is_ascii_alphanumeric()).collect();
+    let compact: String = rfc3339
+        .chars()
+        .take(19)
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
     format!("ckpt-{compact}Z")
 }
 
@@ -103,12 +111,21 @@ pub fn oci_arch() -> &'static str {
 }
 
 /// The annotations both runtimes need (pure).
-pub fn annotations(info: &ArchiveInfo, created: &str) -> Result<BTreeMap<String, String>, ImageError> {
-    let name = info.container_name.clone().ok_or(ImageError::NoContainerName)?;
+pub fn annotations(
+    info: &ArchiveInfo,
+    created: &str,
+) -> Result<BTreeMap<String, String>, ImageError> {
+    let name = info
+        .container_name
+        .clone()
+        .ok_or(ImageError::NoContainerName)?;
     let mut a = BTreeMap::from([
         (CRIO_CHECKPOINT_NAME.to_owned(), name.clone()),
         (CRIU_CONTAINER_NAME.to_owned(), name),
-        ("org.opencontainers.image.created".to_owned(), created.to_owned()),
+        (
+            "org.opencontainers.image.created".to_owned(),
+            created.to_owned(),
+        ),
     ]);
     let optional = [
         (CRIU_ROOTFS_IMAGE_NAME, &info.rootfs_image_name),
@@ -173,7 +190,11 @@ struct ReadResult {
 }
 
 /// Builds and pushes the checkpoint image of the archive read from `source`.
-pub async fn build_and_push<R>(registry: &Registry, source: R, spec: &ImageSpec) -> Result<PushedImage, ImageError>
+pub async fn build_and_push<R>(
+    registry: &Registry,
+    source: R,
+    spec: &ImageSpec,
+) -> Result<PushedImage, ImageError>
 where
     R: Read + Send + 'static,
 {
@@ -186,17 +207,32 @@ where
     let limits = spec.limits;
     let read_chunk = (1 << 20).min(spec.chunk_size.max(1));
     let reader = tokio::task::spawn_blocking(move || {
-        let mut tee = Tee { inner: source, tx, buf: BytesMut::with_capacity(read_chunk), chunk: read_chunk, hasher: Sha256::new(), total: 0 };
+        let mut tee = Tee {
+            inner: source,
+            tx,
+            buf: BytesMut::with_capacity(read_chunk),
+            chunk: read_chunk,
+            hasher: Sha256::new(),
+            total: 0,
+        };
         let info = archive::validate(&mut tee, limits);
         if info.is_ok() {
             // The tar end marker may be followed by padding: the layer is the whole archive.
             if let Err(e) = std::io::copy(&mut tee, &mut std::io::sink()) {
-                return ReadResult { info: Err(ArchiveError::Read(e)), digest: String::new(), size: 0 };
+                return ReadResult {
+                    info: Err(ArchiveError::Read(e)),
+                    digest: String::new(),
+                    size: 0,
+                };
             }
         }
         let _ = tee.flush_chunk();
         let digest = format!("sha256:{}", hex::encode(tee.hasher.finalize()));
-        ReadResult { info, digest, size: tee.total }
+        ReadResult {
+            info,
+            digest,
+            size: tee.total,
+        }
     });
 
     let mut location: Option<String> = None;
@@ -223,7 +259,9 @@ where
             Err(e) => upload_error = Some(e),
         }
     }
-    let read = reader.await.map_err(|e| ImageError::Reader(e.to_string()))?;
+    let read = reader
+        .await
+        .map_err(|e| ImageError::Reader(e.to_string()))?;
     let abandon = |loc: &Option<String>| {
         let loc = loc.clone();
         async move {
@@ -247,7 +285,10 @@ where
         && expected != &read.digest
     {
         abandon(&location).await;
-        return Err(ImageError::DigestMismatch { expected: expected.clone(), actual: read.digest });
+        return Err(ImageError::DigestMismatch {
+            expected: expected.clone(),
+            actual: read.digest,
+        });
     }
     let annotations = annotations(&info, &spec.created)?;
     if !reuse {
@@ -280,7 +321,14 @@ where
     });
     let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());
     let manifest_digest = super::registry::digest_of(&manifest_bytes);
-    registry.put_manifest(repo, &manifest_digest, MEDIA_MANIFEST, manifest_bytes.clone()).await?;
+    registry
+        .put_manifest(
+            repo,
+            &manifest_digest,
+            MEDIA_MANIFEST,
+            manifest_bytes.clone(),
+        )
+        .await?;
     let index = json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_INDEX,
@@ -294,9 +342,13 @@ where
         "annotations": annotations,
     });
     let index_bytes = Bytes::from(serde_json::to_vec(&index).unwrap_or_default());
-    let index_digest = registry.put_manifest(repo, &spec.tag, MEDIA_INDEX, index_bytes.clone()).await?;
+    let index_digest = registry
+        .put_manifest(repo, &spec.tag, MEDIA_INDEX, index_bytes.clone())
+        .await?;
     if let Some(moving) = &spec.moving_tag {
-        registry.put_manifest(repo, moving, MEDIA_INDEX, index_bytes).await?;
+        registry
+            .put_manifest(repo, moving, MEDIA_INDEX, index_bytes)
+            .await?;
     }
     Ok(PushedImage {
         reference: format!("{}/{repo}@{index_digest}", registry.host()),
@@ -334,8 +386,14 @@ mod tests {
 
     #[test]
     fn tags_from_timestamps_are_valid_and_sortable() {
-        assert_eq!(timestamp_tag("2026-11-22T00:31:05Z"), "ckpt-20261122T003105Z");
-        assert_eq!(timestamp_tag("2026-11-22T00:31:05.123456+00:00"), "ckpt-20261122T003105Z");
+        assert_eq!(
+            timestamp_tag("2026-11-22T00:31:05Z"),
+            "ckpt-20261122T003105Z"
+        );
+        assert_eq!(
+            timestamp_tag("2026-11-22T00:31:05.123456+00:00"),
+            "ckpt-20261122T003105Z"
+        );
     }
 
     #[test]
@@ -347,11 +405,29 @@ mod tests {
             ..ArchiveInfo::default()
         };
         let a = annotations(&info, "2026-11-22T00:00:00Z").unwrap();
-        assert_eq!(a.get(CRIO_CHECKPOINT_NAME).map(String::as_str), Some("counter"));
-        assert_eq!(a.get(CRIU_CONTAINER_NAME).map(String::as_str), Some("counter"));
-        assert_eq!(a.get(CRIU_ROOTFS_IMAGE_NAME).map(String::as_str), Some("docker.io/library/busybox:1.36"));
-        assert_eq!(a.get(CRIU_POD_NAME).map(String::as_str), Some("counter-7d9f5"));
-        assert!(!a.contains_key(CRIU_POD_NAMESPACE), "unknown values are left out, not empty");
-        assert!(matches!(annotations(&ArchiveInfo::default(), "t"), Err(ImageError::NoContainerName)));
+        assert_eq!(
+            a.get(CRIO_CHECKPOINT_NAME).map(String::as_str),
+            Some("counter")
+        );
+        assert_eq!(
+            a.get(CRIU_CONTAINER_NAME).map(String::as_str),
+            Some("counter")
+        );
+        assert_eq!(
+            a.get(CRIU_ROOTFS_IMAGE_NAME).map(String::as_str),
+            Some("docker.io/library/busybox:1.36")
+        );
+        assert_eq!(
+            a.get(CRIU_POD_NAME).map(String::as_str),
+            Some("counter-7d9f5")
+        );
+        assert!(
+            !a.contains_key(CRIU_POD_NAMESPACE),
+            "unknown values are left out, not empty"
+        );
+        assert!(matches!(
+            annotations(&ArchiveInfo::default(), "t"),
+            Err(ImageError::NoContainerName)
+        ));
     }
 }

@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, LOCATION,
+    WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
@@ -21,7 +24,11 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials {{ username: {:?}, password: *** }}", self.username)
+        write!(
+            f,
+            "Credentials {{ username: {:?}, password: *** }}",
+            self.username
+        )
     }
 }
 
@@ -40,9 +47,18 @@ pub struct RegistryConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("failed to {op} {what}: {reason}")]
-    Http { op: &'static str, what: String, reason: String },
+    Http {
+        op: &'static str,
+        what: String,
+        reason: String,
+    },
     #[error("failed to {op} {what}: registry answered {status}: {body}")]
-    Status { op: &'static str, what: String, status: u16, body: String },
+    Status {
+        op: &'static str,
+        what: String,
+        status: u16,
+        body: String,
+    },
     #[error("failed to authenticate to registry {host}: {reason}")]
     Auth { host: String, reason: String },
     #[error("failed to build the HTTP client: {0}")]
@@ -118,7 +134,10 @@ impl Registry {
         use base64::Engine;
         self.credentials.as_ref().map(|c| {
             let raw = format!("{}:{}", c.username, c.password);
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
         })
     }
 
@@ -130,8 +149,16 @@ impl Registry {
         scope: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        let cached = self.token.lock().ok().and_then(|t| t.clone()).filter(|(s, _)| s == scope).map(|(_, t)| t);
-        let auth = cached.map(|t| format!("Bearer {t}")).or_else(|| self.basic_header());
+        let cached = self
+            .token
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .filter(|(s, _)| s == scope)
+            .map(|(_, t)| t);
+        let auth = cached
+            .map(|t| format!("Bearer {t}"))
+            .or_else(|| self.basic_header());
         let mut req = make();
         if let Some(a) = &auth {
             req = req.header(AUTHORIZATION, a);
@@ -140,9 +167,17 @@ impl Registry {
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let Some((scheme, params)) = parse_challenge(&challenge) else {
-            return Err(RegistryError::Auth { host: self.host.clone(), reason: "401 without a usable WWW-Authenticate challenge".into() });
+            return Err(RegistryError::Auth {
+                host: self.host.clone(),
+                reason: "401 without a usable WWW-Authenticate challenge".into(),
+            });
         };
         let retry_auth = match scheme.as_str() {
             "basic" => match self.basic_header() {
@@ -155,39 +190,79 @@ impl Registry {
                 }
             },
             "bearer" => format!("Bearer {}", self.fetch_token(&params, scope).await?),
-            other => return Err(RegistryError::Auth { host: self.host.clone(), reason: format!("unsupported auth scheme {other:?}") }),
+            other => {
+                return Err(RegistryError::Auth {
+                    host: self.host.clone(),
+                    reason: format!("unsupported auth scheme {other:?}"),
+                });
+            }
         };
-        let resp = make().header(AUTHORIZATION, retry_auth).send().await.map_err(|e| http_err(op, what, &e))?;
+        let resp = make()
+            .header(AUTHORIZATION, retry_auth)
+            .send()
+            .await
+            .map_err(|e| http_err(op, what, &e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(RegistryError::Auth { host: self.host.clone(), reason: "the registry rejected the credentials".into() });
+            return Err(RegistryError::Auth {
+                host: self.host.clone(),
+                reason: "the registry rejected the credentials".into(),
+            });
         }
         Ok(resp)
     }
 
-    async fn fetch_token(&self, params: &[(String, String)], scope: &str) -> Result<String, RegistryError> {
-        let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-        let realm = get("realm").ok_or_else(|| RegistryError::Auth { host: self.host.clone(), reason: "bearer challenge without realm".into() })?;
+    async fn fetch_token(
+        &self,
+        params: &[(String, String)],
+        scope: &str,
+    ) -> Result<String, RegistryError> {
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let realm = get("realm").ok_or_else(|| RegistryError::Auth {
+            host: self.host.clone(),
+            reason: "bearer challenge without realm".into(),
+        })?;
         let mut query = vec![("scope", get("scope").unwrap_or_else(|| scope.to_owned()))];
         if let Some(service) = get("service") {
             query.push(("service", service));
         }
-        let mut req = self.http.get(&realm).query(&query);
+        let mut url = reqwest::Url::parse(&realm).map_err(|e| RegistryError::Auth {
+            host: self.host.clone(),
+            reason: format!("bad token realm {realm:?}: {e}"),
+        })?;
+        for (k, v) in &query {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        let mut req = self.http.get(url);
         if let Some(b) = self.basic_header() {
             req = req.header(AUTHORIZATION, b);
         }
-        let resp = req.send().await.map_err(|e| RegistryError::Auth { host: self.host.clone(), reason: format!("token request failed: {e}") })?;
+        let resp = req.send().await.map_err(|e| RegistryError::Auth {
+            host: self.host.clone(),
+            reason: format!("token request failed: {e}"),
+        })?;
         if !resp.status().is_success() {
-            return Err(RegistryError::Auth { host: self.host.clone(), reason: format!("token service answered {}", resp.status()) });
+            return Err(RegistryError::Auth {
+                host: self.host.clone(),
+                reason: format!("token service answered {}", resp.status()),
+            });
         }
-        let body: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| RegistryError::Auth { host: self.host.clone(), reason: format!("token response unreadable: {e}") })?;
+        let body: serde_json::Value = resp.json().await.map_err(|e| RegistryError::Auth {
+            host: self.host.clone(),
+            reason: format!("token response unreadable: {e}"),
+        })?;
         let token = body
             .get("token")
             .or_else(|| body.get("access_token"))
             .and_then(|t| t.as_str())
-            .ok_or_else(|| RegistryError::Auth { host: self.host.clone(), reason: "token response has no token".into() })?
+            .ok_or_else(|| RegistryError::Auth {
+                host: self.host.clone(),
+                reason: "token response has no token".into(),
+            })?
             .to_owned();
         if let Ok(mut cell) = self.token.lock() {
             *cell = Some((scope.to_owned(), token.clone()));
@@ -199,20 +274,40 @@ impl Registry {
         format!("repository:{repo}:pull,push")
     }
 
-    async fn expect(resp: reqwest::Response, op: &'static str, what: &str, ok: &[StatusCode]) -> Result<reqwest::Response, RegistryError> {
+    async fn expect(
+        resp: reqwest::Response,
+        op: &'static str,
+        what: &str,
+        ok: &[StatusCode],
+    ) -> Result<reqwest::Response, RegistryError> {
         if ok.contains(&resp.status()) {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let body: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
-        Err(RegistryError::Status { op, what: what.to_owned(), status, body })
+        let body: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        Err(RegistryError::Status {
+            op,
+            what: what.to_owned(),
+            status,
+            body,
+        })
     }
 
     /// Whether the registry already has blob `digest` in `repo`.
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool, RegistryError> {
         let what = format!("blob {digest} in {repo}");
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self.send("check", &what, &Self::push_scope(repo), || self.http.head(&url)).await?;
+        let resp = self
+            .send("check", &what, &Self::push_scope(repo), || {
+                self.http.head(&url)
+            })
+            .await?;
         match resp.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -225,14 +320,26 @@ impl Registry {
         let what = format!("a blob upload to {repo}");
         let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
         let resp = self
-            .send("start", &what, &Self::push_scope(repo), || self.http.post(&url).header(CONTENT_LENGTH, "0"))
+            .send("start", &what, &Self::push_scope(repo), || {
+                self.http.post(&url).header(CONTENT_LENGTH, "0")
+            })
             .await?;
         let resp = Self::expect(resp, "start", &what, &[StatusCode::ACCEPTED]).await?;
-        location(&resp).ok_or_else(|| RegistryError::Http { op: "start", what, reason: "no Location header".into() })
+        location(&resp).ok_or_else(|| RegistryError::Http {
+            op: "start",
+            what,
+            reason: "no Location header".into(),
+        })
     }
 
     /// Appends `chunk` at `offset` to an upload session (chunked upload); returns the next location.
-    pub async fn patch_chunk(&self, repo: &str, location_url: &str, offset: u64, chunk: Bytes) -> Result<String, RegistryError> {
+    pub async fn patch_chunk(
+        &self,
+        repo: &str,
+        location_url: &str,
+        offset: u64,
+        chunk: Bytes,
+    ) -> Result<String, RegistryError> {
         let what = format!("a chunk at offset {offset} of a blob upload to {repo}");
         let url = self.url(location_url);
         let end = offset + chunk.len() as u64 - 1;
@@ -246,24 +353,48 @@ impl Registry {
                     .body(chunk.clone())
             })
             .await?;
-        let resp = Self::expect(resp, "upload", &what, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT]).await?;
+        let resp = Self::expect(
+            resp,
+            "upload",
+            &what,
+            &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
+        )
+        .await?;
         Ok(location(&resp).unwrap_or_else(|| location_url.to_owned()))
     }
 
     /// Closes an upload session, declaring the blob's digest.
-    pub async fn finish_upload(&self, repo: &str, location_url: &str, digest: &str) -> Result<(), RegistryError> {
+    pub async fn finish_upload(
+        &self,
+        repo: &str,
+        location_url: &str,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
         let what = format!("blob {digest} in {repo}");
         let url = with_query(&self.url(location_url), "digest", digest);
         let resp = self
-            .send("commit", &what, &Self::push_scope(repo), || self.http.put(&url).header(CONTENT_LENGTH, "0"))
+            .send("commit", &what, &Self::push_scope(repo), || {
+                self.http.put(&url).header(CONTENT_LENGTH, "0")
+            })
             .await?;
-        Self::expect(resp, "commit", &what, &[StatusCode::CREATED, StatusCode::NO_CONTENT]).await.map(|_| ())
+        Self::expect(
+            resp,
+            "commit",
+            &what,
+            &[StatusCode::CREATED, StatusCode::NO_CONTENT],
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Abandons an upload session (best effort).
     pub async fn cancel_upload(&self, repo: &str, location_url: &str) {
         let url = self.url(location_url);
-        let _ = self.send("cancel", "a blob upload", &Self::push_scope(repo), || self.http.delete(&url)).await;
+        let _ = self
+            .send("cancel", "a blob upload", &Self::push_scope(repo), || {
+                self.http.delete(&url)
+            })
+            .await;
     }
 
     /// Uploads a small blob in one request (POST + PUT); skips it when present. Returns its digest.
@@ -284,18 +415,33 @@ impl Registry {
                     .body(bytes.clone())
             })
             .await?;
-        Self::expect(resp, "upload", &what, &[StatusCode::CREATED, StatusCode::NO_CONTENT]).await?;
+        Self::expect(
+            resp,
+            "upload",
+            &what,
+            &[StatusCode::CREATED, StatusCode::NO_CONTENT],
+        )
+        .await?;
         Ok(digest)
     }
 
     /// Stores a manifest (or index) under `reference` (a tag or digest); returns its digest.
-    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: Bytes) -> Result<String, RegistryError> {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<String, RegistryError> {
         let digest = digest_of(&bytes);
         let what = format!("manifest {repo}:{reference}");
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let resp = self
             .send("store", &what, &Self::push_scope(repo), || {
-                self.http.put(&url).header(CONTENT_TYPE, media_type).body(bytes.clone())
+                self.http
+                    .put(&url)
+                    .header(CONTENT_TYPE, media_type)
+                    .body(bytes.clone())
             })
             .await?;
         Self::expect(resp, "store", &what, &[StatusCode::CREATED, StatusCode::OK]).await?;
@@ -303,21 +449,41 @@ impl Registry {
     }
 
     /// Reads a manifest (or index) by tag or digest: (bytes, media type).
-    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<(Bytes, String), RegistryError> {
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Bytes, String), RegistryError> {
         let what = format!("manifest {repo}:{reference}");
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
+        let accept =
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
         let scope = format!("repository:{repo}:pull");
-        let resp = self.send("read", &what, &scope, || self.http.get(&url).header("Accept", accept)).await?;
+        let resp = self
+            .send("read", &what, &scope, || {
+                self.http.get(&url).header("Accept", accept)
+            })
+            .await?;
         let resp = Self::expect(resp, "read", &what, &[StatusCode::OK]).await?;
-        let media = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let body = resp.bytes().await.map_err(|e| http_err("read", &what, &e))?;
+        let media = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| http_err("read", &what, &e))?;
         Ok((body, media))
     }
 }
 
 fn location(resp: &reqwest::Response) -> Option<String> {
-    resp.headers().get(LOCATION).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned)
+    resp.headers()
+        .get(LOCATION)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn with_query(url: &str, key: &str, value: &str) -> String {
@@ -333,23 +499,39 @@ fn http_err(op: &'static str, what: &str, e: &reqwest::Error) -> RegistryError {
     } else {
         e.to_string()
     };
-    RegistryError::Http { op, what: what.to_owned(), reason }
+    RegistryError::Http {
+        op,
+        what: what.to_owned(),
+        reason,
+    }
 }
 
 /// Finds credentials for `host` in a `.dockerconfigjson` document (`auths.<host>.auth` base64
 /// `user:pass`, or `username`/`password`). Keys may carry a scheme or path (`https://host/v1/`).
-pub fn credentials_from_docker_config(json: &[u8], host: &str) -> Result<Option<Credentials>, String> {
+pub fn credentials_from_docker_config(
+    json: &[u8],
+    host: &str,
+) -> Result<Option<Credentials>, String> {
     use base64::Engine;
-    let doc: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("not valid JSON: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("not valid JSON: {e}"))?;
     let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
         return Err("no `auths` object".into());
     };
     let normalise = |k: &str| {
-        let k = k.trim_start_matches("https://").trim_start_matches("http://");
+        let k = k
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
         k.split('/').next().unwrap_or(k).to_owned()
     };
     let wanted = normalise(host);
-    let aliases = |h: &str| if h == "docker.io" || h == "index.docker.io" || h == "registry-1.docker.io" { "docker.io".to_owned() } else { h.to_owned() };
+    let aliases = |h: &str| {
+        if h == "docker.io" || h == "index.docker.io" || h == "registry-1.docker.io" {
+            "docker.io".to_owned()
+        } else {
+            h.to_owned()
+        }
+    };
     for (key, entry) in auths {
         if aliases(&normalise(key)) != aliases(&wanted) {
             continue;
@@ -358,14 +540,23 @@ pub fn credentials_from_docker_config(json: &[u8], host: &str) -> Result<Option<
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
                 .map_err(|e| format!("auths.{key}.auth is not base64: {e}"))?;
-            let text = String::from_utf8(raw).map_err(|_| format!("auths.{key}.auth is not UTF-8"))?;
-            let (username, password) = text.split_once(':').ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
-            return Ok(Some(Credentials { username: username.to_owned(), password: password.to_owned() }));
+            let text =
+                String::from_utf8(raw).map_err(|_| format!("auths.{key}.auth is not UTF-8"))?;
+            let (username, password) = text
+                .split_once(':')
+                .ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
+            return Ok(Some(Credentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }));
         }
         let user = entry.get("username").and_then(|u| u.as_str());
         let pass = entry.get("password").and_then(|p| p.as_str());
         if let (Some(username), Some(password)) = (user, pass) {
-            return Ok(Some(Credentials { username: username.to_owned(), password: password.to_owned() }));
+            return Ok(Some(Credentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }));
         }
     }
     Ok(None)
@@ -382,9 +573,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(scheme, "bearer");
-        assert_eq!(params[0], ("realm".into(), "https://auth.docker.io/token".into()));
+        assert_eq!(
+            params[0],
+            ("realm".into(), "https://auth.docker.io/token".into())
+        );
         assert_eq!(params[1], ("service".into(), "registry.docker.io".into()));
-        assert_eq!(params[2], ("scope".into(), "repository:library/busybox:pull".into()));
+        assert_eq!(
+            params[2],
+            ("scope".into(), "repository:library/busybox:pull".into())
+        );
         let (scheme, params) = parse_challenge(r#"Basic realm="transition-lab""#).unwrap();
         assert_eq!((scheme.as_str(), params.len()), ("basic", 1));
     }
@@ -392,18 +589,36 @@ mod tests {
     #[test]
     fn docker_config_credentials_are_found_by_host_in_either_form() {
         let json = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dml0dTE6dG9rZW4="},"127.0.0.1:5000":{"username":"lab","password":"pw"}}}"#;
-        let hub = credentials_from_docker_config(json, "docker.io").unwrap().unwrap();
-        assert_eq!((hub.username.as_str(), hub.password.as_str()), ("vitu1", "token"));
-        let local = credentials_from_docker_config(json, "127.0.0.1:5000").unwrap().unwrap();
+        let hub = credentials_from_docker_config(json, "docker.io")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (hub.username.as_str(), hub.password.as_str()),
+            ("vitu1", "token")
+        );
+        let local = credentials_from_docker_config(json, "127.0.0.1:5000")
+            .unwrap()
+            .unwrap();
         assert_eq!(local.username, "lab");
-        assert!(credentials_from_docker_config(json, "quay.io").unwrap().is_none());
+        assert!(
+            credentials_from_docker_config(json, "quay.io")
+                .unwrap()
+                .is_none()
+        );
         assert!(credentials_from_docker_config(b"{}", "x").is_err());
-        assert!(credentials_from_docker_config(br#"{"auths":{"x":{"auth":"%%%"}}}"#, "x").unwrap_err().contains("base64"));
+        assert!(
+            credentials_from_docker_config(br#"{"auths":{"x":{"auth":"%%%"}}}"#, "x")
+                .unwrap_err()
+                .contains("base64")
+        );
     }
 
     #[test]
     fn credentials_never_print_the_password() {
-        let c = Credentials { username: "u".into(), password: "hunter2".into() };
+        let c = Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

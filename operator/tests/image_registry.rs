@@ -1,0 +1,304 @@
+//! Checkpoint images against the lab's REAL docker-registry (htpasswd auth) with REAL CRIU
+//! archives: build + push, `skopeo inspect` shows the annotations, `skopeo copy` pulls it back,
+//! and `runc restore` (hack/restore-checkpoint.sh, the CRI runtime stand-in) continues the counter.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use transition_operator::image::archive::Limits;
+use transition_operator::image::build::{
+    CRIO_CHECKPOINT_NAME, CRIU_CONTAINER_NAME, CRIU_POD_NAME, CRIU_ROOTFS_IMAGE_NAME, ImageError,
+    ImageSpec, build_and_push, timestamp_tag,
+};
+use transition_operator::image::registry::{Credentials, Registry, RegistryConfig, RegistryError};
+use transition_testlab::{Lab, RegistryEndpoint, checkpoint_fixture};
+
+fn registry(ep: &RegistryEndpoint, password: &str) -> Registry {
+    Registry::new(&RegistryConfig {
+        host: ep.host.clone(),
+        insecure: true,
+        credentials: Some(Credentials {
+            username: ep.user.clone(),
+            password: password.to_owned(),
+        }),
+        timeout: Duration::from_secs(60),
+    })
+    .unwrap()
+}
+
+fn spec(repo: &str) -> ImageSpec {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    ImageSpec {
+        repo: repo.to_owned(),
+        tag: timestamp_tag(&now),
+        moving_tag: Some("latest".into()),
+        chunk_size: 64 << 10,
+        limits: Limits::default(),
+        known_digest: None,
+        created: now,
+    }
+}
+
+fn sha256_file(path: &Path) -> String {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+fn skopeo(ep: &RegistryEndpoint, args: &[&str]) -> Vec<u8> {
+    let creds = format!("{}:{}", ep.user, ep.password);
+    let mut cmd = Command::new("skopeo");
+    cmd.arg(args[0]);
+    if args[0] == "copy" {
+        cmd.args(["--src-tls-verify=false", "--src-creds", &creds]);
+    } else {
+        cmd.args(["--tls-verify=false", "--creds", &creds]);
+    }
+    let out = cmd.args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_image_pulled_back_restores_and_the_counter_continues() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let archive = checkpoint_fixture("small", 0).unwrap();
+    let repo = format!("checkpoints/it-{}/counter", std::process::id());
+    let reg = registry(&ep, &ep.password);
+    let pushed = build_and_push(&reg, std::fs::File::open(&archive).unwrap(), &spec(&repo))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        pushed.layer_digest,
+        sha256_file(&archive),
+        "the layer is the archive, byte for byte"
+    );
+    assert!(
+        pushed
+            .reference
+            .starts_with(&format!("{}/{repo}@sha256:", ep.host)),
+        "{}",
+        pushed.reference
+    );
+
+    // skopeo shows the annotations on the manifest and on the index.
+    let manifest: serde_json::Value = serde_json::from_slice(&skopeo(
+        &ep,
+        &[
+            "inspect",
+            "--raw",
+            &format!("docker://{}/{repo}@{}", ep.host, pushed.manifest_digest),
+        ],
+    ))
+    .unwrap();
+    let a = &manifest["annotations"];
+    assert_eq!(a[CRIO_CHECKPOINT_NAME], "counter");
+    assert_eq!(a[CRIU_CONTAINER_NAME], "counter");
+    assert_eq!(a[CRIU_ROOTFS_IMAGE_NAME], "docker.io/library/busybox:1.36");
+    assert_eq!(a[CRIU_POD_NAME], "counter-7d9f5");
+    let index: serde_json::Value = serde_json::from_slice(&skopeo(
+        &ep,
+        &[
+            "inspect",
+            "--raw",
+            &format!("docker://{}/{repo}:{}", ep.host, pushed.tag),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        index["manifests"][0]["annotations"][CRIU_CONTAINER_NAME], "counter",
+        "top-level descriptor carries it too"
+    );
+    assert_eq!(index["manifests"][0]["digest"], pushed.manifest_digest);
+
+    // Pull back by digest, extract the layer, restore with runc + CRIU.
+    let dir = tempfile::tempdir().unwrap();
+    let pulled = dir.path().join("pulled");
+    skopeo(
+        &ep,
+        &[
+            "copy",
+            &format!("docker://{}", pushed.reference),
+            &format!("dir:{}", pulled.display()),
+        ],
+    );
+    let layer = pulled.join(pushed.layer_digest.trim_start_matches("sha256:"));
+    let extracted = dir.path().join("extracted");
+    std::fs::create_dir(&extracted).unwrap();
+    tar::Archive::new(std::fs::File::open(&layer).unwrap())
+        .unpack(&extracted)
+        .unwrap();
+    let script = transition_testlab::repo_root().join("hack/restore-checkpoint.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(&extracted)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "restore failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("restored counter:"))
+        .unwrap();
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let (at_checkpoint, after) = (nums[0], nums[1]);
+    assert!(
+        at_checkpoint >= 20,
+        "the container counted before the checkpoint ({line})"
+    );
+    assert!(
+        after > at_checkpoint,
+        "the restored counter continued from its in-memory value ({line})"
+    );
+}
+
+/// A tar with the required entries plus `extra` (path, kind 'f' file / 'l' symlink, data).
+fn crafted(extra: &[(&str, char, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut entries = vec![
+        ("config.dump", 'f', r#"{"name":"counter"}"#),
+        ("spec.dump", 'f', r#"{"annotations":{}}"#),
+        ("checkpoint/inventory.img", 'f', "inv"),
+    ];
+    entries.extend_from_slice(extra);
+    for (path, kind, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o600);
+        let name = path.as_bytes();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        if kind == 'l' {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_link_name(data).unwrap();
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        } else {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data.as_bytes()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn malicious_archives_are_refused_naming_the_entry_and_leave_no_tag() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let reg = registry(&ep, &ep.password);
+    let repo = format!("checkpoints/bad-{}/x", std::process::id());
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            crafted(&[("../../etc/cron.d/evil", 'f', "boom")]),
+            "../../etc/cron.d/evil",
+        ),
+        (
+            crafted(&[("checkpoint/escape", 'l', "../../../../etc/shadow")]),
+            "checkpoint/escape",
+        ),
+        (crafted(&[("/etc/passwd", 'f', "root::0:0")]), "/etc/passwd"),
+    ];
+    for (bytes, entry) in cases {
+        let s = spec(&repo);
+        let err = build_and_push(&reg, std::io::Cursor::new(bytes), &s)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ImageError::Archive(_)), "{err}");
+        assert!(err.to_string().contains(entry), "{err} should name {entry}");
+        assert!(
+            matches!(
+                reg.get_manifest(&repo, &s.tag).await,
+                Err(RegistryError::Status { status: 404, .. })
+            ),
+            "no tag"
+        );
+    }
+    let missing = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_path("config.dump").unwrap();
+        h.set_size(2);
+        h.set_cksum();
+        b.append(&h, &b"{}"[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let err = build_and_push(&reg, std::io::Cursor::new(missing), &spec(&repo))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("spec.dump") && err.to_string().contains("missing"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_layer_the_registry_has_is_not_sent_again_and_a_wrong_digest_is_caught() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let reg = registry(&ep, &ep.password);
+    let archive = checkpoint_fixture("small", 0).unwrap();
+    let repo = format!("checkpoints/reuse-{}/counter", std::process::id());
+    let first = build_and_push(&reg, std::fs::File::open(&archive).unwrap(), &spec(&repo))
+        .await
+        .unwrap();
+    assert!(!first.layer_reused);
+    let mut again = spec(&repo);
+    again.tag.push_str("-2");
+    again.known_digest = Some(first.layer_digest.clone());
+    let second = build_and_push(&reg, std::fs::File::open(&archive).unwrap(), &again)
+        .await
+        .unwrap();
+    assert!(second.layer_reused, "the layer blob was skipped");
+    assert_eq!(second.layer_digest, first.layer_digest);
+
+    let mut wrong = spec(&format!("{repo}-w"));
+    wrong.known_digest = Some(format!("sha256:{}", "0".repeat(64)));
+    let err = build_and_push(&reg, std::fs::File::open(&archive).unwrap(), &wrong)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_wrong_registry_password_is_an_authentication_error() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let reg = registry(&ep, "not-the-password");
+    let archive = checkpoint_fixture("small", 0).unwrap();
+    let err = build_and_push(
+        &reg,
+        std::fs::File::open(&archive).unwrap(),
+        &spec("checkpoints/auth/x"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ImageError::Registry(RegistryError::Auth { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&ep.host), "{err}");
+}
