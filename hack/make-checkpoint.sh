@@ -51,7 +51,7 @@ sleep 0.01
 
 (cd "$work/bundle" && runc spec)
 shm_kib=$(( (state_mib + 8) * 1024 ))
-script='i=0; if [ "$STATE_MIB" -gt 0 ]; then dd if=/dev/urandom of=/dev/shm/state bs=1M count="$STATE_MIB" 2>/dev/null; fi; while true; do i=$((i+1)); echo $i > /tmp/count; echo "count $i"; sleep 0.1; done'
+script='i=0; if [ "$STATE_MIB" -gt 0 ]; then dd if=/dev/urandom of=/dev/shm/state bs=1M count="$STATE_MIB" 2>/dev/null; fi; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; echo "count $i"; sleep 0.1; done'
 jq --arg script "$script" --arg mib "$state_mib" --arg pod "$pod" --arg ns "$ns" --arg ctr "$ctr" --arg shm "size=${shm_kib}k" '
   .process.terminal = false
   | .process.args = ["/bin/sh", "-c", $script]
@@ -80,21 +80,23 @@ done
 if [ "$state_mib" -gt 0 ]; then sleep 0.3; fi
 count_at_checkpoint=$(cat "$rootfs/tmp/count")
 mkdir -p "$work/archive/checkpoint"
-runc --root "$work/runc" --criu "$CRIU" checkpoint --leave-running --image-path "$work/archive/checkpoint" \
+# The container stops at the checkpoint (no --leave-running), so rootfs-diff.tar below is taken
+# from a quiet filesystem and matches the dumped memory exactly.
+runc --root "$work/runc" --criu "$CRIU" checkpoint --image-path "$work/archive/checkpoint" \
   --work-path "$work/criu-work" "$id" >"$work/checkpoint.log" 2>&1 \
   || { cat "$work/checkpoint.log" "$work/criu-work"/*.log >&2 2>/dev/null; die "runc checkpoint failed"; }
 checkpointed=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 a="$work/archive"
 cp "$work/bundle/config.json" "$a/spec.dump"
-runc --root "$work/runc" state "$id" >"$a/status.dump"
+runc --root "$work/runc" state "$id" >"$a/status.dump" 2>/dev/null || echo '{"status":"stopped"}' >"$a/status.dump"
 jq -n --arg id "$id" --arg ctr "$ctr" --arg created "$created" --arg ckpt "$checkpointed" '{
   id: $id, name: $ctr,
   rootfsImage: "docker.io/library/busybox:1.36", rootfsImageRef: "sha256:busybox-static-lab",
   rootfsImageName: "docker.io/library/busybox:1.36", runtime: "runc", createdTime: $created,
   checkpointedTime: $ckpt
 }' >"$a/config.dump"
-(cd "$rootfs" && find . -newer "$work/marker" -type f ! -path './proc/*' ! -path './sys/*' ! -path './dev/*' -printf '%P\n' \
+(cd "$rootfs" && find . -newer "$work/marker" -type f ! -name '*.new' ! -path './proc/*' ! -path './sys/*' ! -path './dev/*' -printf '%P\n' \
   | tar -cf "$a/rootfs-diff.tar" --no-recursion -T -)
 echo '[]' >"$a/deleted.files"
 echo '{"interfaces":[]}' >"$a/network.status"

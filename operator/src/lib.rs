@@ -12,6 +12,7 @@ pub mod image;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+pub mod storage;
 pub mod telemetry;
 
 use std::sync::Arc;

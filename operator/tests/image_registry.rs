@@ -302,3 +302,149 @@ async fn a_wrong_registry_password_is_an_authentication_error() {
     );
     assert!(err.to_string().contains(&ep.host), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_is_built_straight_from_the_s3_object_the_agent_wrote() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials as S3Creds, Region};
+    use transition_crds::storage::{ArchiveKey, META_SHA256};
+    use transition_operator::storage::{ArchiveStore, StoreConfig, StoreError};
+
+    let lab = Lab::get().unwrap();
+    let s3 = lab.s3().unwrap();
+    let ep = lab.registry().unwrap();
+    let archive = checkpoint_fixture("small", 0).unwrap();
+    let digest = sha256_file(&archive);
+    let key = ArchiveKey::new(
+        "cluster1-azure",
+        &format!("worker-{}", std::process::id()),
+        "checkpoint-counter-7d9f5_default-counter-2026-11-21T10:00:00Z.tar",
+    )
+    .unwrap()
+    .to_string();
+    // The object as the agent leaves it (the agent's own tests prove it writes exactly this).
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(s3.region.clone()))
+            .endpoint_url(&s3.endpoint)
+            .credentials_provider(S3Creds::new(
+                &s3.access_key,
+                &s3.secret_key,
+                None,
+                None,
+                "test",
+            ))
+            .force_path_style(true)
+            .build(),
+    );
+    let unfinished = format!("{key}.unfinished.tar");
+    client
+        .put_object()
+        .bucket(&s3.bucket)
+        .key(&unfinished)
+        .body(std::fs::read(&archive).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_object()
+        .bucket(&s3.bucket)
+        .key(&key)
+        .metadata(META_SHA256, digest.trim_start_matches("sha256:"))
+        .body(std::fs::read(&archive).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+
+    let store = ArchiveStore::new(&StoreConfig {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        bucket: s3.bucket.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key: s3.secret_key.clone(),
+        timeout: Duration::from_secs(60),
+    });
+    assert!(
+        matches!(
+            store.ready(&unfinished).await,
+            Err(StoreError::NotReady { .. })
+        ),
+        "no sha256 yet: not used"
+    );
+    let object = store.ready(&key).await.unwrap();
+    assert_eq!(object.digest, digest);
+    let mut s = spec(&format!("checkpoints/s3-{}/counter", std::process::id()));
+    s.known_digest = Some(object.digest.clone());
+    let reg = registry(&ep, &ep.password);
+    let pushed = build_and_push(&reg, store.open(&key).await.unwrap(), &s)
+        .await
+        .unwrap();
+    assert_eq!(
+        pushed.layer_digest, object.digest,
+        "layer digest = the agent's recorded sha256"
+    );
+    assert_eq!(pushed.layer_size, object.size);
+}
+
+/// A registry standing in for Docker Hub's token flow (no such server runs here): `/v2/...` wants
+/// `Bearer tok-123`; `/token` issues it for the right basic credentials and the asked scope.
+#[tokio::test]
+async fn the_bearer_token_flow_fetches_a_token_and_retries() {
+    use axum::http::{HeaderMap, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let realm = format!("http://{host}/token");
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::get(|headers: HeaderMap, axum::extract::RawQuery(q): axum::extract::RawQuery| async move {
+                let basic = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let q = q.unwrap_or_default();
+                // "u:p" in base64 is dTpw.
+                if basic == "Basic dTpw" && q.contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush") {
+                    (StatusCode::OK, r#"{"token":"tok-123"}"#)
+                } else {
+                    (StatusCode::UNAUTHORIZED, "{}")
+                }
+            }),
+        )
+        .fallback(move |headers: HeaderMap| {
+            let realm = realm.clone();
+            async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                if auth == "Bearer tok-123" {
+                    (StatusCode::NOT_FOUND, HeaderMap::new())
+                } else {
+                    let mut h = HeaderMap::new();
+                    let challenge = format!(r#"Bearer realm="{realm}",service="stub",scope="repository:team/app:pull,push""#);
+                    h.insert("www-authenticate", challenge.parse().unwrap());
+                    (StatusCode::UNAUTHORIZED, h)
+                }
+            }
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = |password: &str| RegistryConfig {
+        host: host.clone(),
+        insecure: true,
+        credentials: Some(Credentials {
+            username: "u".into(),
+            password: password.into(),
+        }),
+        timeout: Duration::from_secs(10),
+    };
+    let reg = Registry::new(&config("p")).unwrap();
+    let exists = reg
+        .blob_exists("team/app", &format!("sha256:{}", "a".repeat(64)))
+        .await
+        .unwrap();
+    assert!(
+        !exists,
+        "the request went through with the token (404 = blob absent)"
+    );
+    let bad = Registry::new(&config("wrong")).unwrap();
+    let err = bad
+        .blob_exists("team/app", &format!("sha256:{}", "a".repeat(64)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Auth { .. }), "{err}");
+}

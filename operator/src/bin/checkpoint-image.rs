@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use transition_operator::image::archive::Limits;
 use transition_operator::image::build::{ImageSpec, build_and_push, timestamp_tag};
-use transition_operator::image::registry::{Credentials, Registry, RegistryConfig, credentials_from_docker_config};
+use transition_operator::image::registry::{
+    Credentials, Registry, RegistryConfig, credentials_from_docker_config,
+};
 
 /// Build and push a checkpoint image.
 #[derive(Parser, Debug)]
@@ -48,12 +50,20 @@ struct Config {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let credentials = match (&config.docker_config, &config.username, &config.password_file) {
-        (Some(path), _, _) => credentials_from_docker_config(&std::fs::read(path)?, &config.registry)
-            .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?,
+    let credentials = match (
+        &config.docker_config,
+        &config.username,
+        &config.password_file,
+    ) {
+        (Some(path), _, _) => {
+            credentials_from_docker_config(&std::fs::read(path)?, &config.registry)
+                .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?
+        }
         (None, Some(username), Some(path)) => Some(Credentials {
             username: username.clone(),
-            password: std::fs::read_to_string(path)?.trim_end_matches(['\n', '\r']).to_owned(),
+            password: std::fs::read_to_string(path)?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
         }),
         _ => None,
     };
@@ -66,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
     let created = k8s_openapi::jiff::Timestamp::now().to_string();
     let spec = ImageSpec {
         repo: config.repository.clone(),
-        tag: config.tag.clone().unwrap_or_else(|| timestamp_tag(&created)),
+        tag: config
+            .tag
+            .clone()
+            .unwrap_or_else(|| timestamp_tag(&created)),
         moving_tag: config.moving_tag.clone(),
         chunk_size: config.chunk_mib.max(1) << 20,
         limits: Limits::default(),

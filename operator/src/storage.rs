@@ -1,0 +1,159 @@
+//! `ArchiveStore`: the operator's narrow read-only view of the checkpoint bucket the agents write
+//! (layout and metadata keys in `transition_crds::storage`). Archives are streamed, never
+//! buffered whole; an archive counts as ready only once its `sha256` metadata is present.
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, timeout::TimeoutConfig};
+use transition_crds::storage::META_SHA256;
+
+/// Connection settings.
+#[derive(Clone)]
+pub struct StoreConfig {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failed read, naming the object.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to {op} s3://{bucket}/{key}: {reason}")]
+    Request {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "failed to use s3://{bucket}/{key}: it has no sha256 metadata yet (upload not finished)"
+    )]
+    NotReady { bucket: String, key: String },
+}
+
+/// A ready archive: size and the sha256 the agent computed while uploading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveObject {
+    pub key: String,
+    pub size: u64,
+    /// `sha256:<hex>`.
+    pub digest: String,
+}
+
+/// The checkpoint bucket.
+#[derive(Clone, Debug)]
+pub struct ArchiveStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+fn reason<E>(e: &aws_sdk_s3::error::SdkError<E>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        aws_sdk_s3::error::SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            match s.err().code() {
+                Some(code) => format!("{code} (HTTP {status})"),
+                None => format!("HTTP {status}"),
+            }
+        }
+        aws_sdk_s3::error::SdkError::TimeoutError(_) => "timed out".into(),
+        aws_sdk_s3::error::SdkError::DispatchFailure(_) => "could not reach the endpoint".into(),
+        other => other.to_string(),
+    }
+}
+
+impl ArchiveStore {
+    pub fn new(config: &StoreConfig) -> ArchiveStore {
+        let creds = Credentials::new(
+            &config.access_key,
+            &config.secret_key,
+            None,
+            None,
+            "transition-operator",
+        );
+        let s3 = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .endpoint_url(&config.endpoint)
+            .credentials_provider(creds)
+            .force_path_style(true)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(config.timeout)
+                    .build(),
+            )
+            .build();
+        ArchiveStore {
+            client: aws_sdk_s3::Client::from_conf(s3),
+            bucket: config.bucket.clone(),
+        }
+    }
+
+    fn err<E>(&self, op: &'static str, key: &str, e: &aws_sdk_s3::error::SdkError<E>) -> StoreError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        StoreError::Request {
+            op,
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            reason: reason(e),
+        }
+    }
+
+    /// The archive at `key` if it is complete (its `sha256` metadata is present).
+    pub async fn ready(&self, key: &str) -> Result<ArchiveObject, StoreError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err("inspect", key, &e))?;
+        let sha = out
+            .metadata()
+            .and_then(|m| m.get(META_SHA256))
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| StoreError::NotReady {
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+            })?;
+        Ok(ArchiveObject {
+            key: key.to_owned(),
+            size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
+            digest: format!("sha256:{sha}"),
+        })
+    }
+
+    /// A blocking reader streaming the archive (for the image builder's reading thread).
+    pub async fn open(&self, key: &str) -> Result<impl std::io::Read + Send + 'static, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err("read", key, &e))?;
+        Ok(tokio_util::io::SyncIoBridge::new(
+            out.body.into_async_read(),
+        ))
+    }
+}
