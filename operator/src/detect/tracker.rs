@@ -1,0 +1,476 @@
+//! Per-node health from heartbeats (pure; the caller supplies milliseconds).
+//!
+//! ```text
+//! Healthy --φ ≥ threshold--> Suspect --probe: lease fresh--> AgentDown (alert only)
+//!                               |  \--probe: lease stale / NotReady / API gone > grace--> NodeFailed (fail over)
+//!  any state --`recovery_beats` good beats in a row--> Healthy
+//! ```
+//! Suspicion alone never fails over: only a corroborating probe of the workload cluster's API
+//! (the Node's Ready condition and its kubelet Lease) turns Suspect into NodeFailed. No node is
+//! suspected during the warm-up after an operator start, so a restart never causes a storm.
+
+use std::collections::HashMap;
+
+use super::phi::{PhiConfig, PhiDetector};
+
+/// Thresholds (per ClusterPolicy; see docs/detection.md for the defaults' reasoning).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrackerConfig {
+    pub phi: PhiConfig,
+    /// Good beats in a row that end a suspicion.
+    pub recovery_beats: u32,
+    /// No suspicion this long after the operator starts.
+    pub warmup_ms: u64,
+    /// A kubelet Lease renewed within this is fresh (kubelets renew every 10 s).
+    pub lease_fresh_ms: u64,
+    /// The workload cluster's API unreachable this long counts as corroboration.
+    pub unreachable_grace_ms: u64,
+    /// Minimum time between two probes of the same node.
+    pub probe_every_ms: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            phi: PhiConfig::default(),
+            recovery_beats: 3,
+            warmup_ms: 10_000,
+            lease_fresh_ms: 15_000,
+            unreachable_grace_ms: 30_000,
+            probe_every_ms: 1_000,
+        }
+    }
+}
+
+/// A node, by cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeKey {
+    pub cluster: String,
+    pub node: String,
+}
+
+impl std::fmt::Display for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.cluster, self.node)
+    }
+}
+
+/// Health of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    /// Heartbeats are late; the workload cluster is being asked.
+    Suspect,
+    /// Heartbeats stopped but the node's kubelet is alive: the agent is down. No failover.
+    AgentDown,
+    /// Heartbeats stopped and the workload cluster confirms the node is gone: fail over.
+    NodeFailed,
+}
+
+/// What the workload cluster's API says about a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeView {
+    /// The Node's Ready condition (`None`: unknown / no such condition).
+    pub ready: Option<bool>,
+    /// When its kubelet Lease was last renewed (ms).
+    pub lease_renewed_ms: Option<u64>,
+}
+
+/// The probe's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    AgentDown,
+    NodeFailed(String),
+    /// Not enough evidence yet (API unreachable for less than the grace); ask again later.
+    Wait,
+}
+
+/// Decides from a probe result (pure).
+pub fn decide(
+    view: &Result<NodeView, String>,
+    now_ms: u64,
+    unreachable_since_ms: Option<u64>,
+    cfg: &TrackerConfig,
+) -> Verdict {
+    match view {
+        Ok(v) => {
+            let lease_fresh = v
+                .lease_renewed_ms
+                .is_some_and(|r| now_ms.saturating_sub(r) <= cfg.lease_fresh_ms);
+            if v.ready == Some(false) {
+                Verdict::NodeFailed("the Node is NotReady in its cluster".into())
+            } else if lease_fresh {
+                Verdict::AgentDown
+            } else if v.lease_renewed_ms.is_none() {
+                Verdict::NodeFailed("the node has no kubelet Lease".into())
+            } else {
+                Verdict::NodeFailed(format!(
+                    "its kubelet Lease is older than {} ms",
+                    cfg.lease_fresh_ms
+                ))
+            }
+        }
+        Err(e) => match unreachable_since_ms {
+            Some(since) if now_ms.saturating_sub(since) >= cfg.unreachable_grace_ms => {
+                Verdict::NodeFailed(format!(
+                    "its cluster's API has been unreachable for {} ms ({e})",
+                    now_ms - since
+                ))
+            }
+            _ => Verdict::Wait,
+        },
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Record {
+    detector: PhiDetector,
+    health: Health,
+    since_ms: u64,
+    good_beats: u32,
+    last_probe_ms: Option<u64>,
+    unreachable_since_ms: Option<u64>,
+}
+
+/// A health change to act on (write NodeHealth, raise a fault, emit an Event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub key: NodeKey,
+    pub from: Health,
+    pub to: Health,
+    pub at_ms: u64,
+    pub reason: String,
+}
+
+/// All nodes' health.
+#[derive(Clone, Debug)]
+pub struct Tracker {
+    config: TrackerConfig,
+    started_ms: u64,
+    nodes: HashMap<NodeKey, Record>,
+}
+
+impl Tracker {
+    pub fn new(config: TrackerConfig, started_ms: u64) -> Tracker {
+        Tracker {
+            config,
+            started_ms,
+            nodes: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    fn record(&mut self, key: &NodeKey, now_ms: u64) -> &mut Record {
+        let phi = self.config.phi;
+        self.nodes.entry(key.clone()).or_insert_with(|| Record {
+            detector: PhiDetector::new(phi),
+            health: Health::Healthy,
+            since_ms: now_ms,
+            good_beats: 0,
+            last_probe_ms: None,
+            unreachable_since_ms: None,
+        })
+    }
+
+    /// A node known from before a restart (NodeHealth): silent since the restart at worst, so it
+    /// is judged from the end of the warm-up if it never beats again.
+    pub fn restore(&mut self, key: &NodeKey, health: Health) {
+        let start = self.started_ms;
+        let r = self.record(key, start);
+        r.detector.heartbeat(start);
+        r.health = health;
+    }
+
+    /// Records a heartbeat; returns a recovery when this beat ends a suspicion.
+    pub fn beat(&mut self, key: &NodeKey, now_ms: u64) -> Option<Change> {
+        let recovery = self.config.recovery_beats.max(1);
+        let r = self.record(key, now_ms);
+        r.detector.heartbeat(now_ms);
+        if r.health == Health::Healthy {
+            return None;
+        }
+        r.good_beats += 1;
+        if r.good_beats < recovery {
+            return None;
+        }
+        let from = r.health;
+        r.health = Health::Healthy;
+        r.since_ms = now_ms;
+        r.good_beats = 0;
+        r.unreachable_since_ms = None;
+        Some(Change {
+            key: key.clone(),
+            from,
+            to: Health::Healthy,
+            at_ms: now_ms,
+            reason: format!("{recovery} heartbeats in a row"),
+        })
+    }
+
+    /// Nodes whose heartbeats have gone suspicious: Healthy → Suspect changes, and the list of
+    /// nodes to probe now (Suspect or AgentDown, at most once per `probe_every_ms`).
+    pub fn tick(&mut self, now_ms: u64) -> (Vec<Change>, Vec<NodeKey>) {
+        let mut changes = Vec::new();
+        let mut probe = Vec::new();
+        if now_ms < self.started_ms.saturating_add(self.config.warmup_ms) {
+            return (changes, probe);
+        }
+        let cfg = self.config;
+        for (key, r) in &mut self.nodes {
+            let suspect = r.detector.is_suspect(now_ms);
+            if suspect {
+                r.good_beats = 0;
+            }
+            if r.health == Health::Healthy && suspect {
+                changes.push(Change {
+                    key: key.clone(),
+                    from: Health::Healthy,
+                    to: Health::Suspect,
+                    at_ms: now_ms,
+                    reason: format!("phi {:.1} ≥ {}", r.detector.phi(now_ms), cfg.phi.threshold),
+                });
+                r.health = Health::Suspect;
+                r.since_ms = now_ms;
+            }
+            let due = r
+                .last_probe_ms
+                .is_none_or(|p| now_ms.saturating_sub(p) >= cfg.probe_every_ms);
+            if matches!(r.health, Health::Suspect | Health::AgentDown) && suspect && due {
+                r.last_probe_ms = Some(now_ms);
+                probe.push(key.clone());
+            }
+        }
+        probe.sort();
+        (changes, probe)
+    }
+
+    /// Applies a probe result for a Suspect or AgentDown node.
+    pub fn probed(
+        &mut self,
+        key: &NodeKey,
+        view: &Result<NodeView, String>,
+        now_ms: u64,
+    ) -> Option<Change> {
+        let cfg = self.config;
+        let r = self.nodes.get_mut(key)?;
+        if !matches!(r.health, Health::Suspect | Health::AgentDown) {
+            return None;
+        }
+        match view {
+            Ok(_) => r.unreachable_since_ms = None,
+            Err(_) => {
+                r.unreachable_since_ms.get_or_insert(now_ms);
+            }
+        }
+        let (to, reason) = match decide(view, now_ms, r.unreachable_since_ms, &cfg) {
+            Verdict::AgentDown => (
+                Health::AgentDown,
+                "its kubelet Lease is fresh: the agent is down, the node is not".to_owned(),
+            ),
+            Verdict::NodeFailed(why) => (Health::NodeFailed, why),
+            Verdict::Wait => return None,
+        };
+        if to == r.health {
+            return None;
+        }
+        let from = r.health;
+        r.health = to;
+        r.since_ms = now_ms;
+        Some(Change {
+            key: key.clone(),
+            from,
+            to,
+            at_ms: now_ms,
+            reason,
+        })
+    }
+
+    pub fn health(&self, key: &NodeKey) -> Option<Health> {
+        self.nodes.get(key).map(|r| r.health)
+    }
+
+    /// (key, health, φ, last beat ms) of every node, sorted.
+    pub fn snapshot(&self, now_ms: u64) -> Vec<(NodeKey, Health, f64, Option<u64>)> {
+        let mut v: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|(k, r)| {
+                (
+                    k.clone(),
+                    r.health,
+                    r.detector.phi(now_ms),
+                    r.detector.last_ms(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> NodeKey {
+        NodeKey {
+            cluster: "cluster1-azure".into(),
+            node: n.into(),
+        }
+    }
+
+    fn cfg() -> TrackerConfig {
+        TrackerConfig {
+            warmup_ms: 0,
+            ..TrackerConfig::default()
+        }
+    }
+
+    /// Drives beats every `every` ms (with `jitter(i)` added) from `from` for `n` beats, ticking
+    /// every 100 ms; returns the changes seen.
+    fn run(
+        t: &mut Tracker,
+        k: &NodeKey,
+        from: u64,
+        n: u64,
+        every: u64,
+        jitter: impl Fn(u64) -> i64,
+    ) -> (u64, Vec<Change>) {
+        let mut changes = Vec::new();
+        let mut now = from;
+        let mut next_beat = from;
+        let mut sent = 0;
+        while sent < n {
+            if now >= next_beat {
+                changes.extend(t.beat(k, now));
+                sent += 1;
+                next_beat = (now as i64 + every as i64 + jitter(sent)).max(now as i64 + 1) as u64;
+            }
+            changes.extend(t.tick(now).0);
+            now += 100;
+        }
+        (now, changes)
+    }
+
+    #[test]
+    fn thirty_percent_jitter_raises_no_suspicion() {
+        let mut t = Tracker::new(cfg(), 0);
+        let k = key("w1");
+        let (_, changes) = run(&mut t, &k, 0, 500, 1000, |i| {
+            if i % 3 == 0 {
+                300
+            } else if i % 3 == 1 {
+                -300
+            } else {
+                0
+            }
+        });
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn a_burst_of_beats_after_a_hiccup_is_not_a_failure() {
+        let mut t = Tracker::new(cfg(), 0);
+        let k = key("w1");
+        let (end, _) = run(&mut t, &k, 0, 100, 1000, |_| 0);
+        for i in 0..5 {
+            assert!(t.beat(&k, end + i).is_none());
+        }
+        assert!(t.tick(end + 10).0.is_empty());
+        assert_eq!(t.health(&k), Some(Health::Healthy));
+    }
+
+    #[test]
+    fn a_long_stall_is_suspected_but_a_fresh_lease_means_agent_down_not_failover() {
+        let mut t = Tracker::new(cfg(), 0);
+        let k = key("w1");
+        let (end, _) = run(&mut t, &k, 0, 100, 1000, |_| 0);
+        let (changes, probe) = t.tick(end + 2500);
+        assert_eq!(changes[0].to, Health::Suspect);
+        assert_eq!(probe, vec![k.clone()]);
+        let fresh = Ok(NodeView {
+            ready: Some(true),
+            lease_renewed_ms: Some(end + 2000),
+        });
+        let change = t.probed(&k, &fresh, end + 2500).unwrap();
+        assert_eq!(change.to, Health::AgentDown);
+        // The agent comes back: three good beats end it.
+        assert!(t.beat(&k, end + 3000).is_none());
+        assert!(t.beat(&k, end + 4000).is_none());
+        assert_eq!(t.beat(&k, end + 5000).map(|c| c.to), Some(Health::Healthy));
+    }
+
+    #[test]
+    fn a_dead_node_is_confirmed_by_a_stale_lease_or_not_ready() {
+        let mut t = Tracker::new(cfg(), 0);
+        let (a, b) = (key("a"), key("b"));
+        run(&mut t, &a, 0, 50, 1000, |_| 0);
+        let (end, _) = run(&mut t, &b, 0, 50, 1000, |_| 0);
+        let now = end + 20_000;
+        let (_, probe) = t.tick(now);
+        assert_eq!(probe.len(), 2);
+        let stale = Ok(NodeView {
+            ready: None,
+            lease_renewed_ms: Some(now - 16_000),
+        });
+        assert_eq!(
+            t.probed(&a, &stale, now).map(|c| c.to),
+            Some(Health::NodeFailed)
+        );
+        let not_ready = Ok(NodeView {
+            ready: Some(false),
+            lease_renewed_ms: Some(now - 1000),
+        });
+        let c = t.probed(&b, &not_ready, now).unwrap();
+        assert_eq!(c.to, Health::NodeFailed);
+        assert!(c.reason.contains("NotReady"), "{}", c.reason);
+    }
+
+    #[test]
+    fn an_unreachable_cluster_counts_only_after_the_grace_period() {
+        let mut t = Tracker::new(cfg(), 0);
+        let k = key("w1");
+        let (end, _) = run(&mut t, &k, 0, 50, 1000, |_| 0);
+        let down: Result<NodeView, String> = Err("connection refused".into());
+        t.tick(end + 3000);
+        assert_eq!(
+            t.probed(&k, &down, end + 3000),
+            None,
+            "wait: the API may be briefly down"
+        );
+        assert_eq!(t.probed(&k, &down, end + 20_000), None);
+        let c = t.probed(&k, &down, end + 33_000).unwrap();
+        assert_eq!(c.to, Health::NodeFailed);
+        assert!(c.reason.contains("unreachable"));
+    }
+
+    #[test]
+    fn no_suspicion_during_warm_up_after_a_restart() {
+        let mut t = Tracker::new(TrackerConfig::default(), 100_000);
+        let k = key("w1");
+        t.restore(&k, Health::Healthy);
+        assert!(
+            t.tick(105_000).0.is_empty(),
+            "silent node, but still warming up"
+        );
+        let (changes, _) = t.tick(112_000);
+        assert_eq!(
+            changes.len(),
+            1,
+            "after warm-up the silent node is suspected"
+        );
+    }
+
+    #[test]
+    fn a_skewed_or_stepping_clock_does_not_fabricate_failures() {
+        let mut t = Tracker::new(cfg(), 0);
+        let k = key("w1");
+        let (end, _) = run(&mut t, &k, 0, 50, 1000, |_| 0);
+        // Beats arriving with a clock that stepped back 30 s: judged from the newest beat seen.
+        t.beat(&k, end - 30_000);
+        assert!(t.tick(end + 500).0.is_empty());
+    }
+}
