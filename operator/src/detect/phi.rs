@@ -60,11 +60,11 @@ impl PhiDetector {
     }
 
     fn push(&mut self, interval: f64) {
-        if self.intervals.len() == self.config.window.max(2) {
-            if let Some(old) = self.intervals.pop_front() {
-                self.sum -= old;
-                self.sum_sq -= old * old;
-            }
+        if self.intervals.len() == self.config.window.max(2)
+            && let Some(old) = self.intervals.pop_front()
+        {
+            self.sum -= old;
+            self.sum_sq -= old * old;
         }
         self.intervals.push_back(interval);
         self.sum += interval;
