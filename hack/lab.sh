@@ -9,7 +9,8 @@
 #
 # Per simulated cluster (LAB_CLUSTERS, default "mgmt cluster1-azure cluster2-aws"; the first is the
 # management cluster): etcd + kube-apiserver v1.20.2, and with LAB_CONTROLLERS="<cluster>..." also
-# kube-controller-manager (node lifecycle: a silent Node turns Ready=Unknown) + kube-scheduler.
+# kube-controller-manager (node lifecycle: a silent Node turns Ready=Unknown after
+# LAB_NODE_MONITOR_GRACE, default 40s) + kube-scheduler.
 # Shared: s3s-fs (S3, SigV4), docker-registry (htpasswd), lighttpd + git http-backend (basic auth),
 # CRIU 4.1.1 + runc (checked with `criu check`).
 #
@@ -18,6 +19,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LAB="${TRANSITION_LAB_DIR:-/tmp/transition-lab}"
+# Whether the caller asked for specific clusters/controllers (an already running lab is reused
+# unless it differs from an explicit request).
+ASKED_CLUSTERS="${LAB_CLUSTERS+x}"
+ASKED_CONTROLLERS="${LAB_CONTROLLERS+x}"
 LAB_CLUSTERS="${LAB_CLUSTERS:-mgmt cluster1-azure cluster2-aws}"
 LAB_CONTROLLERS="${LAB_CONTROLLERS:-}"
 ENV_FILE="$LAB/env"
@@ -130,7 +135,7 @@ start_controllers() {
   start "controller-manager-$name" "$d/controller-manager.log" "$TRANSITION_BIN/kube-controller-manager" \
     --kubeconfig "$d/kubeconfig" --bind-address 127.0.0.1 --port 0 --secure-port "$(free_port)" \
     --leader-elect=false --service-account-private-key-file "$LAB/pki/sa.key" --root-ca-file "$LAB/pki/ca.crt" \
-    --cluster-name "$name" --node-monitor-grace-period 40s --controllers '*,-serviceaccount-token'
+    --cluster-name "$name" --node-monitor-grace-period "${LAB_NODE_MONITOR_GRACE:-40s}" --controllers '*,-serviceaccount-token'
   start "scheduler-$name" "$d/scheduler.log" "$TRANSITION_BIN/kube-scheduler" \
     --kubeconfig "$d/kubeconfig" --bind-address 127.0.0.1 --port 0 --secure-port "$(free_port)" --leader-elect=false
 }
@@ -239,7 +244,10 @@ status() {
 
 up() {
   mkdir -p "$LAB"
-  if status >/dev/null 2>&1; then
+  # status runs in a subshell: it sources the old env file, which must not override our settings.
+  if (status) >/dev/null 2>&1 \
+    && { [ -z "$ASKED_CONTROLLERS" ] || grep -qxF "export LAB_CONTROLLERS='$LAB_CONTROLLERS'" "$ENV_FILE"; } \
+    && { [ -z "$ASKED_CLUSTERS" ] || grep -qxF "export LAB_CLUSTERS='$LAB_CLUSTERS'" "$ENV_FILE"; }; then
     log "lab already up in $LAB"
     cat "$ENV_FILE"
     return 0

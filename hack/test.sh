@@ -15,6 +15,10 @@ bash hack/install.sh all
 
 # A lab of its own, so a running demo lab is left alone.
 export TRANSITION_LAB_DIR="${TRANSITION_LAB_DIR:-/tmp/transition-lab-test}"
+# The source cluster runs kube-controller-manager so node-lifecycle marks silent Nodes NotReady
+# (grace shortened from 40 s to keep the detection test quick).
+export LAB_CONTROLLERS="${LAB_CONTROLLERS:-cluster1-azure}"
+export LAB_NODE_MONITOR_GRACE="${LAB_NODE_MONITOR_GRACE:-15s}"
 cleanup() { bash hack/lab.sh down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 log "starting the lab in $TRANSITION_LAB_DIR"

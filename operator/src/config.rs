@@ -34,4 +34,17 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Address of the heartbeat endpoint (`POST /heartbeat`, `GET /nodes`; the Go original used :8090).
+    #[arg(long, env = "HEARTBEAT_ADDR", default_value = "0.0.0.0:8090")]
+    pub heartbeat_addr: SocketAddr,
+    /// File of `cluster=token` lines (a mounted Secret). Without it the heartbeat endpoint is off.
+    #[arg(long, env = "HEARTBEAT_TOKENS_FILE")]
+    pub heartbeat_tokens_file: Option<PathBuf>,
+    /// Folder of `<cluster>.kubeconfig` files for the workload clusters (mounted Secrets), used to
+    /// corroborate a suspected node failure with the Node's Ready condition and kubelet Lease.
+    #[arg(long, env = "WORKLOAD_KUBECONFIG_DIR")]
+    pub workload_kubeconfig_dir: Option<PathBuf>,
+    /// Namespace of the operator's own objects (NodeHealth).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "transition-system")]
+    pub operator_namespace: String,
 }

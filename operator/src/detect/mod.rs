@@ -2,4 +2,96 @@
 //! corroboration by the workload cluster's API ([`tracker`]).
 
 pub mod phi;
+pub mod run;
+pub mod server;
 pub mod tracker;
+
+use std::sync::{Arc, Mutex};
+
+use tracker::{Health, NodeKey, Tracker, TrackerConfig};
+
+/// The endpoint's shared state plus the receiving end of its health changes.
+pub fn beats(
+    tokens: server::Tokens,
+    config: TrackerConfig,
+) -> (
+    Arc<server::Beats>,
+    tokio::sync::mpsc::UnboundedReceiver<tracker::Change>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let beats = server::Beats {
+        tokens,
+        tracker: Mutex::new(Tracker::new(config, server::now_ms())),
+        last: Mutex::new(Default::default()),
+        changes: tx,
+        accepted: Default::default(),
+        rejected: Default::default(),
+    };
+    (Arc::new(beats), rx)
+}
+
+/// Seeds the tracker with the nodes NodeHealth knows (after a restart): each is judged only after
+/// the warm-up, from fresh beats.
+pub async fn restore_from_node_health(
+    beats: &server::Beats,
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<usize, kube::Error> {
+    let api: kube::Api<transition_crds::NodeHealth> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let list = api.list(&Default::default()).await?;
+    let mut n = 0;
+    if let Ok(mut t) = beats.tracker.lock() {
+        for nh in list.items {
+            let status = nh.status.unwrap_or_default();
+            let (Some(cluster), Some(node)) =
+                (status.cluster_name.clone(), nh.spec.node_name.clone())
+            else {
+                continue;
+            };
+            let health = match status.condition {
+                Some(transition_crds::node_health::NodeCondition::Unhealthy) => Health::Suspect,
+                _ => Health::Healthy,
+            };
+            t.restore(&NodeKey { cluster, node }, health);
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Kubernetes clients for the workload clusters from `<cluster>.kubeconfig` files in `dir`.
+pub async fn workload_clients(
+    dir: &std::path::Path,
+) -> std::collections::HashMap<String, kube::Client> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        tracing::warn!(dir = %dir.display(), "cannot read the workload kubeconfig folder");
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(cluster) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".kubeconfig"))
+        else {
+            continue;
+        };
+        let client = async {
+            let kc = kube::config::Kubeconfig::read_from(&path).map_err(|e| e.to_string())?;
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            kube::Client::try_from(cfg).map_err(|e| e.to_string())
+        }
+        .await;
+        match client {
+            Ok(c) => {
+                out.insert(cluster.to_owned(), c);
+            }
+            Err(e) => tracing::warn!(cluster, error = %e, "cannot use the workload kubeconfig"),
+        }
+    }
+    out
+}

@@ -1,0 +1,270 @@
+//! The detector loop: every 100 ms it asks the tracker which nodes became suspicious, probes the
+//! workload clusters about them, writes NodeHealth on health changes only, and hands confirmed
+//! node failures to the transition orchestrator through a channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use transition_crds::NodeHealthStatus;
+use transition_crds::conditions::{self, Status};
+use transition_crds::node_health::NodeCondition;
+
+use super::server::{Beats, LastBeat, now_ms};
+use super::tracker::{Change, Health, NodeKey, NodeView};
+use crate::crd_install::FIELD_MANAGER;
+
+/// A confirmed node failure, for the transition orchestrator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultEvent {
+    pub cluster: String,
+    pub node: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// Asks a workload cluster about one of its nodes.
+pub trait ClusterProbe: Send + Sync {
+    fn view(
+        &self,
+        key: &NodeKey,
+    ) -> impl std::future::Future<Output = Result<NodeView, String>> + Send;
+}
+
+/// The real probe: the Node's Ready condition and its Lease in `kube-node-lease`.
+#[derive(Clone, Default)]
+pub struct KubeProbe {
+    pub clients: HashMap<String, kube::Client>,
+}
+
+impl ClusterProbe for KubeProbe {
+    async fn view(&self, key: &NodeKey) -> Result<NodeView, String> {
+        let client = self
+            .clients
+            .get(&key.cluster)
+            .ok_or_else(|| format!("no API access configured for cluster {}", key.cluster))?;
+        let node = Api::<Node>::all(client.clone())
+            .get_opt(&key.node)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready = node
+            .as_ref()
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .and_then(|c| match c.status.as_str() {
+                "True" => Some(true),
+                "False" | "Unknown" => Some(false),
+                _ => None,
+            });
+        let ready = if node.is_none() { Some(false) } else { ready };
+        let lease = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
+            .get_opt(&key.node)
+            .await
+            .map_err(|e| e.to_string())?;
+        let lease_renewed_ms = lease
+            .and_then(|l| l.spec)
+            .and_then(|s| s.renew_time)
+            .and_then(|t| u64::try_from(t.0.as_millisecond()).ok());
+        Ok(NodeView {
+            ready,
+            lease_renewed_ms,
+        })
+    }
+}
+
+/// Writes NodeHealth objects (named `<cluster>-<node>`) in one namespace.
+#[derive(Clone)]
+pub struct NodeHealthWriter {
+    pub client: kube::Client,
+    pub namespace: String,
+}
+
+/// A DNS-1123 name for a node of a cluster.
+pub fn node_health_name(key: &NodeKey) -> String {
+    let raw = format!("{}-{}", key.cluster, key.node).to_ascii_lowercase();
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.truncate(253);
+    name.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
+impl NodeHealthWriter {
+    /// Records a health change (one spec apply + one status apply).
+    pub async fn write(&self, change: &Change, last: Option<&LastBeat>) -> Result<(), kube::Error> {
+        let api: Api<transition_crds::NodeHealth> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let name = node_health_name(&change.key);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let object = json!({
+            "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "NodeHealth",
+            "metadata": {"name": name, "labels": {"transition.dcnlab.ssu.ac.kr/cluster": node_health_name(&NodeKey { cluster: change.key.cluster.clone(), node: String::new() })}},
+            "spec": {"nodeName": change.key.node},
+        });
+        let current = api.patch(&name, &params, &Patch::Apply(&object)).await?;
+        let mut status = current.status.unwrap_or_default();
+        let at = k8s_openapi::jiff::Timestamp::from_millisecond(
+            i64::try_from(change.at_ms).unwrap_or(0),
+        )
+        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now());
+        let healthy = change.to == Health::Healthy;
+        status.condition = Some(if healthy {
+            NodeCondition::Healthy
+        } else {
+            NodeCondition::Unhealthy
+        });
+        conditions::set(
+            &mut status.conditions,
+            conditions::READY,
+            Status::from(healthy),
+            &format!("{:?}", change.to),
+            &change.reason,
+            None,
+            at,
+        );
+        if let Some(b) = last {
+            let p = &b.payload;
+            let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            status = NodeHealthStatus {
+                ip: opt(&p.ip),
+                os: opt(&p.os),
+                arch: opt(&p.arch),
+                cpus: Some(p.cpus),
+                cpu_usage: Some(format!("{:.1}", p.cpu_usage_percent)),
+                mem_total: Some(p.mem_total_bytes),
+                mem_used: Some(p.mem_used_bytes),
+                last_seen: k8s_openapi::jiff::Timestamp::from_millisecond(
+                    i64::try_from(b.received_ms).unwrap_or(0),
+                )
+                .ok()
+                .map(Time),
+                cluster_name: opt(&p.cluster_name),
+                cluster_namespace: opt(&p.cluster_namespace),
+                machine: opt(&p.machine),
+                owner_kind: opt(&p.owner_kind),
+                owner_name: opt(&p.owner_name),
+                provided_node_ip: opt(&p.provided_node_ip),
+                cri_socket: opt(&p.cri_socket),
+                agent_version: p.agent_version.clone(),
+                ..status
+            };
+        }
+        let patch = json!({"apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "NodeHealth", "status": status});
+        api.patch_status(&name, &params, &Patch::Apply(&patch))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The detector loop.
+pub struct Detector<P> {
+    pub beats: Arc<Beats>,
+    pub probe: P,
+    pub writer: Option<NodeHealthWriter>,
+    pub faults: tokio::sync::mpsc::Sender<FaultEvent>,
+    pub changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
+    pub probe_timeout: Duration,
+}
+
+impl<P: ClusterProbe> Detector<P> {
+    async fn handle(&self, change: Change) {
+        info!(node = %change.key, from = ?change.from, to = ?change.to, reason = %change.reason, "node health changed");
+        if let Some(w) = &self.writer {
+            let last = self
+                .beats
+                .last
+                .lock()
+                .ok()
+                .and_then(|l| l.get(&change.key).cloned());
+            if let Err(e) = w.write(&change, last.as_ref()).await {
+                warn!(node = %change.key, error = %e, "failed to write NodeHealth");
+            }
+        }
+        if change.to == Health::NodeFailed {
+            let event = FaultEvent {
+                cluster: change.key.cluster.clone(),
+                node: change.key.node.clone(),
+                reason: change.reason.clone(),
+                at_ms: change.at_ms,
+            };
+            if self.faults.send(event).await.is_err() {
+                warn!(node = %change.key, "no orchestrator is listening for faults");
+            }
+        }
+    }
+
+    /// Runs until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            while let Ok(c) = self.changes.try_recv() {
+                self.handle(c).await;
+            }
+            let now = now_ms();
+            let (changes, to_probe) = match self.beats.tracker.lock() {
+                Ok(mut t) => t.tick(now),
+                Err(_) => return,
+            };
+            for c in changes {
+                self.handle(c).await;
+            }
+            let views = futures::future::join_all(to_probe.iter().map(|k| async {
+                match tokio::time::timeout(self.probe_timeout, self.probe.view(k)).await {
+                    Ok(v) => v,
+                    Err(_) => Err("the probe timed out".to_owned()),
+                }
+            }))
+            .await;
+            let now = now_ms();
+            let outcomes: Vec<Change> = match self.beats.tracker.lock() {
+                Ok(mut t) => to_probe
+                    .iter()
+                    .zip(&views)
+                    .filter_map(|(k, v)| t.probed(k, v, now))
+                    .collect(),
+                Err(_) => return,
+            };
+            for c in outcomes {
+                self.handle(c).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_health_names_are_dns_safe() {
+        let k = NodeKey {
+            cluster: "Cluster1_Azure".into(),
+            node: "ip-10-0-0-4.ec2.internal".into(),
+        };
+        assert_eq!(
+            node_health_name(&k),
+            "cluster1-azure-ip-10-0-0-4.ec2.internal"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The heartbeat endpoint: `POST /heartbeat` (the Go agent's JSON and ours, bearer token per
+//! cluster) and `GET /nodes`. Errors are JSON `{"error": "..."}` with 400 (not JSON), 401 (no or
+//! unknown token), 413 (body over 64 KiB), 422 (a field is invalid). A heartbeat costs one map
+//! update under a mutex: no API-server write (NodeHealth is written on health changes only).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use transition_crds::heartbeat::{Heartbeat, HeartbeatError, MAX_HEARTBEAT_BYTES};
+
+use super::tracker::{Change, NodeKey, Tracker};
+
+/// Wall-clock milliseconds (lease times are wall-clock too).
+pub fn now_ms() -> u64 {
+    u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap_or(0)
+}
+
+/// What the last heartbeat of a node said.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LastBeat {
+    pub received_ms: u64,
+    pub payload: Heartbeat,
+}
+
+/// Tokens by cluster, stored as sha256 so the table holds no secret and lookups are uniform.
+#[derive(Clone, Default)]
+pub struct Tokens(HashMap<[u8; 32], String>);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} clusters)", self.0.len())
+    }
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Tokens {
+    /// Parses `cluster=token` lines (blank lines and `#` comments skipped), e.g. a mounted Secret.
+    pub fn parse(text: &str) -> Result<Tokens, String> {
+        let mut map = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (cluster, token) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {}: expected cluster=token", i + 1))?;
+            let (cluster, token) = (cluster.trim(), token.trim());
+            if cluster.is_empty() || token.len() < 16 {
+                return Err(format!(
+                    "line {}: empty cluster or token shorter than 16 characters",
+                    i + 1
+                ));
+            }
+            map.insert(hash(token), cluster.to_owned());
+        }
+        Ok(Tokens(map))
+    }
+
+    pub fn insert(&mut self, cluster: &str, token: &str) {
+        self.0.insert(hash(token), cluster.to_owned());
+    }
+
+    /// The cluster a bearer token belongs to.
+    pub fn cluster_of(&self, headers: &HeaderMap) -> Option<&str> {
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))?
+            .trim();
+        self.0.get(&hash(token)).map(String::as_str)
+    }
+}
+
+/// Shared state of the endpoint and the detector loop.
+pub struct Beats {
+    pub tokens: Tokens,
+    pub tracker: Mutex<Tracker>,
+    pub last: Mutex<HashMap<NodeKey, LastBeat>>,
+    /// Health changes found while recording beats (recoveries), for the detector loop.
+    pub changes: tokio::sync::mpsc::UnboundedSender<Change>,
+    pub accepted: prometheus_client::metrics::counter::Counter,
+    pub rejected: prometheus_client::metrics::counter::Counter,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn heartbeat(State(beats): State<Arc<Beats>>, headers: HeaderMap, body: Body) -> Response {
+    let Some(cluster) = beats.tokens.cluster_of(&headers).map(str::to_owned) else {
+        beats.rejected.inc();
+        return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_HEARTBEAT_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            beats.rejected.inc();
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("heartbeat body over {MAX_HEARTBEAT_BYTES} bytes"),
+            );
+        }
+    };
+    let hb = match Heartbeat::from_json(&bytes) {
+        Ok(hb) => hb,
+        Err(e) => {
+            beats.rejected.inc();
+            let status = match e {
+                HeartbeatError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                HeartbeatError::Json(_) => StatusCode::BAD_REQUEST,
+                HeartbeatError::Field { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            return error(status, e.to_string());
+        }
+    };
+    if !hb.cluster_name.is_empty() && hb.cluster_name != cluster {
+        beats.rejected.inc();
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "failed to accept heartbeat: field `cluster_name` is {:?} but the token belongs to cluster {cluster:?}",
+                hb.cluster_name
+            ),
+        );
+    }
+    let key = NodeKey {
+        cluster,
+        node: hb.node.clone(),
+    };
+    let now = now_ms();
+    let change = match beats.tracker.lock() {
+        Ok(mut t) => t.beat(&key, now),
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "detector state unavailable",
+            );
+        }
+    };
+    if let Ok(mut last) = beats.last.lock() {
+        last.insert(
+            key,
+            LastBeat {
+                received_ms: now,
+                payload: hb,
+            },
+        );
+    }
+    if let Some(c) = change {
+        let _ = beats.changes.send(c);
+    }
+    beats.accepted.inc();
+    StatusCode::OK.into_response()
+}
+
+async fn nodes(State(beats): State<Arc<Beats>>, headers: HeaderMap) -> Response {
+    let Some(cluster) = beats.tokens.cluster_of(&headers).map(str::to_owned) else {
+        return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+    };
+    let now = now_ms();
+    let snapshot = match beats.tracker.lock() {
+        Ok(t) => t.snapshot(now),
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "detector state unavailable",
+            );
+        }
+    };
+    let last = beats.last.lock().map(|l| l.clone()).unwrap_or_default();
+    let list: Vec<_> = snapshot
+        .into_iter()
+        .filter(|(k, ..)| k.cluster == cluster)
+        .map(|(k, health, phi, last_ms)| {
+            let beat = last.get(&k);
+            json!({
+                "cluster": k.cluster, "node": k.node, "health": format!("{health:?}"),
+                "phi": if phi.is_finite() { phi } else { f64::MAX },
+                "lastSeenMsAgo": last_ms.map(|l| now.saturating_sub(l)),
+                "ip": beat.map(|b| b.payload.ip.clone()),
+                "agentVersion": beat.and_then(|b| b.payload.agent_version.clone()),
+                "lastUpload": beat.and_then(|b| b.payload.last_upload.as_ref().map(|u| u.key.clone())),
+            })
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+/// `POST /heartbeat`, `GET /nodes`.
+pub fn router(beats: Arc<Beats>) -> Router {
+    Router::new()
+        .route("/heartbeat", post(heartbeat))
+        .route("/nodes", get(nodes))
+        .with_state(beats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_files_map_tokens_to_clusters_and_reject_weak_lines() {
+        let t = Tokens::parse("# comment\ncluster1-azure = 0123456789abcdef0123\n\ncluster2-aws=fedcba9876543210fedc\n").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            "Bearer 0123456789abcdef0123".parse().unwrap(),
+        );
+        assert_eq!(t.cluster_of(&h), Some("cluster1-azure"));
+        h.insert(
+            "authorization",
+            "Bearer nope-nope-nope-nope".parse().unwrap(),
+        );
+        assert_eq!(t.cluster_of(&h), None);
+        assert!(Tokens::parse("c=short").unwrap_err().contains("16"));
+        assert!(
+            Tokens::parse("no separator")
+                .unwrap_err()
+                .contains("line 1")
+        );
+        assert!(
+            !format!("{t:?}").contains("0123456789"),
+            "Debug prints no token"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Fault detection against the lab's REAL kube-apiserver + kube-controller-manager (source
+//! cluster): two nodes' agents go silent; the node whose kubelet Lease keeps renewing is
+//! AgentDown (no failover); the one whose Lease stopped is confirmed failed (one fault event), and
+//! node-lifecycle marks it NotReady. Heartbeats travel over real HTTP to our endpoint.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use transition_operator::crd_install::install_crds;
+use transition_operator::detect::run::{Detector, KubeProbe, NodeHealthWriter, node_health_name};
+use transition_operator::detect::server::{Tokens, router};
+use transition_operator::detect::tracker::{Health, NodeKey, TrackerConfig};
+use transition_operator::detect::{beats, phi::PhiConfig};
+use transition_testlab::{Lab, fresh_namespace};
+
+const CLUSTER: &str = "cluster1-azure";
+const TOKEN: &str = "cluster1-token-0123456789";
+
+async fn renew(leases: &Api<Lease>, name: &str) {
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let patch = serde_json::json!({"spec": {"renewTime": now}});
+    leases
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+async fn make_node(nodes: &Api<Node>, leases: &Api<Lease>, name: &str) {
+    let node: Node =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+        "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]}});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": MicroTime(k8s_openapi::jiff::Timestamp::now())}
+    }))
+    .unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+}
+
+fn ready(node: &Node) -> Option<String> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirmed_and_not_ready() {
+    let lab = Lab::get().unwrap();
+    assert!(
+        lab.var("LAB_CONTROLLERS").unwrap_or("").contains(CLUSTER),
+        "the lab must run kube-controller-manager for {CLUSTER}"
+    );
+    let mgmt = lab.kube_client(&lab.clusters()[0]).await.unwrap();
+    install_crds(&mgmt, Duration::from_secs(60)).await.unwrap();
+    let ns = fresh_namespace(&mgmt, "detect").await.unwrap();
+    let source = lab.kube_client(CLUSTER).await.unwrap();
+    let nodes: Api<Node> = Api::all(source.clone());
+    let leases: Api<Lease> = Api::namespaced(source.clone(), "kube-node-lease");
+    let (alive, dead) = (
+        format!("w-alive-{}", std::process::id()),
+        format!("w-dead-{}", std::process::id()),
+    );
+    make_node(&nodes, &leases, &alive).await;
+    make_node(&nodes, &leases, &dead).await;
+
+    // The live node's kubelet keeps renewing its Lease; the dead one's never does again.
+    let renewer = {
+        let (leases, alive) = (leases.clone(), alive.clone());
+        tokio::spawn(async move {
+            loop {
+                renew(&leases, &alive).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+
+    let mut tokens = Tokens::default();
+    tokens.insert(CLUSTER, TOKEN);
+    let config = TrackerConfig {
+        phi: PhiConfig {
+            first_interval_ms: 200.0,
+            min_std_dev_ms: 50.0,
+            ..PhiConfig::default()
+        },
+        warmup_ms: 0,
+        lease_fresh_ms: 6_000,
+        ..TrackerConfig::default()
+    };
+    let (shared, changes) = beats(tokens, config);
+    let (faults_tx, mut faults) = tokio::sync::mpsc::channel(8);
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(CLUSTER.to_owned(), source.clone());
+    let detector = Detector {
+        beats: shared.clone(),
+        probe: KubeProbe { clients },
+        writer: Some(NodeHealthWriter {
+            client: mgmt.clone(),
+            namespace: ns.clone(),
+        }),
+        faults: faults_tx,
+        changes,
+        probe_timeout: Duration::from_secs(3),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(detector.run(stop.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/heartbeat", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(shared.clone())).await.unwrap() });
+
+    // Both agents beat every 200 ms for 3 s, then fall silent.
+    let http = reqwest::Client::new();
+    for _ in 0..15 {
+        for node in [&alive, &dead] {
+            let body = serde_json::json!({"node": node, "cluster_name": CLUSTER, "ip": "10.0.0.9"});
+            let resp = http
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fault = tokio::time::timeout(Duration::from_secs(30), faults.recv())
+        .await
+        .expect("a fault within 30 s")
+        .unwrap();
+    assert_eq!(
+        fault.node, dead,
+        "only the node whose lease stopped fails over"
+    );
+    assert!(
+        fault.reason.contains("Lease") || fault.reason.contains("NotReady"),
+        "{}",
+        fault.reason
+    );
+
+    let health: Api<transition_crds::NodeHealth> = Api::namespaced(mgmt.clone(), &ns);
+    let key_alive = NodeKey {
+        cluster: CLUSTER.into(),
+        node: alive.clone(),
+    };
+    let nh_alive = health.get(&node_health_name(&key_alive)).await.unwrap();
+    let ready_alive = nh_alive
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        ready_alive.reason,
+        format!("{:?}", Health::AgentDown),
+        "{}",
+        ready_alive.message
+    );
+    let key_dead = NodeKey {
+        cluster: CLUSTER.into(),
+        node: dead.clone(),
+    };
+    let nh_dead = health.get(&node_health_name(&key_dead)).await.unwrap();
+    assert_eq!(nh_dead.status.unwrap().ip.as_deref(), Some("10.0.0.9"));
+
+    // node-lifecycle (grace 15 s in the test lab) marks the dead node NotReady; the live one stays Ready.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = nodes.get(&dead).await.unwrap();
+        if ready(&d).as_deref() != Some("True") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead node never turned NotReady"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        ready(&nodes.get(&alive).await.unwrap()).as_deref(),
+        Some("True"),
+        "the live node stays Ready"
+    );
+    assert!(
+        faults.try_recv().is_err(),
+        "no second fault (the live node never fails over)"
+    );
+    stop.cancel();
+    renewer.abort();
+}
