@@ -50,7 +50,11 @@ fn traces(scenario: &str, rng: &mut Rng) -> Vec<Trace> {
             }
             // In `death`, the node dies right after its last beat (at a random point of its Lease cycle).
             let death_ms = (scenario == "death").then(|| beats.last().map_or(0, |l| l + 1));
-            Trace { beats, death_ms, lease_phase: (rng.unit() * 10_000.0) as u64 }
+            Trace {
+                beats,
+                death_ms,
+                lease_phase: (rng.unit() * 10_000.0) as u64,
+            }
         })
         .collect()
 }
@@ -75,7 +79,8 @@ fn ours(trace: &Trace, cfg: &TrackerConfig) -> Outcome {
     let mut d = PhiDetector::new(cfg.phi);
     let end = trace.beats.last().copied().unwrap_or(0) + 60_000;
     let (mut next, mut now) = (0usize, trace.beats.first().copied().unwrap_or(0));
-    let (mut suspected_at, mut failed_at, mut last_probe, mut false_failovers) = (None, None, 0u64, 0usize);
+    let (mut suspected_at, mut failed_at, mut last_probe, mut false_failovers) =
+        (None, None, 0u64, 0usize);
     let mut suspicions = Vec::new();
     while now <= end {
         while next < trace.beats.len() && trace.beats[next] <= now {
@@ -92,7 +97,10 @@ fn ours(trace: &Trace, cfg: &TrackerConfig) -> Outcome {
             }
             if failed_at.is_none() && now.saturating_sub(last_probe) >= cfg.probe_every_ms {
                 last_probe = now;
-                let view = Ok(NodeView { ready: None, lease_renewed_ms: lease_renewed(trace, now) });
+                let view = Ok(NodeView {
+                    ready: None,
+                    lease_renewed_ms: lease_renewed(trace, now),
+                });
                 if let Verdict::NodeFailed(_) = decide(&view, now, None, cfg) {
                     failed_at = Some(now);
                     if trace.death_ms.is_none_or(|dm| now < dm) {
@@ -110,7 +118,11 @@ fn ours(trace: &Trace, cfg: &TrackerConfig) -> Outcome {
         (Some(f), Some(dm)) if f >= dm => vec![f - dm],
         _ => vec![],
     };
-    Outcome { suspicions, failovers, false_failovers }
+    Outcome {
+        suspicions,
+        failovers,
+        false_failovers,
+    }
 }
 
 /// The Go original: a 100 ms ticker counts misses; more than 12 → fail over.
@@ -141,7 +153,11 @@ fn go_rule(trace: &Trace) -> Outcome {
         }
         now += 100;
     }
-    Outcome { suspicions: vec![], failovers, false_failovers }
+    Outcome {
+        suspicions: vec![],
+        failovers,
+        false_failovers,
+    }
 }
 
 fn pct(v: &mut [u64], p: f64) -> String {
@@ -154,9 +170,18 @@ fn pct(v: &mut [u64], p: f64) -> String {
 }
 
 fn main() {
-    let cfg = TrackerConfig { phi: PhiConfig::default(), ..TrackerConfig::default() };
-    println!("detector: phi threshold {}, window {}, min std {} ms; corroboration: Lease fresh ≤ {} ms", cfg.phi.threshold, cfg.phi.window, cfg.phi.min_std_dev_ms, cfg.lease_fresh_ms);
-    println!("{:<9} {:<6} {:>8} {:>10} {:>10} {:>15} {:>15} {:>6}", "scenario", "who", "beats", "susp p50", "susp p99", "failover p50", "failover p99", "false");
+    let cfg = TrackerConfig {
+        phi: PhiConfig::default(),
+        ..TrackerConfig::default()
+    };
+    println!(
+        "detector: phi threshold {}, window {}, min std {} ms; corroboration: Lease fresh ≤ {} ms",
+        cfg.phi.threshold, cfg.phi.window, cfg.phi.min_std_dev_ms, cfg.lease_fresh_ms
+    );
+    println!(
+        "{:<9} {:<6} {:>8} {:>10} {:>10} {:>15} {:>15} {:>6}",
+        "scenario", "who", "beats", "susp p50", "susp p99", "failover p50", "failover p99", "false"
+    );
     for scenario in ["jitter30", "stalls2s", "death"] {
         let mut rng = Rng(0x5EED_0000 ^ scenario.len() as u64);
         let ts = traces(scenario, &mut rng);
@@ -164,13 +189,25 @@ fn main() {
         for who in ["ours", "go"] {
             let (mut susp, mut fo, mut false_fo) = (Vec::new(), Vec::new(), 0);
             for t in &ts {
-                let o = if who == "ours" { ours(t, &cfg) } else { go_rule(t) };
+                let o = if who == "ours" {
+                    ours(t, &cfg)
+                } else {
+                    go_rule(t)
+                };
                 susp.extend(o.suspicions);
                 fo.extend(o.failovers);
                 false_fo += o.false_failovers;
             }
-            let (s50, s99) = if who == "ours" { (pct(&mut susp, 0.5), pct(&mut susp, 0.99)) } else { ("-".into(), "-".into()) };
-            println!("{scenario:<9} {who:<6} {beats:>8} {s50:>10} {s99:>10} {:>15} {:>15} {false_fo:>6}", pct(&mut fo, 0.5), pct(&mut fo, 0.99));
+            let (s50, s99) = if who == "ours" {
+                (pct(&mut susp, 0.5), pct(&mut susp, 0.99))
+            } else {
+                ("-".into(), "-".into())
+            };
+            println!(
+                "{scenario:<9} {who:<6} {beats:>8} {s50:>10} {s99:>10} {:>15} {:>15} {false_fo:>6}",
+                pct(&mut fo, 0.5),
+                pct(&mut fo, 0.99)
+            );
         }
     }
 }
