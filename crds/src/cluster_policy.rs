@@ -55,6 +55,39 @@ pub struct ClusterPolicySpec {
     /// Where packages may go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_cluster_policy: Option<TargetClusterPolicy>,
+    /// Fault-detection thresholds for the source cluster's nodes (defaults in docs/detection.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_detection: Option<FaultDetection>,
+}
+
+/// Fault-detection thresholds; every field is optional and falls back to its default.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultDetection {
+    /// The agents' heartbeat interval in ms (default 1000): seeds the detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 60000))]
+    pub heartbeat_interval_ms: Option<u32>,
+    /// Phi-accrual suspicion threshold (default 8; higher = slower, fewer suspicions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub phi_threshold: Option<u32>,
+    /// Heartbeat gaps up to this long (ms) are never suspicious (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 600000))]
+    pub acceptable_pause_ms: Option<u32>,
+    /// A kubelet Lease renewed within this many seconds proves the node alive (default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 600))]
+    pub lease_fresh_seconds: Option<u32>,
+    /// The cluster's API unreachable this long corroborates a failure (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub unreachable_grace_seconds: Option<u32>,
+    /// Good heartbeats in a row that end a suspicion (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub recovery_beats: Option<u32>,
 }
 
 /// The source cluster and the Git repository holding its packages.

@@ -65,6 +65,8 @@ pub struct Context {
     pub resync: Duration,
     /// Consecutive transient failures per object, for bounded exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The fault detector, when heartbeats are enabled: policies set their cluster's thresholds.
+    pub beats: Option<Arc<crate::detect::server::Beats>>,
 }
 
 impl Context {
@@ -80,7 +82,14 @@ impl Context {
             metrics,
             resync,
             failures: Mutex::new(HashMap::new()),
+            beats: None,
         }
+    }
+
+    /// Lets reconciles pass each policy's fault-detection thresholds to the detector.
+    pub fn with_beats(mut self, beats: Arc<crate::detect::server::Beats>) -> Context {
+        self.beats = Some(beats);
+        self
     }
 
     fn backoff(&self, key: &str) -> Duration {
@@ -135,6 +144,16 @@ async fn apply(policy: &ClusterPolicy, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
     let old = policy.status.as_ref();
     let eval = policy::evaluate(&policy.spec, old, policy.meta().generation, now);
+    if let Some(beats) = &ctx.beats
+        && let Ok(mut tracker) = beats.tracker.lock()
+    {
+        let base = crate::detect::tracker::TrackerConfig::default();
+        let fd = policy.spec.fault_detection.clone().unwrap_or_default();
+        tracker.set_cluster_config(
+            &policy.spec.cluster_selector.name,
+            crate::detect::config_from_policy(&fd, base),
+        );
+    }
 
     if old != Some(&eval.status) {
         let api: Api<ClusterPolicy> = Api::namespaced(ctx.client.clone(), &ns);

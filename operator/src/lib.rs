@@ -46,7 +46,7 @@ async fn start_detection(
     tokens_file: &std::path::Path,
     client: kube::Client,
     stop: tokio_util::sync::CancellationToken,
-) -> Result<(), RunError> {
+) -> Result<Arc<detect::server::Beats>, RunError> {
     let fail = |reason: String| RunError::Tokens {
         path: tokens_file.display().to_string(),
         reason,
@@ -87,7 +87,7 @@ async fn start_detection(
         .await
         .map_err(|source| RunError::HeartbeatBind { addr, source })?;
     tracing::info!(%addr, "heartbeat endpoint listening");
-    let app = detect::server::router(beats);
+    let app = detect::server::router(beats.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -96,7 +96,7 @@ async fn start_detection(
             tracing::warn!(error = %e, "heartbeat endpoint stopped");
         }
     });
-    Ok(())
+    Ok(beats)
 }
 
 /// Builds the management-cluster client from `--kubeconfig`, else $KUBECONFIG / in-cluster.
@@ -124,17 +124,19 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
         crd_install::install_crds(&client, Duration::from_secs(60)).await?;
     }
     let metrics = Arc::new(metrics::Metrics::default());
-    let ctx = Arc::new(controller::Context::new(
-        client,
+    let mut context = controller::Context::new(
+        client.clone(),
         metrics.clone(),
         Duration::from_secs(config.resync_seconds),
-    ));
+    );
     let stop = tokio_util::sync::CancellationToken::new();
     if let Some(path) = &config.heartbeat_tokens_file {
-        start_detection(&config, path, ctx.client.clone(), stop.clone()).await?;
+        let beats = start_detection(&config, path, client, stop.clone()).await?;
+        context = context.with_beats(beats);
     } else {
         tracing::info!("no --heartbeat-tokens-file: the heartbeat endpoint is off");
     }
+    let ctx = Arc::new(context);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(config.metrics_addr, metrics, async move {
         let _ = stop_rx.await;

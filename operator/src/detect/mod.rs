@@ -95,3 +95,30 @@ pub async fn workload_clients(
     }
     out
 }
+
+/// Tracker settings from a ClusterPolicy's `faultDetection` (unset fields keep the defaults).
+pub fn config_from_policy(
+    fd: &transition_crds::cluster_policy::FaultDetection,
+    base: TrackerConfig,
+) -> TrackerConfig {
+    let mut c = base;
+    if let Some(v) = fd.heartbeat_interval_ms {
+        c.phi.first_interval_ms = f64::from(v);
+    }
+    if let Some(v) = fd.phi_threshold {
+        c.phi.threshold = f64::from(v);
+    }
+    if let Some(v) = fd.acceptable_pause_ms {
+        c.phi.acceptable_pause_ms = f64::from(v);
+    }
+    if let Some(v) = fd.lease_fresh_seconds {
+        c.lease_fresh_ms = u64::from(v) * 1000;
+    }
+    if let Some(v) = fd.unreachable_grace_seconds {
+        c.unreachable_grace_ms = u64::from(v) * 1000;
+    }
+    if let Some(v) = fd.recovery_beats {
+        c.recovery_beats = v;
+    }
+    c
+}

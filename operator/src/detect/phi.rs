@@ -82,6 +82,11 @@ impl PhiDetector {
         self.last_ms = Some(self.last_ms.map_or(now_ms, |l| l.max(now_ms)));
     }
 
+    /// Replaces the settings, keeping the samples (a changed ClusterPolicy applies at once).
+    pub fn set_config(&mut self, config: PhiConfig) {
+        self.config = config;
+    }
+
     /// Time of the last heartbeat.
     pub fn last_ms(&self) -> Option<u64> {
         self.last_ms

@@ -146,6 +146,8 @@ pub struct Change {
 #[derive(Clone, Debug)]
 pub struct Tracker {
     config: TrackerConfig,
+    /// Per-cluster settings from ClusterPolicies.
+    clusters: HashMap<String, TrackerConfig>,
     started_ms: u64,
     nodes: HashMap<NodeKey, Record>,
 }
@@ -154,17 +156,32 @@ impl Tracker {
     pub fn new(config: TrackerConfig, started_ms: u64) -> Tracker {
         Tracker {
             config,
+            clusters: HashMap::new(),
             started_ms,
             nodes: HashMap::new(),
         }
     }
 
-    pub fn config(&self) -> &TrackerConfig {
-        &self.config
+    /// The settings for `cluster` (its ClusterPolicy's, else the defaults).
+    pub fn config_for(&self, cluster: &str) -> TrackerConfig {
+        self.clusters.get(cluster).copied().unwrap_or(self.config)
+    }
+
+    /// Sets `cluster`'s settings (from its ClusterPolicy); known nodes keep their samples.
+    pub fn set_cluster_config(&mut self, cluster: &str, config: TrackerConfig) {
+        if self.clusters.get(cluster) == Some(&config) {
+            return;
+        }
+        self.clusters.insert(cluster.to_owned(), config);
+        for (k, r) in &mut self.nodes {
+            if k.cluster == cluster {
+                r.detector.set_config(config.phi);
+            }
+        }
     }
 
     fn record(&mut self, key: &NodeKey, now_ms: u64) -> &mut Record {
-        let phi = self.config.phi;
+        let phi = self.config_for(&key.cluster).phi;
         self.nodes.entry(key.clone()).or_insert_with(|| Record {
             detector: PhiDetector::new(phi),
             health: Health::Healthy,
@@ -186,7 +203,7 @@ impl Tracker {
 
     /// Records a heartbeat; returns a recovery when this beat ends a suspicion.
     pub fn beat(&mut self, key: &NodeKey, now_ms: u64) -> Option<Change> {
-        let recovery = self.config.recovery_beats.max(1);
+        let recovery = self.config_for(&key.cluster).recovery_beats.max(1);
         let r = self.record(key, now_ms);
         r.detector.heartbeat(now_ms);
         if r.health == Health::Healthy {
@@ -218,8 +235,12 @@ impl Tracker {
         if now_ms < self.started_ms.saturating_add(self.config.warmup_ms) {
             return (changes, probe);
         }
-        let cfg = self.config;
         for (key, r) in &mut self.nodes {
+            let cfg = self
+                .clusters
+                .get(&key.cluster)
+                .copied()
+                .unwrap_or(self.config);
             let suspect = r.detector.is_suspect(now_ms);
             if suspect {
                 r.good_beats = 0;
@@ -254,7 +275,7 @@ impl Tracker {
         view: &Result<NodeView, String>,
         now_ms: u64,
     ) -> Option<Change> {
-        let cfg = self.config;
+        let cfg = self.config_for(&key.cluster);
         let r = self.nodes.get_mut(key)?;
         if !matches!(r.health, Health::Suspect | Health::AgentDown) {
             return None;
@@ -462,6 +483,35 @@ mod tests {
             1,
             "after warm-up the silent node is suspected"
         );
+    }
+
+    #[test]
+    fn a_cluster_policy_can_make_its_cluster_more_patient() {
+        let mut t = Tracker::new(cfg(), 0);
+        let (k, other) = (
+            key("w1"),
+            NodeKey {
+                cluster: "cluster2-aws".into(),
+                node: "w1".into(),
+            },
+        );
+        run(&mut t, &k, 0, 50, 1000, |_| 0);
+        let (end, _) = run(&mut t, &other, 0, 50, 1000, |_| 0);
+        let patient = TrackerConfig {
+            phi: PhiConfig {
+                acceptable_pause_ms: 5000.0,
+                ..PhiConfig::default()
+            },
+            ..cfg()
+        };
+        t.set_cluster_config("cluster1-azure", patient);
+        let (changes, _) = t.tick(end + 3000);
+        assert_eq!(
+            changes.len(),
+            1,
+            "only the default-configured cluster's node is suspected"
+        );
+        assert_eq!(changes[0].key, other);
     }
 
     #[test]
