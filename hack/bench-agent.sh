@@ -20,12 +20,8 @@ log "building checkpoint-agent (release)"
 cargo build --quiet --release --locked --bin checkpoint-agent
 agent="$CARGO_TARGET_DIR/release/checkpoint-agent"
 
-archive_dir="$TRANSITION_CACHE/bench/archive-$state_mib"
-if ! ls "$archive_dir"/*.tar >/dev/null 2>&1; then
-  log "making a real checkpoint archive with $state_mib MiB of container state (once; cached)"
-  bash hack/make-checkpoint.sh "$archive_dir" --pod bench --state-mib "$state_mib" >/dev/null
-fi
-archive=$(ls "$archive_dir"/*.tar | head -n1)
+archive=$(bench_archive "$state_mib")
+archive_dir=$(dirname "$archive")
 size=$(stat -c %s "$archive")
 
 work=$(mktemp -d /tmp/bench-agent.XXXXXX)

@@ -18,12 +18,7 @@ log "building checkpoint-image (release)"
 cargo build --quiet --release --locked --bin checkpoint-image
 ours_bin="$CARGO_TARGET_DIR/release/checkpoint-image"
 
-archive_dir="$TRANSITION_CACHE/bench/archive-$state_mib"
-if ! ls "$archive_dir"/*.tar >/dev/null 2>&1; then
-  log "making a real checkpoint archive with $state_mib MiB of container state (once; cached)"
-  bash hack/make-checkpoint.sh "$archive_dir" --pod bench --state-mib "$state_mib" >/dev/null
-fi
-archive=$(ls "$archive_dir"/*.tar | head -n1)
+archive=$(bench_archive "$state_mib")
 size=$(stat -c %s "$archive")
 digest="sha256:$(sha256sum "$archive" | cut -d' ' -f1)"
 cat "$archive" >/dev/null # warm the page cache for every contender alike

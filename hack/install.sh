@@ -18,8 +18,8 @@ CRIU_SHA256="f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe"
 S3S_VERSION="0.14.1"
 
 install_apt() {
-  apt_install ca-certificates curl git python3 openssl lighttpd apache2-utils docker-registry \
-    skopeo jq procps iproute2 libssl-dev pkg-config cmake
+  apt_install ca-certificates curl git python3 python3-venv openssl lighttpd apache2-utils docker-registry \
+    skopeo jq file procps iproute2 util-linux libssl-dev pkg-config cmake
 }
 
 install_kube() {
@@ -97,6 +97,7 @@ install_s3s() {
 }
 
 install_rust() {
+  command -v cargo >/dev/null || die "no Rust toolchain: install rustup and Rust >= 1.95 (cargo on PATH)"
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked

@@ -92,3 +92,14 @@ make_busybox_rootfs() {
     [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
   done
 }
+
+# bench_archive STATE_MIB — path of a real checkpoint archive whose container held STATE_MIB MiB of
+# state; made once with make-checkpoint.sh and cached under $TRANSITION_CACHE/bench/.
+bench_archive() {
+  local mib="$1" dir="$TRANSITION_CACHE/bench/archive-$1"
+  if ! ls "$dir"/*.tar >/dev/null 2>&1; then
+    log "making a real checkpoint archive with $mib MiB of container state (once; cached)"
+    bash "$REPO_ROOT/hack/make-checkpoint.sh" "$dir" --pod bench --state-mib "$mib" >/dev/null
+  fi
+  ls "$dir"/*.tar | head -n1
+}

@@ -75,6 +75,7 @@ async fn start_detection(
         faults: faults_tx,
         changes,
         probe_timeout: Duration::from_secs(3),
+        last_seen_every: Duration::from_secs(600),
     };
     tokio::spawn(detector.run(stop.clone()));
     tokio::spawn(async move {

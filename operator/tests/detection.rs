@@ -121,6 +121,7 @@ async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirme
         faults: faults_tx,
         changes,
         probe_timeout: Duration::from_secs(3),
+        last_seen_every: Duration::from_secs(600),
     };
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(detector.run(stop.clone()));

@@ -106,38 +106,49 @@ pub fn node_health_name(key: &NodeKey) -> String {
 }
 
 impl NodeHealthWriter {
-    /// Records a health change (one spec apply + one status apply).
-    pub async fn write(&self, change: &Change, last: Option<&LastBeat>) -> Result<(), kube::Error> {
+    /// Records a health change, or with `change: None` just the last beat's data and `lastSeen`
+    /// (one spec apply + one status apply).
+    pub async fn write(
+        &self,
+        key: &NodeKey,
+        change: Option<&Change>,
+        last: Option<&LastBeat>,
+    ) -> Result<(), kube::Error> {
         let api: Api<transition_crds::NodeHealth> =
             Api::namespaced(self.client.clone(), &self.namespace);
-        let name = node_health_name(&change.key);
+        let name = node_health_name(key);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let object = json!({
             "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "NodeHealth",
-            "metadata": {"name": name, "labels": {"transition.dcnlab.ssu.ac.kr/cluster": node_health_name(&NodeKey { cluster: change.key.cluster.clone(), node: String::new() })}},
-            "spec": {"nodeName": change.key.node},
+            "metadata": {"name": name, "labels": {"transition.dcnlab.ssu.ac.kr/cluster": node_health_name(&NodeKey { cluster: key.cluster.clone(), node: String::new() })}},
+            "spec": {"nodeName": key.node},
         });
         let current = api.patch(&name, &params, &Patch::Apply(&object)).await?;
         let mut status = current.status.unwrap_or_default();
-        let at = k8s_openapi::jiff::Timestamp::from_millisecond(
-            i64::try_from(change.at_ms).unwrap_or(0),
-        )
-        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now());
-        let healthy = change.to == Health::Healthy;
-        status.condition = Some(if healthy {
-            NodeCondition::Healthy
-        } else {
-            NodeCondition::Unhealthy
-        });
-        conditions::set(
-            &mut status.conditions,
-            conditions::READY,
-            Status::from(healthy),
-            &format!("{:?}", change.to),
-            &change.reason,
-            None,
-            at,
-        );
+        if let Some(change) = change {
+            let at = k8s_openapi::jiff::Timestamp::from_millisecond(
+                i64::try_from(change.at_ms).unwrap_or(0),
+            )
+            .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now());
+            let healthy = change.to == Health::Healthy;
+            status.condition = Some(if healthy {
+                NodeCondition::Healthy
+            } else {
+                NodeCondition::Unhealthy
+            });
+            let reason = format!("{:?}", change.to);
+            conditions::set(
+                &mut status.conditions,
+                conditions::READY,
+                Status::from(healthy),
+                &reason,
+                &change.reason,
+                None,
+                at,
+            );
+        } else if status.condition.is_none() {
+            status.condition = Some(NodeCondition::Healthy);
+        }
         if let Some(b) = last {
             let p = &b.payload;
             let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
@@ -180,6 +191,9 @@ pub struct Detector<P> {
     pub faults: tokio::sync::mpsc::Sender<FaultEvent>,
     pub changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
     pub probe_timeout: Duration,
+    /// How often a beating node's NodeHealth `lastSeen` is refreshed (throttled; health changes
+    /// are written at once regardless).
+    pub last_seen_every: Duration,
 }
 
 impl<P: ClusterProbe> Detector<P> {
@@ -192,7 +206,7 @@ impl<P: ClusterProbe> Detector<P> {
                 .lock()
                 .ok()
                 .and_then(|l| l.get(&change.key).cloned());
-            if let Err(e) = w.write(&change, last.as_ref()).await {
+            if let Err(e) = w.write(&change.key, Some(&change), last.as_ref()).await {
                 warn!(node = %change.key, error = %e, "failed to write NodeHealth");
             }
         }
@@ -209,10 +223,38 @@ impl<P: ClusterProbe> Detector<P> {
         }
     }
 
+    /// Refreshes `lastSeen` of nodes not written for `last_seen_every` (a few per round).
+    async fn refresh_last_seen(&self, written: &mut HashMap<NodeKey, u64>, now: u64) {
+        let Some(w) = &self.writer else { return };
+        let every = u64::try_from(self.last_seen_every.as_millis()).unwrap_or(u64::MAX);
+        let due: Vec<(NodeKey, LastBeat)> = match self.beats.last.lock() {
+            Ok(last) => last
+                .iter()
+                .filter(|(k, b)| {
+                    let since = written.get(*k).copied().unwrap_or(0);
+                    b.received_ms > since && now.saturating_sub(since) >= every
+                })
+                .take(50)
+                .map(|(k, b)| (k.clone(), b.clone()))
+                .collect(),
+            Err(_) => return,
+        };
+        for (key, beat) in due {
+            written.insert(key.clone(), now);
+            if let Err(e) = w.write(&key, None, Some(&beat)).await {
+                warn!(node = %key, error = %e, "failed to refresh NodeHealth lastSeen");
+            }
+        }
+    }
+
     /// Runs until `stop`.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(Duration::from_millis(100));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let started = now_ms();
+        // First refresh one period after start: a restart writes nothing at once.
+        let mut written: HashMap<NodeKey, u64> = HashMap::new();
+        let mut last_refresh = started;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -247,6 +289,16 @@ impl<P: ClusterProbe> Detector<P> {
             };
             for c in outcomes {
                 self.handle(c).await;
+            }
+            if now.saturating_sub(last_refresh) >= 1000 {
+                last_refresh = now;
+                if written.is_empty()
+                    && now.saturating_sub(started)
+                        < u64::try_from(self.last_seen_every.as_millis()).unwrap_or(u64::MAX)
+                {
+                    continue;
+                }
+                self.refresh_last_seen(&mut written, now).await;
             }
         }
     }
