@@ -9,6 +9,7 @@ pub mod config;
 pub mod controller;
 pub mod crd_install;
 pub mod detect;
+pub mod gitops;
 pub mod image;
 pub mod metrics;
 pub mod policy;

@@ -1,0 +1,396 @@
+//! Pure edits of a GitOps checkout (no git here):
+//! * `in-place`: rewrite the `image:` scalars of a workload's containers; every other byte of
+//!   the file — comments, key order, quoting, other documents — stays identical;
+//! * `kustomize`: add the package to the target cluster's kustomization and pin its images with
+//!   an `images:` entry (`name → newName@digest`), manifests untouched;
+//! * fencing: take the package out of the source cluster's kustomization.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// Why an edit could not be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EditError {
+    #[error("failed to find package {package:?}: {path} does not exist in the repository")]
+    MissingPackage { package: String, path: String },
+    #[error("failed to read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("failed to parse {path} as a kustomization: {reason}")]
+    Kustomization { path: String, reason: String },
+    #[error("failed to write {path}: {reason}")]
+    Write { path: String, reason: String },
+}
+
+/// An image reference split into name (registry/repository) and tag/digest.
+pub fn image_name(reference: &str) -> &str {
+    let no_digest = reference.split('@').next().unwrap_or(reference);
+    match no_digest.rfind(':') {
+        Some(i) if !no_digest[i..].contains('/') => &no_digest[..i],
+        _ => no_digest,
+    }
+}
+
+/// Rewrites, in `text` (one YAML file, any number of documents), every `image:` whose value is
+/// exactly `old` to `new`, keeping quoting, comments and everything else byte for byte. Returns
+/// the new text and how many scalars changed.
+pub fn rewrite_images_in_place(text: &str, old: &str, new: &str) -> (String, usize) {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut count = 0;
+    for line in text.split_inclusive('\n') {
+        match rewrite_image_line(line, old, new) {
+            Some(changed) => {
+                out.push_str(&changed);
+                count += 1;
+            }
+            None => out.push_str(line),
+        }
+    }
+    (out, count)
+}
+
+/// `[indent][- ]image: [quote]value[quote][ # comment][newline]` with value == old → new.
+fn rewrite_image_line(line: &str, old: &str, new: &str) -> Option<String> {
+    let trimmed = line.trim_start();
+    let after_dash = trimmed.strip_prefix("- ").map_or(trimmed, str::trim_start);
+    let rest = after_dash.strip_prefix("image:")?;
+    let prefix_len = line.len() - rest.len();
+    let value_start = prefix_len + (rest.len() - rest.trim_start().len());
+    let value_part = &line[value_start..];
+    let (quote, inner_start) = match value_part.chars().next() {
+        Some(q @ ('"' | '\'')) => (Some(q), value_start + 1),
+        _ => (None, value_start),
+    };
+    let inner = &line[inner_start..];
+    let inner_len = match quote {
+        Some(q) => inner.find(q)?,
+        None => inner
+            .find(" #")
+            .unwrap_or_else(|| inner.trim_end_matches(['\n', '\r']).trim_end().len()),
+    };
+    let value = inner[..inner_len].trim_end();
+    if value != old {
+        return None;
+    }
+    Some(format!(
+        "{}{}{}",
+        &line[..inner_start],
+        new,
+        &line[inner_start + value.len()..]
+    ))
+}
+
+/// The YAML documents of a file that are workloads of `kind`/`name` (namespace when given).
+/// A file that does not parse is an error naming it (the caller reports it and moves on).
+pub fn workload_images(
+    path: &Path,
+    text: &str,
+) -> Result<Vec<(String, String, Vec<String>)>, EditError> {
+    let mut found = Vec::new();
+    for (i, doc) in split_documents(text).iter().enumerate() {
+        if doc.trim().is_empty()
+            || doc
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        let value: Value = serde_saphyr::from_str(doc).map_err(|e| EditError::Read {
+            path: path.display().to_string(),
+            reason: format!("document {}: {e}", i + 1),
+        })?;
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let spec = match kind.as_str() {
+            "Pod" => value.get("spec"),
+            _ => value.pointer("/spec/template/spec"),
+        };
+        let images: Vec<String> = ["containers", "initContainers"]
+            .iter()
+            .filter_map(|k| spec.and_then(|s| s.get(*k)).and_then(Value::as_array))
+            .flatten()
+            .filter_map(|c| c.get("image").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        if !images.is_empty() {
+            found.push((kind, name, images));
+        }
+    }
+    Ok(found)
+}
+
+fn split_documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            docs.push(String::new());
+        } else if let Some(last) = docs.last_mut() {
+            last.push_str(line);
+        }
+    }
+    docs
+}
+
+fn read(path: &Path) -> Result<String, EditError> {
+    std::fs::read_to_string(path).map_err(|e| EditError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), EditError> {
+    std::fs::write(path, text).map_err(|e| EditError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn load_kustomization(path: &Path) -> Result<Value, EditError> {
+    if !path.exists() {
+        return Ok(
+            serde_json::json!({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}),
+        );
+    }
+    let text = read(path)?;
+    serde_saphyr::from_str(&text).map_err(|e| EditError::Kustomization {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn save_kustomization(path: &Path, value: &Value) -> Result<(), EditError> {
+    let text = serde_saphyr::to_string(value).map_err(|e| EditError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    write(path, &text)
+}
+
+/// Relative path from folder `from` to folder `to` (both relative to the repository root).
+pub fn relative(from: &Path, to: &Path) -> PathBuf {
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
+/// A kustomization lists directories under `bases` (kustomize ≥ 2, the lab's `kubectl
+/// kustomize`) or `resources` (newer kustomize); an entry is looked for in both.
+const ENTRY_LISTS: [&str; 2] = ["bases", "resources"];
+
+/// Adds `entry` to the kustomization at `kustomization` (under `bases`) unless it is listed.
+/// Returns whether the file changed.
+pub fn add_base(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
+    let mut k = load_kustomization(kustomization)?;
+    let listed = ENTRY_LISTS.iter().any(|f| {
+        k.get(*f)
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(entry)))
+    });
+    if listed {
+        return Ok(false);
+    }
+    let obj = k.as_object_mut().ok_or_else(|| EditError::Kustomization {
+        path: kustomization.display().to_string(),
+        reason: "not a mapping".into(),
+    })?;
+    let bases = obj.entry("bases").or_insert_with(|| Value::Array(vec![]));
+    match bases.as_array_mut() {
+        Some(a) => a.push(Value::String(entry.to_owned())),
+        None => {
+            return Err(EditError::Kustomization {
+                path: kustomization.display().to_string(),
+                reason: "`bases` is not a list".into(),
+            });
+        }
+    }
+    save_kustomization(kustomization, &k)?;
+    Ok(true)
+}
+
+/// Removes `entry` from `bases`/`resources` (fencing). Returns whether the file changed.
+pub fn remove_base(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
+    if !kustomization.exists() {
+        return Ok(false);
+    }
+    let mut k = load_kustomization(kustomization)?;
+    let mut changed = false;
+    for field in ENTRY_LISTS {
+        if let Some(a) = k.get_mut(field).and_then(Value::as_array_mut) {
+            let before = a.len();
+            a.retain(|v| v.as_str() != Some(entry));
+            changed |= a.len() != before;
+        }
+    }
+    if changed {
+        save_kustomization(kustomization, &k)?;
+    }
+    Ok(changed)
+}
+
+/// Pins `image` (any tag of its name) to `new_name@digest` in the kustomization's `images:`.
+/// Returns whether the file changed.
+pub fn set_image(
+    kustomization: &Path,
+    image: &str,
+    new_name: &str,
+    digest: &str,
+) -> Result<bool, EditError> {
+    let mut k = load_kustomization(kustomization)?;
+    let name = image_name(image).to_owned();
+    let wanted = serde_json::json!({"name": name, "newName": new_name, "digest": digest});
+    let obj = k.as_object_mut().ok_or_else(|| EditError::Kustomization {
+        path: kustomization.display().to_string(),
+        reason: "not a mapping".into(),
+    })?;
+    let images = obj.entry("images").or_insert_with(|| Value::Array(vec![]));
+    let Some(list) = images.as_array_mut() else {
+        return Err(EditError::Kustomization {
+            path: kustomization.display().to_string(),
+            reason: "`images` is not a list".into(),
+        });
+    };
+    match list
+        .iter_mut()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(name.as_str()))
+    {
+        Some(existing) if *existing == wanted => return Ok(false),
+        Some(existing) => *existing = wanted,
+        None => list.push(wanted),
+    }
+    save_kustomization(kustomization, &k)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "# counter: keep this comment\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: counter   # trailing comment\n  annotations:\n    transition.dcnlab.ssu.ac.kr/packageName: counter\nspec:\n  template:\n    spec:\n      initContainers:\n        - name: init\n          image: 'docker.io/library/busybox:1.36'\n      containers:\n        - name: counter\n          image: docker.io/library/busybox:1.36   # base image\n        - image: \"docker.io/library/busybox:1.36\"\n          name: sidecar\n        - name: other\n          image: nginx:1.25\n---\n# another document, untouched\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {image: docker.io/library/busybox:1.36x}\n";
+
+    #[test]
+    fn in_place_rewrite_changes_only_the_matching_image_scalars() {
+        let new = "127.0.0.1:5000/ckpt/counter@sha256:abc";
+        let (out, n) = rewrite_images_in_place(FILE, "docker.io/library/busybox:1.36", new);
+        assert_eq!(
+            n, 3,
+            "init, main and sidecar; not nginx, not the ConfigMap value"
+        );
+        let expected = FILE
+            .replace(
+                "image: 'docker.io/library/busybox:1.36'",
+                &format!("image: '{new}'"),
+            )
+            .replace(
+                "image: docker.io/library/busybox:1.36   # base image",
+                &format!("image: {new}   # base image"),
+            )
+            .replace(
+                "image: \"docker.io/library/busybox:1.36\"",
+                &format!("image: \"{new}\""),
+            );
+        assert_eq!(out, expected, "every other byte is identical");
+        let (same, zero) = rewrite_images_in_place(&out, "docker.io/library/busybox:1.36", new);
+        assert_eq!(
+            (same.as_str(), zero),
+            (out.as_str(), 0),
+            "re-running changes nothing"
+        );
+    }
+
+    #[test]
+    fn workloads_and_their_images_are_found_across_documents() {
+        let found = workload_images(Path::new("counter.yaml"), FILE).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "Deployment");
+        assert_eq!(found[0].2.len(), 4);
+        let err = workload_images(Path::new("bad.yaml"), "kind: Deployment\nmetadata: [oops\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn image_names_drop_tag_and_digest_but_keep_registry_ports() {
+        assert_eq!(
+            image_name("docker.io/library/busybox:1.36"),
+            "docker.io/library/busybox"
+        );
+        assert_eq!(
+            image_name("127.0.0.1:5000/ckpt/c@sha256:ab"),
+            "127.0.0.1:5000/ckpt/c"
+        );
+        assert_eq!(image_name("127.0.0.1:5000/ckpt/c"), "127.0.0.1:5000/ckpt/c");
+        assert_eq!(image_name("redis"), "redis");
+    }
+
+    #[test]
+    fn kustomization_edits_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("kustomization.yaml");
+        std::fs::write(&k, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - ../../catalog/redis\n").unwrap();
+        assert!(add_base(&k, "../../catalog/counter").unwrap());
+        assert!(!add_base(&k, "../../catalog/counter").unwrap());
+        assert!(
+            set_image(
+                &k,
+                "docker.io/library/busybox:1.36",
+                "reg/ckpt",
+                "sha256:00"
+            )
+            .unwrap()
+        );
+        assert!(
+            !set_image(
+                &k,
+                "docker.io/library/busybox:1.36",
+                "reg/ckpt",
+                "sha256:00"
+            )
+            .unwrap()
+        );
+        assert!(
+            set_image(
+                &k,
+                "docker.io/library/busybox:1.37",
+                "reg/ckpt",
+                "sha256:11"
+            )
+            .unwrap(),
+            "same name, new digest"
+        );
+        let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(&k).unwrap()).unwrap();
+        assert_eq!(v["images"].as_array().unwrap().len(), 1);
+        assert_eq!(v["images"][0]["digest"], "sha256:11");
+        assert!(remove_base(&k, "../../catalog/redis").unwrap());
+        assert!(!remove_base(&k, "../../catalog/redis").unwrap());
+    }
+
+    #[test]
+    fn relative_paths_between_repository_folders() {
+        assert_eq!(
+            relative(
+                Path::new("clusters/cluster2-aws"),
+                Path::new("catalog/counter")
+            ),
+            PathBuf::from("../../catalog/counter")
+        );
+        assert_eq!(
+            relative(Path::new("a"), Path::new("a/b")),
+            PathBuf::from("b")
+        );
+    }
+}

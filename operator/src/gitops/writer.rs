@@ -1,0 +1,186 @@
+//! A failover as one Git change: the target cluster gets the package pinned to checkpoint images
+//! (kustomize `images:` by default, or in-place `image:` rewrites), and the source cluster is
+//! fenced (the package leaves its kustomization) — in ONE commit when both live in one repository.
+
+use std::path::{Path, PathBuf};
+
+use super::edit::{self, EditError};
+
+/// How the target deploys the checkpoint images.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// `images:` entries in the target's kustomization; manifests untouched.
+    #[default]
+    Kustomize,
+    /// Rewrite the `image:` scalars in the package's manifests, byte-preserving.
+    InPlace,
+}
+
+/// One container's swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSwap {
+    /// The image the source runs (`docker.io/library/busybox:1.36`).
+    pub original: String,
+    /// The checkpoint image by digest (`host/repo@sha256:…`).
+    pub reference: String,
+}
+
+/// What to change, relative to the repository root.
+#[derive(Clone, Debug)]
+pub struct FailoverPlan {
+    pub policy: String,
+    pub package: String,
+    /// The package folder, e.g. `catalog/counter`.
+    pub package_path: PathBuf,
+    /// Cluster folders holding a kustomization, e.g. `clusters/cluster1-azure`.
+    pub source_dir: PathBuf,
+    pub target_dir: PathBuf,
+    pub images: Vec<ImageSwap>,
+    pub strategy: Strategy,
+    /// Take the package out of the source's desired state.
+    pub fence: bool,
+    pub node: String,
+    pub fault: String,
+}
+
+/// What [`apply`] did besides changing files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Files that could not be read as YAML (reported and skipped; the others were processed).
+    pub warnings: Vec<String>,
+    pub rewritten: usize,
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(p);
+        }
+    }
+}
+
+/// Applies `plan` to the checkout at `root`.
+pub fn apply(root: &Path, plan: &FailoverPlan) -> Result<Applied, EditError> {
+    let package_dir = root.join(&plan.package_path);
+    if !package_dir.is_dir() {
+        return Err(EditError::MissingPackage {
+            package: plan.package.clone(),
+            path: plan.package_path.display().to_string(),
+        });
+    }
+    let mut applied = Applied::default();
+    let target_k = root.join(&plan.target_dir).join("kustomization.yaml");
+    let target_entry = edit::relative(&plan.target_dir, &plan.package_path)
+        .display()
+        .to_string();
+    edit::add_base(&target_k, &target_entry)?;
+    match plan.strategy {
+        Strategy::Kustomize => {
+            for swap in &plan.images {
+                let (new_name, digest) = swap
+                    .reference
+                    .split_once('@')
+                    .unwrap_or((swap.reference.as_str(), ""));
+                edit::set_image(&target_k, &swap.original, new_name, digest)?;
+            }
+        }
+        Strategy::InPlace => {
+            let mut files = Vec::new();
+            yaml_files(&package_dir, &mut files);
+            for file in files.iter().filter(|f| !f.ends_with("kustomization.yaml")) {
+                let text = std::fs::read_to_string(file).map_err(|e| EditError::Read {
+                    path: file.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                if let Err(e) = edit::workload_images(file, &text) {
+                    applied.warnings.push(e.to_string());
+                    continue;
+                }
+                let mut new_text = text.clone();
+                for swap in &plan.images {
+                    let (t, n) =
+                        edit::rewrite_images_in_place(&new_text, &swap.original, &swap.reference);
+                    new_text = t;
+                    applied.rewritten += n;
+                }
+                if new_text != text {
+                    std::fs::write(file, new_text).map_err(|e| EditError::Write {
+                        path: file.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
+            }
+        }
+    }
+    if plan.fence {
+        let source_k = root.join(&plan.source_dir).join("kustomization.yaml");
+        let source_entry = edit::relative(&plan.source_dir, &plan.package_path)
+            .display()
+            .to_string();
+        edit::remove_base(&source_k, &source_entry)?;
+    }
+    Ok(applied)
+}
+
+/// The commit message (template: what moved, why, and the exact images).
+pub fn message(plan: &FailoverPlan) -> String {
+    let source = plan
+        .source_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = plan
+        .target_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut m = format!(
+        "transition: fail over {} from {source} to {target}\n\nPolicy: {}\nPackage: {}\nFault: {}\nNode: {}\n",
+        plan.package, plan.policy, plan.package, plan.fault, plan.node
+    );
+    for s in &plan.images {
+        m.push_str(&format!("Image: {} -> {}\n", s.original, s.reference));
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_names_policy_package_fault_node_and_digests() {
+        let plan = FailoverPlan {
+            policy: "default/clusterpolicy-sample".into(),
+            package: "counter".into(),
+            package_path: "catalog/counter".into(),
+            source_dir: "clusters/cluster1-azure".into(),
+            target_dir: "clusters/cluster2-aws".into(),
+            images: vec![ImageSwap {
+                original: "busybox:1.36".into(),
+                reference: "reg/c@sha256:ab".into(),
+            }],
+            strategy: Strategy::Kustomize,
+            fence: true,
+            node: "worker-1".into(),
+            fault: "NodeFailed: Lease stale".into(),
+        };
+        let m = message(&plan);
+        for needle in [
+            "counter from cluster1-azure to cluster2-aws",
+            "Policy: default/clusterpolicy-sample",
+            "Node: worker-1",
+            "Fault: NodeFailed",
+            "busybox:1.36 -> reg/c@sha256:ab",
+        ] {
+            assert!(m.contains(needle), "{needle} in {m}");
+        }
+    }
+}

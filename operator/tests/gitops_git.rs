@@ -1,0 +1,339 @@
+//! The GitOps writer against the lab's REAL Git smart-HTTP server (git http-backend behind
+//! lighttpd, basic auth), with the repository seeded from this checkout's `catalog/` + `clusters/`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use transition_operator::gitops::edit::EditError;
+use transition_operator::gitops::repo::{GitConfig, GitCredentials, GitError, GitRepo};
+use transition_operator::gitops::writer::{self, FailoverPlan, ImageSwap, Strategy};
+use transition_testlab::{GitEndpoint, Lab, repo_root};
+
+const REF: &str = "127.0.0.1:5000/checkpoints/default/counter@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=Human",
+            "-c",
+            "user.email=human@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh bare repository on the lab server, seeded with catalog/ and clusters/.
+fn seeded(lab: &Lab, name: &str) -> (GitEndpoint, String, String) {
+    let ep = lab.git().unwrap();
+    let status = Command::new("bash")
+        .arg(repo_root().join("hack/lab.sh"))
+        .args(["git-repo", name])
+        .env("TRANSITION_LAB_DIR", &lab.dir)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let url = format!("{}/{name}.git", ep.base_url);
+    let authed = url.replacen(
+        "http://",
+        &format!("http://{}:{}@", ep.user, ep.password),
+        1,
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    git(w, &["init", "-q", "-b", "main"]);
+    for d in ["catalog", "clusters"] {
+        let out = Command::new("cp")
+            .arg("-r")
+            .arg(repo_root().join(d))
+            .arg(w)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    std::fs::write(w.join("README.md"), "gitops\n").unwrap();
+    git(w, &["add", "-A"]);
+    git(w, &["commit", "-q", "-m", "seed"]);
+    git(w, &["push", "-q", &authed, "main"]);
+    (ep, url, authed)
+}
+
+fn config(ep: &GitEndpoint, url: &str, cache: &Path, password: &str) -> GitConfig {
+    GitConfig {
+        url: url.to_owned(),
+        branch: "main".into(),
+        cache_dir: cache.to_path_buf(),
+        credentials: Some(GitCredentials {
+            username: ep.user.clone(),
+            password: password.to_owned(),
+        }),
+        author_name: "transition-operator".into(),
+        author_email: "transition-operator@transition.invalid".into(),
+        max_attempts: 5,
+    }
+}
+
+fn plan(strategy: Strategy, package_path: &str) -> FailoverPlan {
+    FailoverPlan {
+        policy: "default/clusterpolicy-sample".into(),
+        package: "counter".into(),
+        package_path: PathBuf::from(package_path),
+        source_dir: "clusters/cluster1-azure".into(),
+        target_dir: "clusters/cluster2-aws".into(),
+        images: vec![ImageSwap {
+            original: "docker.io/library/busybox:1.36".into(),
+            reference: REF.into(),
+        }],
+        strategy,
+        fence: true,
+        node: "worker-1".into(),
+        fault: "NodeFailed: kubelet Lease stale".into(),
+    }
+}
+
+fn remote_head(authed: &str) -> String {
+    let out = Command::new("git")
+        .args(["ls-remote", authed, "refs/heads/main"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn fresh_clone(authed: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["clone", "-q", authed, "."]);
+    dir
+}
+
+#[tokio::test]
+async fn a_kustomize_failover_is_one_commit_that_kubectl_kustomize_accepts_and_a_rerun_adds_nothing()
+ {
+    let lab = Lab::get().unwrap();
+    let (ep, url, authed) = seeded(&lab, &format!("kust-{}", std::process::id()));
+    let cache = tempfile::tempdir().unwrap();
+    let repo = GitRepo::open_or_clone(config(&ep, &url, cache.path(), &ep.password)).unwrap();
+    let p = plan(Strategy::Kustomize, "catalog/counter");
+    let edit = |root: &Path| writer::apply(root, &p).map(|_| ());
+
+    let dry = repo.change(&writer::message(&p), true, &edit).unwrap();
+    assert!(
+        dry.commit.is_none() && dry.diff.contains("sha256:1111"),
+        "dry run shows the diff: {}",
+        dry.diff
+    );
+    let before = remote_head(&authed);
+
+    let done = repo.change(&writer::message(&p), false, &edit).unwrap();
+    let sha = done.commit.unwrap();
+    assert_eq!(remote_head(&authed), sha, "pushed");
+    assert_ne!(sha, before);
+
+    let clone = fresh_clone(&authed);
+    let log = git(clone.path(), &["log", "-1", "--format=%an <%ae>%n%B"]);
+    assert!(
+        log.starts_with("transition-operator <transition-operator@transition.invalid>"),
+        "{log}"
+    );
+    assert!(log.contains("Node: worker-1") && log.contains(REF), "{log}");
+    let changed = git(clone.path(), &["show", "--name-only", "--format=", "HEAD"]);
+    assert_eq!(
+        changed.lines().count(),
+        2,
+        "target change and fence in ONE commit: {changed}"
+    );
+
+    let kubectl = lab.tool("kubectl").unwrap();
+    let target = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(clone.path().join("clusters/cluster2-aws"))
+        .output()
+        .unwrap();
+    assert!(
+        target.status.success(),
+        "{}",
+        String::from_utf8_lossy(&target.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&target.stdout);
+    assert!(
+        rendered.contains(&format!("image: {REF}")),
+        "the target runs the checkpoint image by digest:\n{rendered}"
+    );
+    let source = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(clone.path().join("clusters/cluster1-azure"))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&source.stdout).contains("name: counter\n"),
+        "the source is fenced"
+    );
+
+    let again = repo.change(&writer::message(&p), false, &edit).unwrap();
+    assert!(again.commit.is_none(), "re-run: no new commit");
+    assert_eq!(remote_head(&authed), sha);
+
+    let back = repo.revert(&sha, "transition: fail back counter").unwrap();
+    assert!(back.commit.is_some());
+    let clone = fresh_clone(&authed);
+    let k = std::fs::read_to_string(
+        clone
+            .path()
+            .join("clusters/cluster1-azure/kustomization.yaml"),
+    )
+    .unwrap();
+    assert!(
+        k.contains("../../catalog/counter"),
+        "failback restores the source: {k}"
+    );
+}
+
+#[tokio::test]
+async fn an_in_place_rewrite_keeps_every_other_byte_and_skips_a_malformed_file() {
+    let lab = Lab::get().unwrap();
+    let (ep, url, authed) = seeded(&lab, &format!("inplace-{}", std::process::id()));
+    // A malformed YAML file inside the package, pushed by a person.
+    let human = fresh_clone(&authed);
+    std::fs::write(
+        human.path().join("catalog/counter/broken.yaml"),
+        "kind: Deployment\nmetadata: [oops\n",
+    )
+    .unwrap();
+    git(human.path(), &["add", "-A"]);
+    git(human.path(), &["commit", "-q", "-m", "broken file"]);
+    git(human.path(), &["push", "-q", "origin", "main"]);
+    let original =
+        std::fs::read_to_string(human.path().join("catalog/counter/counter.yaml")).unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let repo = GitRepo::open_or_clone(config(&ep, &url, cache.path(), &ep.password)).unwrap();
+    let p = plan(Strategy::InPlace, "catalog/counter");
+    let warnings = std::sync::Mutex::new(Vec::new());
+    let edit = |root: &Path| {
+        let applied = writer::apply(root, &p)?;
+        warnings.lock().unwrap().extend(applied.warnings);
+        Ok(())
+    };
+    repo.change(&writer::message(&p), false, &edit)
+        .unwrap()
+        .commit
+        .unwrap();
+    assert!(
+        warnings
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|w| w.contains("broken.yaml")),
+        "{:?}",
+        warnings.lock().unwrap()
+    );
+    let clone = fresh_clone(&authed);
+    let rewritten =
+        std::fs::read_to_string(clone.path().join("catalog/counter/counter.yaml")).unwrap();
+    assert_eq!(
+        rewritten,
+        original.replace(
+            "image: docker.io/library/busybox:1.36",
+            &format!("image: {REF}")
+        ),
+        "only the image scalar changed"
+    );
+}
+
+#[tokio::test]
+async fn a_human_push_racing_the_failover_is_kept_alongside_it() {
+    let lab = Lab::get().unwrap();
+    let (ep, url, authed) = seeded(&lab, &format!("race-{}", std::process::id()));
+    let cache = tempfile::tempdir().unwrap();
+    let repo = GitRepo::open_or_clone(config(&ep, &url, cache.path(), &ep.password)).unwrap();
+    let p = plan(Strategy::Kustomize, "catalog/counter");
+    let raced = AtomicBool::new(false);
+    let edit = |root: &Path| -> Result<(), EditError> {
+        // The first time, a person pushes between our fetch and our push.
+        if !raced.swap(true, Ordering::SeqCst) {
+            let human = fresh_clone(&authed);
+            std::fs::write(
+                human.path().join("README.md"),
+                "gitops, edited by a person\n",
+            )
+            .unwrap();
+            git(human.path(), &["commit", "-q", "-am", "human edit"]);
+            git(human.path(), &["push", "-q", "origin", "main"]);
+        }
+        writer::apply(root, &p).map(|_| ())
+    };
+    let done = repo.change(&writer::message(&p), false, &edit).unwrap();
+    assert!(
+        done.attempts >= 2,
+        "the non-fast-forward was retried ({} attempts)",
+        done.attempts
+    );
+    let clone = fresh_clone(&authed);
+    assert_eq!(
+        std::fs::read_to_string(clone.path().join("README.md")).unwrap(),
+        "gitops, edited by a person\n",
+        "the human change is kept"
+    );
+    let k = std::fs::read_to_string(
+        clone
+            .path()
+            .join("clusters/cluster2-aws/kustomization.yaml"),
+    )
+    .unwrap();
+    assert!(k.contains("sha256:1111"), "and so is ours");
+    let log = git(clone.path(), &["log", "--format=%s", "-3"]);
+    assert!(
+        log.lines().any(|l| l == "human edit"),
+        "no force push: {log}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_one_clear_error_and_a_missing_package_is_named() {
+    let lab = Lab::get().unwrap();
+    let (ep, url, _authed) = seeded(&lab, &format!("auth-{}", std::process::id()));
+    let cache = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let err = GitRepo::open_or_clone(config(&ep, &url, cache.path(), "not-the-password"))
+        .err()
+        .unwrap();
+    assert!(matches!(err, GitError::Auth { .. }), "{err}");
+    assert!(err.to_string().contains(&url), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "no authentication replay loop"
+    );
+
+    let cache = tempfile::tempdir().unwrap();
+    let repo = GitRepo::open_or_clone(config(&ep, &url, cache.path(), &ep.password)).unwrap();
+    let p = plan(Strategy::Kustomize, "catalog/no-such-package");
+    let err = repo
+        .change("x", false, &|root: &Path| {
+            writer::apply(root, &p).map(|_| ())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, GitError::Edit(EditError::MissingPackage { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("catalog/no-such-package"), "{err}");
+}
