@@ -218,38 +218,59 @@ impl GitRepo {
                 url: self.config.url.clone(),
                 reason: e.message().to_owned(),
             })?;
-        let commit = self
-            .repo
-            .find_commit(oid)
-            .map_err(self.local("read the head commit"))?;
         self.repo
             .reference(&format!("refs/heads/{b}"), oid, true, "transition: sync")
             .map_err(self.local("move the branch"))?;
+        self.reset_local()?;
+        Ok(oid.to_string())
+    }
+
+    /// Makes the work tree exactly the local branch head (no network): drops edits and files a
+    /// failed attempt created.
+    fn reset_local(&self) -> Result<(), GitError> {
+        let b = &self.config.branch;
         self.repo
             .set_head(&format!("refs/heads/{b}"))
             .map_err(self.local("set HEAD"))?;
+        let commit = self
+            .repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map_err(self.local("read HEAD"))?;
         self.repo
             .reset(commit.as_object(), ResetType::Hard, None)
             .map_err(self.local("reset"))?;
-        // Files a failed attempt created are not tracked: remove them too.
+        for path in self.changed_paths()? {
+            let _ = std::fs::remove_file(self.workdir().join(path));
+        }
+        Ok(())
+    }
+
+    /// Paths of the work tree that differ from HEAD (modified, new or deleted).
+    fn changed_paths(&self) -> Result<Vec<String>, GitError> {
         let mut opts = git2::StatusOptions::new();
         opts.include_untracked(true).recurse_untracked_dirs(true);
         let statuses = self
             .repo
             .statuses(Some(&mut opts))
             .map_err(self.local("read the status"))?;
-        for s in statuses.iter() {
-            if s.status().contains(git2::Status::WT_NEW)
-                && let Ok(p) = s.path()
-            {
-                let _ = std::fs::remove_file(self.workdir().join(p));
-            }
-        }
-        Ok(oid.to_string())
+        Ok(statuses
+            .iter()
+            .filter(|s| s.status() != git2::Status::CURRENT)
+            .filter_map(|s| s.path().ok().map(str::to_owned))
+            .collect())
     }
 
     /// Unified diff of the work tree (including new files) against HEAD.
     pub fn diff(&self) -> Result<String, GitError> {
+        self.diff_paths(&self.changed_paths()?)
+    }
+
+    /// Unified diff of `paths` (work tree against HEAD).
+    fn diff_paths(&self, paths: &[String]) -> Result<String, GitError> {
+        if paths.is_empty() {
+            return Ok(String::new());
+        }
         let head = self
             .repo
             .head()
@@ -259,6 +280,9 @@ impl GitRepo {
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
             .show_untracked_content(true);
+        for p in paths {
+            opts.pathspec(p);
+        }
         let diff = self
             .repo
             .diff_tree_to_workdir_with_index(Some(&head), Some(&mut opts))
@@ -276,14 +300,19 @@ impl GitRepo {
     }
 
     /// Commits every change of the work tree; `None` when there is nothing to commit.
-    fn commit(&self, message: &str) -> Result<Option<String>, GitError> {
+    /// Commits the changed `paths` (only they are staged: no scan of the whole tree); `None`
+    /// when the tree would not change.
+    fn commit(&self, message: &str, paths: &[String]) -> Result<Option<String>, GitError> {
         let mut index = self.repo.index().map_err(self.local("open the index"))?;
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .map_err(self.local("stage"))?;
-        index
-            .update_all(["*"], None)
-            .map_err(self.local("stage deletions"))?;
+        for p in paths {
+            if self.workdir().join(p).exists() {
+                index.add_path(Path::new(p)).map_err(self.local("stage"))?;
+            } else {
+                index
+                    .remove_path(Path::new(p))
+                    .map_err(self.local("stage a deletion"))?;
+            }
+        }
         index.write().map_err(self.local("write the index"))?;
         let tree_id = index.write_tree().map_err(self.local("write the tree"))?;
         let parent = self
@@ -336,9 +365,10 @@ impl GitRepo {
         }
     }
 
-    /// Applies `edit` to a fresh checkout of the remote head and pushes it as one commit; on a
-    /// non-fast-forward, fetches and re-applies (up to `max_attempts`). With `dry_run` only the
-    /// diff is returned. Nothing to change → no commit.
+    /// Applies `edit` to the remote head and pushes it as one commit. Optimistic: the first
+    /// attempt builds on the cached head without fetching (after our own last push it IS the remote
+    /// head); a non-fast-forward — or finding nothing to change — fetches and re-applies, up to
+    /// `max_attempts`. With `dry_run` the diff against the fetched head is returned, nothing pushed.
     pub fn change(
         &self,
         message: &str,
@@ -346,19 +376,33 @@ impl GitRepo {
         edit: &dyn Fn(&Path) -> Result<(), EditError>,
     ) -> Result<ChangeOutcome, GitError> {
         let max = self.config.max_attempts.max(1);
-        for attempt in 1..=max {
-            self.sync()?;
-            edit(self.workdir())?;
-            let diff = self.diff()?;
-            if diff.is_empty() || dry_run {
+        let mut fetch = dry_run;
+        let mut attempt = 0;
+        while attempt < max {
+            attempt += 1;
+            if fetch {
                 self.sync()?;
+            } else {
+                self.reset_local()?;
+            }
+            edit(self.workdir())?;
+            let paths = self.changed_paths()?;
+            let diff = self.diff_paths(&paths)?;
+            if diff.is_empty() && !fetch {
+                // Maybe the remote moved under our cache: look again at the real head.
+                fetch = true;
+                attempt -= 1;
+                continue;
+            }
+            if diff.is_empty() || dry_run {
+                self.reset_local()?;
                 return Ok(ChangeOutcome {
                     commit: None,
                     diff,
                     attempts: attempt,
                 });
             }
-            let Some(commit) = self.commit(message)? else {
+            let Some(commit) = self.commit(message, &paths)? else {
                 return Ok(ChangeOutcome {
                     commit: None,
                     diff,
@@ -375,6 +419,7 @@ impl GitRepo {
                 }
                 Err(PushError::NonFastForward(why)) => {
                     tracing::info!(url = %self.config.url, attempt, reason = %why, "remote moved; re-applying on the new head");
+                    fetch = true;
                     std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));
                 }
                 Err(PushError::Other(e)) => return Err(e),
