@@ -104,6 +104,7 @@ fn plan(strategy: Strategy, package_path: &str) -> FailoverPlan {
         fence: true,
         node: "worker-1".into(),
         fault: "NodeFailed: kubelet Lease stale".into(),
+        workloads: vec![],
     }
 }
 
@@ -336,4 +337,52 @@ async fn a_wrong_password_is_one_clear_error_and_a_missing_package_is_named() {
         "{err}"
     );
     assert!(err.to_string().contains("catalog/no-such-package"), "{err}");
+}
+
+#[tokio::test]
+async fn with_one_repository_per_cluster_the_target_and_the_fence_are_ordered_idempotent_commits() {
+    let lab = Lab::get().unwrap();
+    let (ep, source_url, source_authed) = seeded(&lab, &format!("src-{}", std::process::id()));
+    let (_, target_url, target_authed) = seeded(&lab, &format!("dst-{}", std::process::id()));
+    let cache = tempfile::tempdir().unwrap();
+    let source =
+        GitRepo::open_or_clone(config(&ep, &source_url, cache.path(), &ep.password)).unwrap();
+    let target =
+        GitRepo::open_or_clone(config(&ep, &target_url, cache.path(), &ep.password)).unwrap();
+    let p = plan(Strategy::Kustomize, "catalog/counter");
+    let msg = writer::message(&p);
+    for round in 0..2 {
+        let t = target
+            .change(&msg, false, &|root: &Path| {
+                writer::apply_target(root, &p).map(|_| ())
+            })
+            .unwrap();
+        let f = source
+            .change(&msg, false, &|root: &Path| {
+                writer::apply_fence(root, &p).map(|_| ())
+            })
+            .unwrap();
+        assert_eq!(
+            t.commit.is_some(),
+            round == 0,
+            "target commit only the first time"
+        );
+        assert_eq!(
+            f.commit.is_some(),
+            round == 0,
+            "fence commit only the first time"
+        );
+    }
+    let t = fresh_clone(&target_authed);
+    assert!(
+        std::fs::read_to_string(t.path().join("clusters/cluster2-aws/kustomization.yaml"))
+            .unwrap()
+            .contains("sha256:1111")
+    );
+    let s = fresh_clone(&source_authed);
+    assert!(
+        !std::fs::read_to_string(s.path().join("clusters/cluster1-azure/kustomization.yaml"))
+            .unwrap()
+            .contains("catalog/counter")
+    );
 }

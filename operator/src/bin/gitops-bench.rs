@@ -68,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             fence: true,
             node: "worker-1".into(),
             fault: "bench".into(),
+            workloads: vec![],
         };
         let started = Instant::now();
         let edit = |root: &Path| writer::apply(root, &plan).map(|_| ());

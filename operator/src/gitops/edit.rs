@@ -126,6 +126,66 @@ pub fn workload_images(
     Ok(found)
 }
 
+/// A workload by identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadRef {
+    pub kind: String,
+    pub name: String,
+    /// `None` matches any namespace (manifests often leave it to kustomize).
+    pub namespace: Option<String>,
+}
+
+/// Indexes of the documents of `text` that are the workload `w` (kind/name/namespace).
+pub fn find_workload(path: &Path, text: &str, w: &WorkloadRef) -> Result<Vec<usize>, EditError> {
+    let mut hits = Vec::new();
+    for (i, doc) in split_documents(text).iter().enumerate() {
+        if doc
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        let value: Value = serde_saphyr::from_str(doc).map_err(|e| EditError::Read {
+            path: path.display().to_string(),
+            reason: format!("document {}: {e}", i + 1),
+        })?;
+        let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
+        if value.get("kind").and_then(Value::as_str) == Some(w.kind.as_str())
+            && value.pointer("/metadata/name").and_then(Value::as_str) == Some(w.name.as_str())
+            && (w.namespace.is_none() || ns.is_none() || ns == w.namespace.as_deref())
+        {
+            hits.push(i);
+        }
+    }
+    Ok(hits)
+}
+
+/// Like [`rewrite_images_in_place`], but only inside the documents numbered `docs`.
+pub fn rewrite_images_in_docs(text: &str, docs: &[usize], old: &str, new: &str) -> (String, usize) {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut count = 0;
+    let mut doc = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            doc += 1;
+            out.push_str(line);
+            continue;
+        }
+        match docs
+            .contains(&doc)
+            .then(|| rewrite_image_line(line, old, new))
+            .flatten()
+        {
+            Some(changed) => {
+                out.push_str(&changed);
+                count += 1;
+            }
+            None => out.push_str(line),
+        }
+    }
+    (out, count)
+}
+
 fn split_documents(text: &str) -> Vec<String> {
     let mut docs = vec![String::new()];
     for line in text.split_inclusive('\n') {
@@ -309,6 +369,37 @@ mod tests {
             (same.as_str(), zero),
             (out.as_str(), 0),
             "re-running changes nothing"
+        );
+    }
+
+    #[test]
+    fn only_the_named_workloads_documents_are_rewritten() {
+        let text = "kind: Deployment\nmetadata: {name: a, namespace: default}\nspec: {template: {spec: {containers: [{name: c, image: x}]}}}\n---\nkind: Deployment\nmetadata:\n  name: b\nspec:\n  template:\n    spec:\n      containers:\n        - name: c\n          image: x\n";
+        let w = WorkloadRef {
+            kind: "Deployment".into(),
+            name: "b".into(),
+            namespace: Some("default".into()),
+        };
+        let docs = find_workload(Path::new("f.yaml"), text, &w).unwrap();
+        assert_eq!(docs, vec![1]);
+        let (out, n) = rewrite_images_in_docs(text, &docs, "x", "y");
+        assert_eq!(n, 1);
+        assert!(
+            out.ends_with("          image: y\n")
+                && out.starts_with("kind: Deployment\nmetadata: {name: a")
+        );
+        let other_ns = WorkloadRef {
+            namespace: Some("prod".into()),
+            ..w.clone()
+        };
+        assert_eq!(
+            find_workload(
+                Path::new("f.yaml"),
+                "kind: Deployment\nmetadata: {name: b, namespace: default}\n",
+                &other_ns
+            )
+            .unwrap(),
+            Vec::<usize>::new()
         );
     }
 

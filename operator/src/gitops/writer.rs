@@ -41,6 +41,9 @@ pub struct FailoverPlan {
     pub fence: bool,
     pub node: String,
     pub fault: String,
+    /// In-place only: restrict the rewrite to these workloads (empty: every workload of the
+    /// package running `original`).
+    pub workloads: Vec<edit::WorkloadRef>,
 }
 
 /// What [`apply`] did besides changing files.
@@ -66,8 +69,18 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Applies `plan` to the checkout at `root`.
+/// Applies the whole `plan` (target change + fence) to the checkout at `root`: one commit when
+/// source and target live in one repository.
 pub fn apply(root: &Path, plan: &FailoverPlan) -> Result<Applied, EditError> {
+    let applied = apply_target(root, plan)?;
+    if plan.fence {
+        apply_fence(root, plan)?;
+    }
+    Ok(applied)
+}
+
+/// The target side only (when each cluster has its own repository: commit this first).
+pub fn apply_target(root: &Path, plan: &FailoverPlan) -> Result<Applied, EditError> {
     let package_dir = root.join(&plan.package_path);
     if !package_dir.is_dir() {
         return Err(EditError::MissingPackage {
@@ -99,14 +112,39 @@ pub fn apply(root: &Path, plan: &FailoverPlan) -> Result<Applied, EditError> {
                     path: file.display().to_string(),
                     reason: e.to_string(),
                 })?;
-                if let Err(e) = edit::workload_images(file, &text) {
-                    applied.warnings.push(e.to_string());
-                    continue;
-                }
+                let docs = if plan.workloads.is_empty() {
+                    edit::workload_images(file, &text).map(|_| None)
+                } else {
+                    plan.workloads
+                        .iter()
+                        .try_fold(Vec::new(), |mut acc, w| {
+                            acc.extend(edit::find_workload(file, &text, w)?);
+                            Ok(acc)
+                        })
+                        .map(Some)
+                };
+                let docs = match docs {
+                    Ok(d) => d,
+                    Err(e) => {
+                        applied.warnings.push(e.to_string());
+                        continue;
+                    }
+                };
                 let mut new_text = text.clone();
                 for swap in &plan.images {
-                    let (t, n) =
-                        edit::rewrite_images_in_place(&new_text, &swap.original, &swap.reference);
+                    let (t, n) = match &docs {
+                        None => edit::rewrite_images_in_place(
+                            &new_text,
+                            &swap.original,
+                            &swap.reference,
+                        ),
+                        Some(d) => edit::rewrite_images_in_docs(
+                            &new_text,
+                            d,
+                            &swap.original,
+                            &swap.reference,
+                        ),
+                    };
                     new_text = t;
                     applied.rewritten += n;
                 }
@@ -119,14 +157,16 @@ pub fn apply(root: &Path, plan: &FailoverPlan) -> Result<Applied, EditError> {
             }
         }
     }
-    if plan.fence {
-        let source_k = root.join(&plan.source_dir).join("kustomization.yaml");
-        let source_entry = edit::relative(&plan.source_dir, &plan.package_path)
-            .display()
-            .to_string();
-        edit::remove_base(&source_k, &source_entry)?;
-    }
     Ok(applied)
+}
+
+/// The fence only: the package leaves the source cluster's kustomization (idempotent).
+pub fn apply_fence(root: &Path, plan: &FailoverPlan) -> Result<bool, EditError> {
+    let source_k = root.join(&plan.source_dir).join("kustomization.yaml");
+    let source_entry = edit::relative(&plan.source_dir, &plan.package_path)
+        .display()
+        .to_string();
+    edit::remove_base(&source_k, &source_entry)
 }
 
 /// The commit message (template: what moved, why, and the exact images).
@@ -171,6 +211,7 @@ mod tests {
             fence: true,
             node: "worker-1".into(),
             fault: "NodeFailed: Lease stale".into(),
+            workloads: vec![],
         };
         let m = message(&plan);
         for needle in [
