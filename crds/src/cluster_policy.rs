@@ -213,7 +213,7 @@ pub struct PackageRetentionPolicy {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetClusterPolicy {
-    /// Candidate targets; the highest `weight` wins, ties go to the first listed.
+    /// Candidate targets; the highest `weight` wins, ties go to the alphabetically first name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub prefer_clusters: Vec<ClusterPreference>,

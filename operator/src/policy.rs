@@ -63,8 +63,10 @@ fn is_safe_relative_path(path: &str) -> bool {
         && path.split('/').all(|seg| seg != ".." && seg != ".")
 }
 
-/// The target a failover chooses: the preferred cluster with the highest weight (ties: first
-/// listed) that is neither avoided nor the source itself.
+/// The target a failover chooses: the preferred cluster with the highest weight that is neither
+/// avoided nor the source itself; equal weights go to the alphabetically first name, so the choice
+/// never depends on list order (the Go original was lowest-wins in one place and highest-wins in
+/// another).
 pub fn choose_target(spec: &ClusterPolicySpec) -> Option<&str> {
     let tcp = spec.target_cluster_policy.as_ref()?;
     let source = spec.cluster_selector.name.as_str();
@@ -73,7 +75,7 @@ pub fn choose_target(spec: &ClusterPolicySpec) -> Option<&str> {
         if c.name == source || tcp.avoid_clusters.iter().any(|a| a.name == c.name) {
             continue;
         }
-        if best.is_none_or(|(_, w)| c.weight > w) {
+        if best.is_none_or(|(name, w)| c.weight > w || (c.weight == w && c.name.as_str() < name)) {
             best = Some((c.name.as_str(), c.weight));
         }
     }
@@ -365,11 +367,16 @@ targetClusterPolicy:
     }
 
     #[test]
-    fn equal_weights_go_to_the_first_listed() {
-        let s = spec(
-            "clusterSelector: {name: s, repo: r}\ntargetClusterPolicy: {preferClusters: [{name: x, weight: 5}, {name: y, weight: 5}]}",
-        );
-        assert_eq!(choose_target(&s), Some("x"));
+    fn equal_weights_go_to_the_alphabetically_first_name_whatever_the_order() {
+        for list in [
+            "[{name: y, weight: 5}, {name: x, weight: 5}]",
+            "[{name: x, weight: 5}, {name: y, weight: 5}]",
+        ] {
+            let s = spec(&format!(
+                "clusterSelector: {{name: s, repo: r}}\ntargetClusterPolicy: {{preferClusters: {list}}}"
+            ));
+            assert_eq!(choose_target(&s), Some("x"), "{list}");
+        }
     }
 
     #[test]
