@@ -80,25 +80,34 @@ fn rewrite_image_line(line: &str, old: &str, new: &str) -> Option<String> {
     ))
 }
 
-/// The YAML documents of a file that are workloads of `kind`/`name` (namespace when given).
-/// A file that does not parse is an error naming it (the caller reports it and moves on).
+/// The non-empty YAML documents of a file, parsed, with their index (document numbers count
+/// `---` separators, as [`rewrite_images_in_docs`] does). A file that does not parse is an error
+/// naming it and the document (the caller reports it and moves on).
+fn parse_documents(path: &Path, text: &str) -> Result<Vec<(usize, Value)>, EditError> {
+    let mut docs = Vec::new();
+    for (i, doc) in split_documents(text).iter().enumerate() {
+        if doc
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        let value = serde_saphyr::from_str(doc).map_err(|e| EditError::Read {
+            path: path.display().to_string(),
+            reason: format!("document {}: {e}", i + 1),
+        })?;
+        docs.push((i, value));
+    }
+    Ok(docs)
+}
+
+/// The workloads of a file with their container and init-container images: (kind, name, images).
 pub fn workload_images(
     path: &Path,
     text: &str,
 ) -> Result<Vec<(String, String, Vec<String>)>, EditError> {
     let mut found = Vec::new();
-    for (i, doc) in split_documents(text).iter().enumerate() {
-        if doc.trim().is_empty()
-            || doc
-                .lines()
-                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            continue;
-        }
-        let value: Value = serde_saphyr::from_str(doc).map_err(|e| EditError::Read {
-            path: path.display().to_string(),
-            reason: format!("document {}: {e}", i + 1),
-        })?;
+    for (_, value) in parse_documents(path, text)? {
         let kind = value
             .get("kind")
             .and_then(Value::as_str)
@@ -138,17 +147,7 @@ pub struct WorkloadRef {
 /// Indexes of the documents of `text` that are the workload `w` (kind/name/namespace).
 pub fn find_workload(path: &Path, text: &str, w: &WorkloadRef) -> Result<Vec<usize>, EditError> {
     let mut hits = Vec::new();
-    for (i, doc) in split_documents(text).iter().enumerate() {
-        if doc
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            continue;
-        }
-        let value: Value = serde_saphyr::from_str(doc).map_err(|e| EditError::Read {
-            path: path.display().to_string(),
-            reason: format!("document {}: {e}", i + 1),
-        })?;
+    for (i, value) in parse_documents(path, text)? {
         let ns = value.pointer("/metadata/namespace").and_then(Value::as_str);
         if value.get("kind").and_then(Value::as_str) == Some(w.kind.as_str())
             && value.pointer("/metadata/name").and_then(Value::as_str) == Some(w.name.as_str())
