@@ -11,6 +11,7 @@ pub mod crd_install;
 pub mod detect;
 pub mod gitops;
 pub mod image;
+pub mod kubelet;
 pub mod metrics;
 pub mod policy;
 pub mod server;

@@ -123,9 +123,16 @@ impl Lab {
 
     fn start() -> Result<Lab, LabError> {
         let script = repo_root().join("hack/lab.sh");
+        // The source cluster runs kube-controller-manager (node lifecycle) with a short grace, as
+        // hack/test.sh asks, so tests also work when run with plain `cargo nextest run`.
+        let controllers =
+            std::env::var("LAB_CONTROLLERS").unwrap_or_else(|_| "cluster1-azure".into());
+        let grace = std::env::var("LAB_NODE_MONITOR_GRACE").unwrap_or_else(|_| "15s".into());
         let out = Command::new("bash")
             .arg(&script)
             .arg("up")
+            .env("LAB_CONTROLLERS", controllers)
+            .env("LAB_NODE_MONITOR_GRACE", grace)
             .output()
             .map_err(|e| LabError::Start {
                 script: script.display().to_string(),

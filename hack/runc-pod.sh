@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# A "pod" of one real runc container running the counter (shell memory + /tmp/count + optional
+# tmpfs state), checkpointed the way the kubelet does it into a kubelet-format archive. Used by
+# make-checkpoint.sh (fixtures) and kubelet-shim.py (the kubelet stand-in; no kubelet runs here).
+#
+#   hack/runc-pod.sh start DIR [--pod P] [--namespace NS] [--container C] [--state-mib N]
+#   hack/runc-pod.sh checkpoint DIR OUT_DIR [--leave-running] [--name FILE]   (prints the archive path)
+#   hack/runc-pod.sh stop DIR
+#
+# DIR holds the bundle, runc state and metadata of the one container (created by `start`).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+CRIU="${LAB_CRIU:-$TRANSITION_BIN/criu}"
+
+start() {
+  local dir="$1"; shift
+  local pod=counter-7d9f5 ns=default ctr=counter state_mib=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --pod) pod="$2"; shift 2 ;;
+      --namespace) ns="$2"; shift 2 ;;
+      --container) ctr="$2"; shift 2 ;;
+      --state-mib) state_mib="$2"; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+  [ -x "$CRIU" ] || die "CRIU not installed ($CRIU): run hack/install.sh criu"
+  command -v runc >/dev/null || die "runc not installed: run hack/install.sh criu"
+  mkdir -p "$dir"
+  local id="pod-$$-$RANDOM" rootfs="$dir/bundle/rootfs"
+  make_busybox_rootfs "$rootfs"
+  touch "$dir/marker"
+  sleep 0.01
+  (cd "$dir/bundle" && runc spec)
+  local shm_kib=$(( (state_mib + 8) * 1024 ))
+  local script='i=0; if [ "$STATE_MIB" -gt 0 ]; then dd if=/dev/urandom of=/dev/shm/state bs=1M count="$STATE_MIB" 2>/dev/null; fi; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; echo "count $i"; sleep 0.1; done'
+  jq --arg script "$script" --arg mib "$state_mib" --arg pod "$pod" --arg ns "$ns" --arg ctr "$ctr" --arg shm "size=${shm_kib}k" '
+    .process.terminal = false
+    | .process.args = ["/bin/sh", "-c", $script]
+    | .process.env += ["STATE_MIB=" + $mib]
+    | .root.readonly = false
+    | .mounts = [.mounts[] | if .destination == "/dev/shm" then .options = ["nosuid","noexec","nodev","mode=1777",$shm] else . end]
+    | .annotations = {
+        "io.kubernetes.pod.name": $pod, "io.kubernetes.pod.namespace": $ns, "io.kubernetes.container.name": $ctr,
+        "io.kubernetes.cri.sandbox-name": $pod, "io.kubernetes.cri.sandbox-namespace": $ns,
+        "io.kubernetes.cri.container-name": $ctr, "io.kubernetes.cri.container-type": "container"
+      }' "$dir/bundle/config.json" >"$dir/config.json"
+  mv "$dir/config.json" "$dir/bundle/config.json"
+  printf '%s\n' "$id" >"$dir/id"; printf '%s\n' "$pod" >"$dir/pod"; printf '%s\n' "$ns" >"$dir/namespace"
+  printf '%s\n' "$ctr" >"$dir/container"; date -u +%Y-%m-%dT%H:%M:%SZ >"$dir/created"
+  # stdin/stdout must be anonymous pipes (CRIU cannot dump a host regular file or FIFO path).
+  # The log reader must not hold our stdout/stderr open (callers wait for them to close).
+  runc --root "$dir/runc" --criu "$CRIU" run -d --bundle "$dir/bundle" "$id" < <(:) > >(exec cat >>"$dir/container.log" 2>/dev/null) 2>&1 \
+    || { sleep 0.2; cat "$dir/container.log" >&2; die "runc run failed"; }
+  local deadline=$((SECONDS + 60))
+  until [ -s "$rootfs/tmp/count" ] && [ "$(cat "$rootfs/tmp/count")" -ge 20 ]; do
+    [ $SECONDS -lt $deadline ] || die "container counter did not start"
+    sleep 0.1
+  done
+  if [ "$state_mib" -gt 0 ]; then sleep 0.3; fi
+  echo "$id"
+}
+
+checkpoint() {
+  local dir="$1" out="$2"; shift 2
+  local leave="" name=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --leave-running) leave="--leave-running"; shift ;;
+      --name) name="$2"; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+  local id pod ns ctr rootfs="$dir/bundle/rootfs" a
+  id=$(cat "$dir/id"); pod=$(cat "$dir/pod"); ns=$(cat "$dir/namespace"); ctr=$(cat "$dir/container")
+  a=$(mktemp -d "$dir/archive.XXXXXX")
+  mkdir -p "$a/checkpoint" "$out"
+  # Without --leave-running the container stops at the dump, so rootfs-diff.tar matches the memory
+  # exactly; with it (the kubelet's way) the counter writes its file atomically, so the diff is
+  # always a complete value.
+  runc --root "$dir/runc" --criu "$CRIU" checkpoint $leave --image-path "$a/checkpoint" \
+    --work-path "$a.work" "$id" >"$a.log" 2>&1 \
+    || { cat "$a.log" "$a.work"/*.log >&2 2>/dev/null; rm -rf "$a" "$a.work" "$a.log"; die "runc checkpoint failed"; }
+  local checkpointed
+  checkpointed=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  cp "$dir/bundle/config.json" "$a/spec.dump"
+  runc --root "$dir/runc" state "$id" >"$a/status.dump" 2>/dev/null || echo '{"status":"stopped"}' >"$a/status.dump"
+  jq -n --arg id "$id" --arg ctr "$ctr" --arg created "$(cat "$dir/created")" --arg ckpt "$checkpointed" '{
+    id: $id, name: $ctr,
+    rootfsImage: "docker.io/library/busybox:1.36", rootfsImageRef: "sha256:busybox-static-lab",
+    rootfsImageName: "docker.io/library/busybox:1.36", runtime: "runc", createdTime: $created,
+    checkpointedTime: $ckpt
+  }' >"$a/config.dump"
+  (cd "$rootfs" && find . -newer "$dir/marker" -type f ! -name '*.new' ! -path './proc/*' ! -path './sys/*' ! -path './dev/*' -printf '%P\n' \
+    | tar -cf "$a/rootfs-diff.tar" --no-recursion -T -)
+  echo '[]' >"$a/deleted.files"
+  echo '{"interfaces":[]}' >"$a/network.status"
+  cp "$dir/container.log" "$a/container.log" 2>/dev/null || : >"$a/container.log"
+  log "checkpointed container $id at counter value $(cat "$rootfs/tmp/count" 2>/dev/null)"
+  [ -n "$name" ] || name="checkpoint-${pod}_${ns}-${ctr}-${checkpointed}.tar"
+  (
+    umask 077
+    tar -C "$a" -cf "$out/.$name.tmp" config.dump spec.dump status.dump checkpoint rootfs-diff.tar deleted.files network.status container.log
+  )
+  chmod 0600 "$out/.$name.tmp"
+  mv "$out/.$name.tmp" "$out/$name"
+  rm -rf "$a" "$a.work" "$a.log"
+  echo "$out/$name"
+}
+
+stop() {
+  local dir="$1" id
+  id=$(cat "$dir/id" 2>/dev/null) || return 0
+  runc --root "$dir/runc" kill "$id" KILL >/dev/null 2>&1 || true
+  sleep 0.1
+  runc --root "$dir/runc" delete -f "$id" >/dev/null 2>&1 || true
+}
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  start|checkpoint|stop) "$cmd" "$@" ;;
+  *) die "usage: runc-pod.sh start|checkpoint|stop DIR ..." ;;
+esac
