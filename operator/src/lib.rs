@@ -14,6 +14,7 @@ pub mod image;
 pub mod kubelet;
 pub mod metrics;
 pub mod policy;
+pub mod schedule;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

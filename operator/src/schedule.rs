@@ -1,0 +1,101 @@
+//! When a checkpoint is due (pure): cron schedules and manual triggers.
+//!
+//! * Missed runs are not replayed in a storm: after an outage, only the latest missed slot runs
+//!   (once), then the schedule continues.
+//! * A manual trigger is the annotation `transition.dcnlab.ssu.ac.kr/checkpoint-now: <token>`;
+//!   each distinct token triggers exactly once (the handled token is recorded in status).
+
+use croner::Cron;
+use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
+
+/// Annotation that asks for a checkpoint now; its value is a token, handled once.
+pub const CHECKPOINT_NOW: &str = "transition.dcnlab.ssu.ac.kr/checkpoint-now";
+
+/// The scheduled slot to run now, if any: the latest slot at or before `now` that is after
+/// `since` (the last run, or the object's creation). Older missed slots are skipped.
+pub fn due(cron: &Cron, since: Timestamp, now: Timestamp) -> Option<Timestamp> {
+    let now_z = now.to_zoned(TimeZone::UTC);
+    let slot = cron
+        .find_previous_occurrence(&now_z, true)
+        .ok()?
+        .timestamp();
+    (slot > since).then_some(slot)
+}
+
+/// The manual trigger token to handle now: the annotation's value when it differs from the last
+/// handled token (empty values are ignored).
+pub fn manual_trigger<'a>(annotation: Option<&'a str>, handled: Option<&str>) -> Option<&'a str> {
+    let token = annotation?.trim();
+    (!token.is_empty() && Some(token) != handled.map(str::trim)).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_cron;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_slot_runs_once() {
+        let cron = parse_cron("*/3 * * * *").unwrap();
+        let run = due(
+            &cron,
+            at("2026-11-22T10:00:30Z"),
+            at("2026-11-22T10:03:10Z"),
+        )
+        .unwrap();
+        assert_eq!(run, at("2026-11-22T10:03:00Z"));
+        assert_eq!(
+            due(&cron, run, at("2026-11-22T10:04:00Z")),
+            None,
+            "same slot: not again"
+        );
+        assert_eq!(
+            due(&cron, run, at("2026-11-22T10:06:00Z")),
+            Some(at("2026-11-22T10:06:00Z"))
+        );
+    }
+
+    #[test]
+    fn an_hour_of_missed_slots_becomes_one_run_not_a_storm() {
+        let cron = parse_cron("*/3 * * * *").unwrap();
+        let last = at("2026-11-22T09:00:00Z");
+        let now = at("2026-11-22T10:01:30Z");
+        let mut runs = Vec::new();
+        let mut since = last;
+        while let Some(slot) = due(&cron, since, now) {
+            runs.push(slot);
+            since = slot;
+        }
+        assert_eq!(
+            runs,
+            vec![at("2026-11-22T10:00:00Z")],
+            "twenty missed slots collapse into the latest"
+        );
+    }
+
+    #[test]
+    fn nothing_is_due_before_the_first_slot_after_creation() {
+        let cron = parse_cron("0 * * * *").unwrap();
+        assert_eq!(
+            due(
+                &cron,
+                at("2026-11-22T10:05:00Z"),
+                at("2026-11-22T10:59:59Z")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn each_manual_token_triggers_exactly_once() {
+        assert_eq!(manual_trigger(Some("t1"), None), Some("t1"));
+        assert_eq!(manual_trigger(Some("t1"), Some("t1")), None);
+        assert_eq!(manual_trigger(Some("t2"), Some("t1")), Some("t2"));
+        assert_eq!(manual_trigger(Some("  "), None), None);
+        assert_eq!(manual_trigger(None, Some("t1")), None);
+    }
+}
