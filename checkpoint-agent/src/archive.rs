@@ -80,13 +80,8 @@ pub fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix_o_nofollow())
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-}
-
-const fn nix_o_nofollow() -> i32 {
-    // O_NOFOLLOW on Linux (all architectures we build for).
-    0o400000
 }
 
 /// Whether any process has `path` open for writing (scans `/proc/*/fd` and `fdinfo` flags).

@@ -2,8 +2,6 @@
 //! protected, how they are checkpointed, and where they may move. Field-for-field compatible with
 //! the Go original, so its manifests (seed 004, including `selectMode`) apply unchanged.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -332,18 +330,6 @@ impl ClusterPolicyStatus {
             .len()
             .saturating_sub(MAX_TRANSITION_HISTORY);
         self.transitioned_packages.drain(..excess);
-    }
-}
-
-impl PackageSelector {
-    /// Labels-style view of the selector for logs and events.
-    pub fn describe(&self) -> BTreeMap<&'static str, String> {
-        BTreeMap::from([
-            ("name", self.name.clone()),
-            ("path", self.package_path.clone()),
-            ("type", format!("{:?}", self.package_type)),
-            ("liveState", self.live_state_package.to_string()),
-        ])
     }
 }
 

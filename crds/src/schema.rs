@@ -3,21 +3,6 @@
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
-/// A string that must not be empty (used by `#[schemars(schema_with = ..)]`).
-pub fn non_empty_string(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "string", "minLength": 1 })
-}
-
-/// A DNS-1123 label-like name: lowercase alphanumerics and `-`, 1–63 characters.
-pub fn dns_label(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 63,
-        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-    })
-}
-
 /// A string→string map (annotations, labels).
 pub fn string_map(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

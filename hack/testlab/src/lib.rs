@@ -107,6 +107,35 @@ fn parse_env(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs `bash <script> args…` with extra `envs`; a failure to start or a non-zero exit becomes
+/// [`LabError::Start`] carrying the last 20 lines of its stderr, in order.
+fn run_hack<I, A>(
+    script: &Path,
+    args: I,
+    envs: &[(&str, String)],
+) -> Result<std::process::Output, LabError>
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let fail = |reason: String| LabError::Start {
+        script: script.display().to_string(),
+        reason,
+    };
+    let mut cmd = Command::new("bash");
+    cmd.arg(script).args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        return Err(fail(lines[lines.len().saturating_sub(20)..].join("\n")));
+    }
+    Ok(out)
+}
+
 static LAB: OnceLock<Result<Lab, String>> = OnceLock::new();
 
 impl Lab {
@@ -128,24 +157,14 @@ impl Lab {
         let controllers =
             std::env::var("LAB_CONTROLLERS").unwrap_or_else(|_| "cluster1-azure".into());
         let grace = std::env::var("LAB_NODE_MONITOR_GRACE").unwrap_or_else(|_| "15s".into());
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("up")
-            .env("LAB_CONTROLLERS", controllers)
-            .env("LAB_NODE_MONITOR_GRACE", grace)
-            .output()
-            .map_err(|e| LabError::Start {
-                script: script.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
-            return Err(LabError::Start {
-                script: script.display().to_string(),
-                reason: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            });
-        }
+        run_hack(
+            &script,
+            ["up"],
+            &[
+                ("LAB_CONTROLLERS", controllers),
+                ("LAB_NODE_MONITOR_GRACE", grace),
+            ],
+        )?;
         Lab::from_env_file(&Lab::env_file())
     }
 
@@ -409,31 +428,16 @@ pub fn checkpoint_fixture(name: &str, state_mib: u32) -> Result<PathBuf, LabErro
     }
     let script = repo_root().join("hack/make-checkpoint.sh");
     let tmp_dir = dir.join(format!(".gen-{}-{name}", std::process::id()));
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(&tmp_dir)
-        .args([
-            "--state-mib",
-            &state_mib.to_string(),
-            "--name",
-            &format!("{name}.tar"),
-        ])
-        .output()
-        .map_err(|e| LabError::Start {
-            script: script.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(LabError::Start {
-            script: script.display().to_string(),
-            reason: String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .join(" | "),
-        });
-    }
+    let tar_name = format!("{name}.tar");
+    let state = state_mib.to_string();
+    let args: [&std::ffi::OsStr; 5] = [
+        tmp_dir.as_os_str(),
+        "--state-mib".as_ref(),
+        state.as_ref(),
+        "--name".as_ref(),
+        tar_name.as_ref(),
+    ];
+    run_hack(&script, args, &[])?;
     std::fs::rename(tmp_dir.join(format!("{name}.tar")), &path).map_err(|e| LabError::ReadEnv {
         path: path.display().to_string(),
         source: e,
