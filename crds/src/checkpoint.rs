@@ -72,6 +72,9 @@ pub struct PodRef {
     pub namespace: Option<String>,
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// The node the pod runs on (where the kubelet is asked to checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
     pub container_ref: ContainerRef,
 }
 
@@ -178,6 +181,40 @@ pub struct CheckpointStatus {
     /// The last checkpoints (at most [`MAX_CHECKPOINT_HISTORY`], newest last).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<CheckpointRecord>,
+    /// The cron slot of the last scheduled run (the next run is the next slot after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled_run: Option<Time>,
+    /// The last `checkpoint-now` token handled (each token triggers once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_manual_token: Option<String>,
+    /// The run in progress, persisted before each step so a restarted operator resumes it
+    /// instead of starting another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<CheckpointRun>,
+}
+
+/// A checkpoint run in progress.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointRun {
+    /// `schedule:<slot>` or `manual:<token>`.
+    pub trigger: String,
+    pub started_at: Time,
+    /// One entry per container whose kubelet checkpoint was taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archives: Vec<RunArchive>,
+}
+
+/// A container's archive in a run, and its image once pushed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunArchive {
+    pub container: String,
+    pub archive_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
 }
 
 /// One completed checkpoint.
@@ -192,14 +229,50 @@ pub struct CheckpointRecord {
     /// Image reference with digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Archive size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    /// `schedule:<slot>` or `manual:<token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
 }
 
 impl CheckpointStatus {
-    /// Appends `record`, dropping the oldest beyond [`MAX_CHECKPOINT_HISTORY`].
-    pub fn record(&mut self, record: CheckpointRecord) {
+    /// Appends `record`, keeping the newest `keep_per_container` records of each container (and
+    /// at most [`MAX_CHECKPOINT_HISTORY`] in all); returns the dropped ones, oldest first, so
+    /// their archives and images can be pruned.
+    pub fn record(
+        &mut self,
+        record: CheckpointRecord,
+        keep_per_container: usize,
+    ) -> Vec<CheckpointRecord> {
         self.history.push(record);
-        let excess = self.history.len().saturating_sub(MAX_CHECKPOINT_HISTORY);
-        self.history.drain(..excess);
+        let keep = keep_per_container.max(1);
+        let mut dropped = Vec::new();
+        let mut kept = Vec::new();
+        for (i, r) in self.history.iter().enumerate() {
+            let newer = self.history[i + 1..]
+                .iter()
+                .filter(|n| n.container == r.container)
+                .count();
+            if newer >= keep {
+                dropped.push(r.clone());
+            } else {
+                kept.push(r.clone());
+            }
+        }
+        let excess = kept.len().saturating_sub(MAX_CHECKPOINT_HISTORY);
+        dropped.extend(kept.drain(..excess));
+        self.history = kept;
+        dropped
+    }
+
+    /// The newest recorded image of `container`.
+    pub fn latest_image(&self, container: &str) -> Option<&CheckpointRecord> {
+        self.history
+            .iter()
+            .rev()
+            .find(|r| r.container == container && r.image.is_some())
     }
 }
 
@@ -234,6 +307,42 @@ registry: {url: docker.io, repository: vitu1, secretRef: {name: reg-credentials}
         assert_eq!(
             back["podRef"]["containerRef"]["containers"][0]["ports"][0]["containerPort"],
             8080
+        );
+    }
+
+    fn rec(container: &str, second: i64) -> CheckpointRecord {
+        CheckpointRecord {
+            time: Time(k8s_openapi::jiff::Timestamp::from_second(second).unwrap()),
+            container: container.into(),
+            archive_key: Some(format!("k-{container}-{second}")),
+            image: Some(format!("r/{container}@sha256:{second}")),
+            size_bytes: None,
+            trigger: None,
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_records_per_container_and_returns_the_rest() {
+        let mut status = CheckpointStatus::default();
+        let mut dropped = Vec::new();
+        for s in 1..=4 {
+            dropped.extend(status.record(rec("a", s), 2));
+            dropped.extend(status.record(rec("b", s), 2));
+        }
+        let kept: Vec<_> = status
+            .history
+            .iter()
+            .map(|r| (r.container.as_str(), r.time.0.as_second()))
+            .collect();
+        assert_eq!(kept, vec![("a", 3), ("b", 3), ("a", 4), ("b", 4)]);
+        let gone: Vec<_> = dropped
+            .iter()
+            .map(|r| (r.container.as_str(), r.time.0.as_second()))
+            .collect();
+        assert_eq!(gone, vec![("a", 1), ("b", 1), ("a", 2), ("b", 2)]);
+        assert_eq!(
+            status.latest_image("a").unwrap().image.as_deref(),
+            Some("r/a@sha256:4")
         );
     }
 }

@@ -290,6 +290,26 @@ pub struct PackageStatus {
     pub last_checkpoint_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint_image: Option<String>,
+    /// The annotated workloads found in the source cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<ProtectedWorkload>,
+}
+
+/// A workload of a protected package, as discovered in the source cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProtectedWorkload {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// Nodes its pods run on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Whether its containers can be CRIU-checkpointed (false on VM runtimes such as Kata or
+    /// Firecracker: the package is then handled as stateless).
+    pub checkpointable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A schedule and its next firing.

@@ -229,6 +229,9 @@ pub struct ImageRecord {
     /// `sha256:…` manifest digest.
     #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
     pub digest: String,
+    /// The image the source ran (replaced by this one on the target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
 }
 
 impl TransitionStatus {

@@ -47,4 +47,59 @@ pub struct Config {
     /// Namespace of the operator's own objects (NodeHealth).
     #[arg(long, env = "POD_NAMESPACE", default_value = "transition-system")]
     pub operator_namespace: String,
+    /// Registry for checkpoint images (`http://host:port` for a plain-HTTP registry).
+    #[arg(long, env = "REGISTRY_URL", default_value = "")]
+    pub registry_url: String,
+    /// Repository prefix inside the registry.
+    #[arg(long, env = "REGISTRY_REPOSITORY", default_value = "checkpoints")]
+    pub registry_repository: String,
+    /// Secret (in the policy's namespace) with the registry credentials (`username`/`password`,
+    /// or a dockerconfigjson).
+    #[arg(long, env = "REGISTRY_SECRET")]
+    pub registry_secret: Option<String>,
+    /// S3 endpoint of the checkpoint bucket the agents upload to.
+    #[arg(long = "s3-endpoint", env = "MINIO_ENDPOINT", default_value = "")]
+    pub s3_endpoint: String,
+    #[arg(long = "s3-region", env = "AWS_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    #[arg(
+        long = "s3-bucket",
+        env = "MINIO_BUCKET",
+        default_value = "checkpoints"
+    )]
+    pub s3_bucket: String,
+    /// File holding the S3 access key (a mounted Secret).
+    #[arg(long = "s3-access-key-file", env = "MINIO_ACCESS_KEY_FILE")]
+    pub s3_access_key_file: Option<PathBuf>,
+    /// File holding the S3 secret key (a mounted Secret).
+    #[arg(long = "s3-secret-key-file", env = "MINIO_SECRET_KEY_FILE")]
+    pub s3_secret_key_file: Option<PathBuf>,
+    /// Checkpoints kept per container; older archives and images are pruned.
+    #[arg(long, env = "CHECKPOINT_RETENTION", default_value_t = 3)]
+    pub checkpoint_retention: usize,
+    /// How long to wait for the agent's upload of a fresh archive, in seconds.
+    #[arg(long, env = "ARCHIVE_WAIT_SECONDS", default_value_t = 300)]
+    pub archive_wait_seconds: u64,
+    /// Timeout of the kubelet checkpoint call, in seconds.
+    #[arg(long, env = "KUBELET_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub kubelet_timeout_seconds: u64,
+    /// Folder of cached Git clones.
+    #[arg(long, env = "GIT_CACHE_DIR", default_value = "/tmp/transition-git")]
+    pub git_cache_dir: PathBuf,
+    /// Secret (in the policy's namespace) with the Git credentials (`username` + `password`/`token`).
+    #[arg(long, env = "GIT_SECRET")]
+    pub git_secret: Option<String>,
+    /// How long the Verifying phase waits for the target workload to be Ready, in seconds.
+    #[arg(long, env = "VERIFY_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub verify_timeout_seconds: u64,
+    /// Namespace of the Argo CD Applications in the target clusters (`operation.sync` is set on
+    /// the Application named like the target cluster, when it exists).
+    #[arg(long, env = "ARGOCD_NAMESPACE", default_value = "argocd")]
+    pub argocd_namespace: String,
+    /// Leader election through a Lease in the operator namespace (off for single-replica tests).
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    /// Test and demo aid: pause this many milliseconds after persisting each transition phase.
+    #[arg(long, env = "PHASE_PAUSE_MS", default_value_t = 0, hide = true)]
+    pub phase_pause_ms: u64,
 }

@@ -1,15 +1,14 @@
 //! The ClusterPolicy controller: dereference → validate → build (pure, in [`crate::policy`]) →
 //! apply status (server-side apply, one field manager) → requeue at the next schedule.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -18,13 +17,10 @@ use transition_crds::ClusterPolicy;
 use transition_crds::conditions;
 
 use crate::crd_install::FIELD_MANAGER;
-use crate::metrics::{FailureLabels, Metrics, ReconcileLabels};
+use crate::metrics::{FailureLabels, ReconcileLabels};
 use crate::policy;
 
 const CONTROLLER: &str = "clusterpolicy";
-/// First retry delay after a transient failure; doubles per failure up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Errors of one reconcile. The variant name is the metric label and Event reason.
 #[derive(Debug, thiserror::Error)]
@@ -57,57 +53,7 @@ impl Error {
     }
 }
 
-/// What every reconcile shares.
-pub struct Context {
-    pub client: kube::Client,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub resync: Duration,
-    /// Consecutive transient failures per object, for bounded exponential backoff.
-    failures: Mutex<HashMap<String, u32>>,
-    /// The fault detector, when heartbeats are enabled: policies set their cluster's thresholds.
-    pub beats: Option<Arc<crate::detect::server::Beats>>,
-}
-
-impl Context {
-    pub fn new(client: kube::Client, metrics: Arc<Metrics>, resync: Duration) -> Context {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("HOSTNAME").ok(),
-        };
-        let recorder = Recorder::new(client.clone(), reporter);
-        Context {
-            client,
-            recorder,
-            metrics,
-            resync,
-            failures: Mutex::new(HashMap::new()),
-            beats: None,
-        }
-    }
-
-    /// Lets reconciles pass each policy's fault-detection thresholds to the detector.
-    pub fn with_beats(mut self, beats: Arc<crate::detect::server::Beats>) -> Context {
-        self.beats = Some(beats);
-        self
-    }
-
-    fn backoff(&self, key: &str) -> Duration {
-        let Ok(mut map) = self.failures.lock() else {
-            return MAX_BACKOFF;
-        };
-        let n = map.entry(key.to_owned()).or_insert(0);
-        *n = n.saturating_add(1);
-        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
-        MIN_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
-    }
-
-    fn reset_backoff(&self, key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(key);
-        }
-    }
-}
+pub use crate::context::Context;
 
 fn key_of(policy: &ClusterPolicy) -> String {
     format!(
@@ -155,12 +101,22 @@ async fn apply(policy: &ClusterPolicy, ctx: &Context) -> Result<Action, Error> {
         );
     }
 
+    let mut eval = eval;
+    if eval.errors.is_empty() {
+        discover_and_apply(policy, &ns, ctx, &mut eval.status, now).await;
+    }
+
     if old != Some(&eval.status) {
         let api: Api<ClusterPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+        // The transition history belongs to the Transition controller's field manager.
+        let mut status = serde_json::to_value(&eval.status).unwrap_or_default();
+        if let Some(o) = status.as_object_mut() {
+            o.remove("transitionedPackages");
+        }
         let patch = json!({
             "apiVersion": "transition.dcnlab.ssu.ac.kr/v1",
             "kind": "ClusterPolicy",
-            "status": eval.status,
+            "status": status,
         });
         api.patch_status(
             &name,
@@ -204,6 +160,261 @@ async fn apply(policy: &ClusterPolicy, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(wake.max(Duration::from_secs(1))))
 }
 
+/// Condition reporting discovery in the source cluster.
+pub const DISCOVERED: &str = "WorkloadsDiscovered";
+/// Condition listing workloads handled as stateless because of their runtime.
+pub const STATELESS_FALLBACK: &str = "StatelessFallback";
+
+/// Finds the protected workloads in the source cluster, applies one Checkpoint per pod + package
+/// and collects the ones no longer wanted. Problems become conditions; the reconcile goes on.
+async fn discover_and_apply(
+    policy: &ClusterPolicy,
+    ns: &str,
+    ctx: &Context,
+    status: &mut transition_crds::cluster_policy::ClusterPolicyStatus,
+    now: Timestamp,
+) {
+    let generation = policy.meta().generation;
+    let source = &policy.spec.cluster_selector.name;
+    let annotations = policy.metadata.annotations.clone().unwrap_or_default();
+    let found = async {
+        let client = ctx
+            .clusters
+            .client(source, ns, &annotations)
+            .await
+            .map_err(|e| ("SourceUnreachable", e.to_string()))?;
+        list_workloads(&client).await.map_err(|e| {
+            (
+                "SourceUnreachable",
+                format!("failed to list workloads in cluster {source}: {e}"),
+            )
+        })
+    }
+    .await;
+    let (workloads, pods) = match found {
+        Ok(x) => x,
+        Err((reason, message)) => {
+            conditions::set(
+                &mut status.conditions,
+                DISCOVERED,
+                conditions::Status::False,
+                reason,
+                &message,
+                generation,
+                now,
+            );
+            return;
+        }
+    };
+    let registry =
+        ctx.settings
+            .registry
+            .clone()
+            .unwrap_or_else(|| transition_crds::checkpoint::RegistryRef {
+                url: String::new(),
+                repository: String::new(),
+                secret_ref: None,
+            });
+    let desired = crate::discovery::discover(
+        policy,
+        &workloads,
+        &pods,
+        &crate::discovery::Defaults { registry },
+    );
+    for p in &mut status.packages {
+        p.workloads = desired.workloads.get(&p.name).cloned().unwrap_or_default();
+    }
+    let api: Api<transition_crds::Checkpoint> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!(
+        "{}={}",
+        crate::discovery::LABEL_POLICY,
+        crate::discovery::policy_label(&policy.name_any())
+    );
+    let mut problems = Vec::new();
+    let mut applied = 0;
+    if ctx.settings.registry.is_some() {
+        for c in &desired.checkpoints {
+            let name = c.name_any();
+            let mut body = serde_json::to_value(c).unwrap_or_default();
+            if let Some(o) = body.as_object_mut() {
+                o.remove("status");
+            }
+            match api
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+            {
+                Ok(_) => applied += 1,
+                Err(e) => problems.push(format!("failed to apply Checkpoint {ns}/{name}: {e}")),
+            }
+        }
+    }
+    match api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(existing) => {
+            for name in crate::discovery::garbage(&existing.items, &desired) {
+                if let Err(e) = api.delete(&name, &Default::default()).await {
+                    problems.push(format!("failed to delete Checkpoint {ns}/{name}: {e}"));
+                } else {
+                    info!(checkpoint = %name, "checkpoint no longer wanted: deleted");
+                }
+            }
+            for p in &mut status.packages {
+                let newest = existing
+                    .items
+                    .iter()
+                    .filter(|c| {
+                        c.spec
+                            .cluster_ref
+                            .as_ref()
+                            .and_then(|r| r.package_name.as_deref())
+                            == Some(p.name.as_str())
+                    })
+                    .filter_map(|c| c.status.as_ref())
+                    .filter(|s| s.last_checkpoint_image.is_some())
+                    .max_by_key(|s| s.last_checkpoint_time.as_ref().map(|t| t.0));
+                if let Some(s) = newest {
+                    p.last_checkpoint_time = s.last_checkpoint_time.clone();
+                    p.last_checkpoint_image = s.last_checkpoint_image.clone();
+                }
+            }
+        }
+        Err(e) => problems.push(format!("failed to list Checkpoints in {ns}: {e}")),
+    }
+    let count: usize = desired.workloads.values().map(Vec::len).sum();
+    let (state, reason, message) = if !problems.is_empty() {
+        (
+            conditions::Status::False,
+            "ApplyFailed",
+            problems.join("; "),
+        )
+    } else if ctx.settings.registry.is_none() {
+        (
+            conditions::Status::True,
+            "NoRegistry",
+            format!(
+                "{count} workload(s) found in {source}; no checkpoint registry configured (--registry-url), so no Checkpoints"
+            ),
+        )
+    } else {
+        (
+            conditions::Status::True,
+            "Discovered",
+            format!("{count} workload(s) found in {source}; {applied} Checkpoint(s)"),
+        )
+    };
+    conditions::set(
+        &mut status.conditions,
+        DISCOVERED,
+        state,
+        reason,
+        &message,
+        generation,
+        now,
+    );
+    let vm: Vec<String> = desired
+        .workloads
+        .values()
+        .flatten()
+        .filter(|w| {
+            w.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("runtimeClass"))
+        })
+        .map(|w| format!("{}/{}", w.namespace, w.name))
+        .collect();
+    if vm.is_empty() {
+        conditions::set(
+            &mut status.conditions,
+            STATELESS_FALLBACK,
+            conditions::Status::False,
+            "AllCheckpointable",
+            "every live-state workload can be checkpointed",
+            generation,
+            now,
+        );
+    } else {
+        conditions::set(
+            &mut status.conditions,
+            STATELESS_FALLBACK,
+            conditions::Status::True,
+            "VMRuntime",
+            format!(
+                "handled as stateless (VM runtime, no CRIU): {}",
+                vm.join(", ")
+            ),
+            generation,
+            now,
+        );
+    }
+}
+
+/// A list call bounded by `limit`.
+async fn timed_list<K>(
+    api: Api<K>,
+    lp: &kube::api::ListParams,
+    limit: Duration,
+) -> Result<kube::core::ObjectList<K>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&Default::default()).into_owned();
+    match tokio::time::timeout(limit, api.list(lp)).await {
+        Ok(Ok(x)) => Ok(x),
+        Ok(Err(e)) => Err(format!("list {kind}: {e}")),
+        Err(_) => Err(format!(
+            "list {kind}: no answer within {}s",
+            limit.as_secs()
+        )),
+    }
+}
+
+/// The annotated Deployments/StatefulSets of a cluster and the pods of their namespaces.
+async fn list_workloads(
+    client: &kube::Client,
+) -> Result<
+    (
+        Vec<crate::discovery::Workload>,
+        Vec<k8s_openapi::api::core::v1::Pod>,
+    ),
+    String,
+> {
+    use crate::discovery::Workload;
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    let lp = kube::api::ListParams::default();
+    let limit = Duration::from_secs(15);
+    let deployments = timed_list(Api::<Deployment>::all(client.clone()), &lp, limit).await?;
+    let statefulsets = timed_list(Api::<StatefulSet>::all(client.clone()), &lp, limit).await?;
+    let mut workloads: Vec<Workload> = deployments
+        .items
+        .iter()
+        .filter_map(Workload::from_deployment)
+        .chain(
+            statefulsets
+                .items
+                .iter()
+                .filter_map(Workload::from_statefulset),
+        )
+        .filter(|w| w.package().is_some())
+        .collect();
+    workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let mut namespaces: Vec<&str> = workloads.iter().map(|w| w.namespace.as_str()).collect();
+    namespaces.dedup();
+    let mut pods = Vec::new();
+    for ns in namespaces {
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+        let list = timed_list(api, &lp, limit).await?;
+        pods.extend(list.items);
+    }
+    Ok((workloads, pods))
+}
+
 /// Publishes an Event; a failure to publish is logged, never fatal.
 async fn publish(
     ctx: &Context,
@@ -243,13 +454,22 @@ pub fn error_policy(policy: Arc<ClusterPolicy>, error: &Error, ctx: Arc<Context>
 }
 
 /// Runs the ClusterPolicy controller until a shutdown signal.
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let api: Api<ClusterPolicy> = match namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
+    let owned: Api<transition_crds::Checkpoint> = match namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     Controller::new(api, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
+        .owns(owned, watcher::Config::default())
+        .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {

@@ -5,19 +5,26 @@
 //! images), [`metrics`], [`server`]
 //! (/healthz, /metrics), [`telemetry`].
 
+pub mod checkpoints;
+pub mod clusters;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod crd_install;
 pub mod detect;
+pub mod discovery;
 pub mod gitops;
 pub mod image;
 pub mod kubelet;
+pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod policy;
 pub mod schedule;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod transitions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +42,12 @@ pub enum RunError {
     Server(#[from] server::ServerError),
     #[error("failed to read heartbeat tokens from {path}: {reason}")]
     Tokens { path: String, reason: String },
+    #[error("failed to read {what} from {path}: {reason}")]
+    SecretFile {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
     #[error("failed to bind the heartbeat endpoint to {addr}: {source}")]
     HeartbeatBind {
         addr: std::net::SocketAddr,
@@ -42,14 +55,16 @@ pub enum RunError {
     },
 }
 
-/// Starts the heartbeat endpoint and the detector loop (confirmed faults are logged until the
-/// transition orchestrator consumes them).
+/// Confirmed node faults, for the transition orchestrator.
+type Faults = tokio::sync::mpsc::Receiver<detect::run::FaultEvent>;
+
+/// Starts the heartbeat endpoint and the detector loop; confirmed faults come out of the receiver.
 async fn start_detection(
     config: &config::Config,
     tokens_file: &std::path::Path,
     client: kube::Client,
     stop: tokio_util::sync::CancellationToken,
-) -> Result<Arc<detect::server::Beats>, RunError> {
+) -> Result<(Arc<detect::server::Beats>, Faults), RunError> {
     let fail = |reason: String| RunError::Tokens {
         path: tokens_file.display().to_string(),
         reason,
@@ -67,7 +82,7 @@ async fn start_detection(
         Some(dir) => detect::workload_clients(dir).await,
         None => Default::default(),
     };
-    let (faults_tx, mut faults_rx) = tokio::sync::mpsc::channel(64);
+    let (faults_tx, faults_rx) = tokio::sync::mpsc::channel(64);
     let detector = detect::run::Detector {
         beats: beats.clone(),
         probe: detect::run::KubeProbe { clients },
@@ -81,11 +96,6 @@ async fn start_detection(
         last_seen_every: Duration::from_secs(600),
     };
     tokio::spawn(detector.run(stop.clone()));
-    tokio::spawn(async move {
-        while let Some(f) = faults_rx.recv().await {
-            tracing::warn!(cluster = %f.cluster, node = %f.node, reason = %f.reason, "node failure confirmed");
-        }
-    });
     let addr = config.heartbeat_addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -100,7 +110,7 @@ async fn start_detection(
             tracing::warn!(error = %e, "heartbeat endpoint stopped");
         }
     });
-    Ok(beats)
+    Ok((beats, faults_rx))
 }
 
 /// Builds the management-cluster client from `--kubeconfig`, else $KUBECONFIG / in-cluster.
@@ -122,30 +132,123 @@ pub async fn client(config: &config::Config) -> Result<kube::Client, RunError> {
     kube::Client::try_from(kc).map_err(RunError::Client)
 }
 
-/// Runs the controllers and the HTTP server until SIGINT/SIGTERM.
+fn read_secret_file(what: &'static str, path: &std::path::Path) -> Result<String, RunError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| RunError::SecretFile {
+            what,
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// The checkpoint bucket, when `--s3-endpoint` is set.
+fn archive_store(config: &config::Config) -> Result<Option<storage::ArchiveStore>, RunError> {
+    if config.s3_endpoint.trim().is_empty() {
+        return Ok(None);
+    }
+    let access_key = match &config.s3_access_key_file {
+        Some(p) => read_secret_file("the S3 access key", p)?,
+        None => std::env::var("MINIO_ACCESS_KEY").unwrap_or_default(),
+    };
+    let secret_key = match &config.s3_secret_key_file {
+        Some(p) => read_secret_file("the S3 secret key", p)?,
+        None => std::env::var("MINIO_SECRET_KEY").unwrap_or_default(),
+    };
+    Ok(Some(storage::ArchiveStore::new(&storage::StoreConfig {
+        endpoint: config.s3_endpoint.trim().to_owned(),
+        region: config.s3_region.clone(),
+        bucket: config.s3_bucket.clone(),
+        access_key,
+        secret_key,
+        timeout: Duration::from_secs(60),
+    })))
+}
+
+/// Cancels `stop` on SIGINT or SIGTERM.
+fn cancel_on_signal(stop: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        tracing::info!("shutdown signal received");
+        stop.cancel();
+    });
+}
+
+/// Runs the controllers and the HTTP server until SIGINT/SIGTERM (or lost leadership).
 pub async fn run(config: config::Config, client: kube::Client) -> Result<(), RunError> {
     if config.install_crds {
         crd_install::install_crds(&client, Duration::from_secs(60)).await?;
     }
     let metrics = Arc::new(metrics::Metrics::default());
-    let mut context = controller::Context::new(
-        client.clone(),
-        metrics.clone(),
-        Duration::from_secs(config.resync_seconds),
-    );
     let stop = tokio_util::sync::CancellationToken::new();
+    cancel_on_signal(stop.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(
+        config.metrics_addr,
+        metrics.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let running = if config.leader_election {
+        let identity = std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("transition-operator-{}", std::process::id()));
+        leader::Election {
+            namespace: config.operator_namespace.clone(),
+            name: "transition-operator".into(),
+            identity,
+            duration: Duration::from_secs(15),
+        }
+        .lead(client.clone(), stop.clone())
+        .await
+    } else {
+        stop.clone()
+    };
+    let clusters =
+        clusters::WorkloadClusters::new(client.clone(), config.workload_kubeconfig_dir.clone());
+    let mut context = context::Context::new(
+        client.clone(),
+        metrics,
+        Duration::from_secs(config.resync_seconds),
+    )
+    .with_settings(context::Settings::from_config(&config))
+    .with_clusters(clusters);
+    if let Some(store) = archive_store(&config)? {
+        context = context.with_store(store);
+    } else {
+        tracing::info!("no --s3-endpoint: checkpoint runs will fail until one is configured");
+    }
+    let mut faults = None;
     if let Some(path) = &config.heartbeat_tokens_file {
-        let beats = start_detection(&config, path, client, stop.clone()).await?;
+        let (beats, rx) = start_detection(&config, path, client, running.clone()).await?;
         context = context.with_beats(beats);
+        faults = Some(rx);
     } else {
         tracing::info!("no --heartbeat-tokens-file: the heartbeat endpoint is off");
     }
     let ctx = Arc::new(context);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(config.metrics_addr, metrics, async move {
-        let _ = stop_rx.await;
-    }));
-    controller::run(ctx, config.namespace.as_deref()).await;
+    if let Some(rx) = faults {
+        tokio::spawn(transitions::handle_faults(ctx.clone(), rx));
+    }
+    let ns = config.namespace.as_deref();
+    if !running.is_cancelled() {
+        tokio::join!(
+            controller::run(ctx.clone(), ns, running.clone()),
+            checkpoints::run_controller(ctx.clone(), ns, running.clone()),
+            transitions::run_controller(ctx.clone(), ns, running.clone()),
+        );
+    }
     stop.cancel();
     let _ = stop_tx.send(());
     match server.await {

@@ -19,12 +19,24 @@ pub struct FailureLabels {
     pub error: String,
 }
 
+/// Labels of outcome counters (`taken`, `pruned`, `completed`, `failed`, …) and phase timings.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 /// All metrics, registered once.
 #[derive(Debug)]
 pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub failures: Family<FailureLabels, Counter>,
     pub reconcile_seconds: Family<ReconcileLabels, Histogram>,
+    /// Checkpoint archives taken / images pushed / old ones pruned.
+    pub checkpoints: Family<OutcomeLabels, Counter>,
+    /// Transitions completed / failed.
+    pub transitions: Family<OutcomeLabels, Counter>,
+    /// Transition phase durations, by phase.
+    pub phase_seconds: Family<OutcomeLabels, Histogram>,
     pub registry: Registry,
 }
 
@@ -47,7 +59,26 @@ impl Default for Metrics {
             "Reconcile duration",
             reconcile_seconds.clone(),
         );
+        let checkpoints = Family::<OutcomeLabels, Counter>::default();
+        let transitions = Family::<OutcomeLabels, Counter>::default();
+        let phase_seconds = Family::<OutcomeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.05, 2.0, 12))
+        });
+        registry.register(
+            "checkpoints",
+            "Checkpoint archives taken, images pushed and old ones pruned",
+            checkpoints.clone(),
+        );
+        registry.register("transitions", "Transitions by outcome", transitions.clone());
+        registry.register(
+            "transition_phase_duration_seconds",
+            "Transition phase durations",
+            phase_seconds.clone(),
+        );
         Metrics {
+            checkpoints,
+            transitions,
+            phase_seconds,
             reconciles,
             failures,
             reconcile_seconds,

@@ -68,11 +68,22 @@ fn is_safe_relative_path(path: &str) -> bool {
 /// never depends on list order (the Go original was lowest-wins in one place and highest-wins in
 /// another).
 pub fn choose_target(spec: &ClusterPolicySpec) -> Option<&str> {
+    choose_target_excluding(spec, &[])
+}
+
+/// [`choose_target`] without the clusters in `unhealthy` (e.g. every node silent).
+pub fn choose_target_excluding<'a>(
+    spec: &'a ClusterPolicySpec,
+    unhealthy: &[String],
+) -> Option<&'a str> {
     let tcp = spec.target_cluster_policy.as_ref()?;
     let source = spec.cluster_selector.name.as_str();
     let mut best: Option<(&str, i32)> = None;
     for c in &tcp.prefer_clusters {
-        if c.name == source || tcp.avoid_clusters.iter().any(|a| a.name == c.name) {
+        if c.name == source
+            || tcp.avoid_clusters.iter().any(|a| a.name == c.name)
+            || unhealthy.contains(&c.name)
+        {
             continue;
         }
         if best.is_none_or(|(name, w)| c.weight > w || (c.weight == w && c.name.as_str() < name)) {
@@ -241,6 +252,7 @@ pub fn evaluate(
                         last_checkpoint_time: previous.and_then(|s| s.last_checkpoint_time.clone()),
                         last_checkpoint_image: previous
                             .and_then(|s| s.last_checkpoint_image.clone()),
+                        workloads: previous.map(|s| s.workloads.clone()).unwrap_or_default(),
                     }
                 })
                 .collect();

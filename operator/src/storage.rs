@@ -142,6 +142,18 @@ impl ArchiveStore {
         })
     }
 
+    /// Deletes the archive at `key` (retention); a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err("delete", key, &e))?;
+        Ok(())
+    }
+
     /// A blocking reader streaming the archive (for the image builder's reading thread).
     pub async fn open(&self, key: &str) -> Result<impl std::io::Read + Send + 'static, StoreError> {
         let out = self

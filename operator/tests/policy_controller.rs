@@ -60,8 +60,9 @@ async fn the_controller_reports_the_seed_policy_and_flags_a_bad_schedule() {
         Duration::from_secs(300),
     ));
     let ns_for_controller = ns.clone();
-    let controller =
-        tokio::spawn(async move { controller::run(ctx, Some(&ns_for_controller)).await });
+    let controller = tokio::spawn(async move {
+        controller::run(ctx, Some(&ns_for_controller), Default::default()).await
+    });
 
     let api: Api<ClusterPolicy> = Api::namespaced(client.clone(), &ns);
     let seed: ClusterPolicy = serde_saphyr::from_str(SEED).unwrap();

@@ -89,26 +89,7 @@ pub struct NodeHealthWriter {
 
 /// A DNS-1123 name for a node of a cluster.
 pub fn node_health_name(key: &NodeKey) -> String {
-    dns_name(&format!("{}-{}", key.cluster, key.node), 253)
-}
-
-/// `raw` lowercased, other characters than `[a-z0-9.-]` turned into `-`, cut to `max`, trimmed to
-/// start and end alphanumeric (valid as an object name or label value for `max` 253 / 63).
-fn dns_name(raw: &str, max: usize) -> String {
-    let mut name: String = raw
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    name.truncate(max);
-    name.trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_owned()
+    crate::names::dns_name(&format!("{}-{}", key.cluster, key.node), 253)
 }
 
 impl NodeHealthWriter {
@@ -126,7 +107,7 @@ impl NodeHealthWriter {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let object = json!({
             "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "NodeHealth",
-            "metadata": {"name": name, "labels": {"transition.dcnlab.ssu.ac.kr/cluster": dns_name(&key.cluster, 63)}},
+            "metadata": {"name": name, "labels": {"transition.dcnlab.ssu.ac.kr/cluster": crate::names::dns_name(&key.cluster, 63)}},
             "spec": {"nodeName": key.node},
         });
         let current = api.patch(&name, &params, &Patch::Apply(&object)).await?;

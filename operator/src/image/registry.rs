@@ -448,6 +448,24 @@ impl Registry {
         Ok(digest)
     }
 
+    /// Deletes a manifest by digest (its tags go with it); a missing manifest is not an error.
+    pub async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<(), RegistryError> {
+        let what = format!("manifest {repo}@{digest}");
+        let url = self.url(&format!("/v2/{repo}/manifests/{digest}"));
+        let scope = format!("repository:{repo}:delete");
+        let resp = self
+            .send("delete", &what, &scope, || self.http.delete(&url))
+            .await?;
+        Self::expect(
+            resp,
+            "delete",
+            &what,
+            &[StatusCode::ACCEPTED, StatusCode::OK, StatusCode::NOT_FOUND],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Reads a manifest (or index) by tag or digest: (bytes, media type).
     pub async fn get_manifest(
         &self,
