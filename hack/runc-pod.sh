@@ -6,8 +6,15 @@
 #   hack/runc-pod.sh start DIR [--pod P] [--namespace NS] [--container C] [--state-mib N]
 #   hack/runc-pod.sh checkpoint DIR OUT_DIR [--leave-running] [--name FILE]   (prints the archive path)
 #   hack/runc-pod.sh stop DIR
+#   hack/runc-pod.sh restore DIR ARCHIVE_DIR_OR_TAR [--pod P] [--namespace NS] [--container C]
+#   hack/runc-pod.sh count DIR     (prints the container's current counter value: rootfs /tmp/count)
+#   hack/runc-pod.sh status DIR    (prints runc's status of the container: running, stopped, ...;
+#                                   "absent" when runc has no such container)
 #
-# DIR holds the bundle, runc state and metadata of the one container (created by `start`).
+# DIR holds the bundle, runc state and metadata of the one container (created by `start`, or by
+# `restore`, which restores a kubelet-format checkpoint archive into DIR with runc + CRIU, leaves it
+# running, and writes the counter value at checkpoint to DIR/restored-from; `checkpoint`, `stop`,
+# `count` and `status` work the same on a restored container).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CRIU="${LAB_CRIU:-$TRANSITION_BIN/criu}"
 
@@ -115,8 +122,98 @@ stop() {
   runc --root "$dir/runc" delete -f "$id" >/dev/null 2>&1 || true
 }
 
+# restore DIR SRC — the checkpoint archive SRC (a .tar or an extracted folder) restored into DIR the
+# way a CRI runtime restores a checkpoint image: base rootfs (busybox) + rootfs-diff.tar, config from
+# spec.dump (annotations renamed to the new pod), process state from checkpoint/. Left running.
+restore() {
+  local dir="${1:-}" src="${2:-}"
+  [ -n "$dir" ] && [ -n "$src" ] || die "usage: runc-pod.sh restore DIR ARCHIVE_DIR_OR_TAR [--pod P] [--namespace NS] [--container C]"
+  shift 2
+  local pod="" ns="" ctr=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --pod) pod="$2"; shift 2 ;;
+      --namespace) ns="$2"; shift 2 ;;
+      --container) ctr="$2"; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+  [ -x "$CRIU" ] || die "CRIU not installed ($CRIU): run hack/install.sh criu"
+  command -v runc >/dev/null || die "runc not installed: run hack/install.sh criu"
+  [ -e "$dir/id" ] && die "$dir already holds a container ($(cat "$dir/id")): stop it and remove $dir first"
+  mkdir -p "$dir"
+  local extracted=""
+  if [ -f "$src" ]; then
+    extracted="$dir/restore-src"
+    rm -rf "$extracted" && mkdir -p "$extracted"
+    tar -C "$extracted" -xf "$src" || die "cannot unpack $src"
+    src="$extracted"
+  fi
+  local f
+  for f in spec.dump checkpoint/inventory.img rootfs-diff.tar; do
+    [ -e "$src/$f" ] || die "$src has no $f: not a checkpoint archive"
+  done
+  [ -n "$pod" ] || pod=$(jq -r '.annotations["io.kubernetes.pod.name"] // "counter-7d9f5"' "$src/spec.dump")
+  [ -n "$ns" ] || ns=$(jq -r '.annotations["io.kubernetes.pod.namespace"] // "default"' "$src/spec.dump")
+  [ -n "$ctr" ] || ctr=$(jq -r '.annotations["io.kubernetes.container.name"] // "counter"' "$src/spec.dump")
+  local id="restore-$$-$RANDOM" rootfs="$dir/bundle/rootfs"
+  make_busybox_rootfs "$rootfs"
+  touch "$dir/marker"
+  sleep 0.01
+  # -m: the restored files count as changed since the marker, so a later checkpoint keeps them.
+  tar -C "$rootfs" -m -xf "$src/rootfs-diff.tar" || die "cannot unpack rootfs-diff.tar"
+  local at_checkpoint
+  at_checkpoint=$(cat "$rootfs/tmp/count" 2>/dev/null || echo 0)
+  jq --arg pod "$pod" --arg ns "$ns" --arg ctr "$ctr" '
+    .root.path = "rootfs"
+    | .annotations = ((.annotations // {}) + {
+        "io.kubernetes.pod.name": $pod, "io.kubernetes.pod.namespace": $ns, "io.kubernetes.container.name": $ctr,
+        "io.kubernetes.cri.sandbox-name": $pod, "io.kubernetes.cri.sandbox-namespace": $ns,
+        "io.kubernetes.cri.container-name": $ctr
+      })' "$src/spec.dump" >"$dir/bundle/config.json" || die "bad spec.dump in $src"
+  printf '%s\n' "$pod" >"$dir/pod"; printf '%s\n' "$ns" >"$dir/namespace"
+  printf '%s\n' "$ctr" >"$dir/container"; date -u +%Y-%m-%dT%H:%M:%SZ >"$dir/created"
+  printf '%s\n' "$at_checkpoint" >"$dir/restored-from"
+  rm -rf "$dir/criu-work"
+  # Same stdio as `start`: anonymous pipes, and a log reader that does not hold the caller's output.
+  if ! runc --root "$dir/runc" --criu "$CRIU" restore -d --image-path "$(cd "$src/checkpoint" && pwd)" \
+    --work-path "$dir/criu-work" --bundle "$dir/bundle" "$id" < <(:) > >(exec cat >>"$dir/container.log" 2>/dev/null) 2>&1; then
+    sleep 0.2
+    tail -n 20 "$dir/container.log" >&2 2>/dev/null || true
+    tail -n 20 "$dir/criu-work"/restore.log >&2 2>/dev/null || true
+    runc --root "$dir/runc" delete -f "$id" >/dev/null 2>&1 || true
+    [ -n "$extracted" ] && rm -rf "$extracted"
+    die "runc restore failed"
+  fi
+  printf '%s\n' "$id" >"$dir/id"
+  # The restored images hold process memory: do not keep a second copy around.
+  [ -n "$extracted" ] && rm -rf "$extracted"
+  local deadline=$((SECONDS + 10)) now="$at_checkpoint"
+  while [ "$now" -le "$at_checkpoint" ]; do
+    [ "$(status "$dir")" = running ] || die "restored container $id is not running ($(status "$dir"))"
+    [ $SECONDS -lt $deadline ] || die "counter did not advance after restore (still $now)"
+    sleep 0.1
+    now=$(cat "$rootfs/tmp/count" 2>/dev/null || echo 0)
+  done
+  log "restored container $id: counter $at_checkpoint at checkpoint, now $now"
+  echo "$id"
+}
+
+count() {
+  local dir="${1:-}"
+  [ -n "$dir" ] || die "usage: runc-pod.sh count DIR"
+  cat "$dir/bundle/rootfs/tmp/count" 2>/dev/null || die "no counter in $dir (no bundle/rootfs/tmp/count)"
+}
+
+status() {
+  local dir="${1:-}" id
+  [ -n "$dir" ] || die "usage: runc-pod.sh status DIR"
+  id=$(cat "$dir/id" 2>/dev/null) || { echo absent; return 0; }
+  runc --root "$dir/runc" state "$id" 2>/dev/null | jq -r '.status // "absent"' 2>/dev/null | grep . || echo absent
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
-  start|checkpoint|stop) "$cmd" "$@" ;;
-  *) die "usage: runc-pod.sh start|checkpoint|stop DIR ..." ;;
+  start|checkpoint|stop|restore|count|status) "$cmd" "$@" ;;
+  *) die "usage: runc-pod.sh start|checkpoint|stop|restore|count|status DIR ..." ;;
 esac
