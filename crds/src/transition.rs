@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSON, JSONSchemaProps,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -177,9 +177,9 @@ pub struct TransitionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
+    pub started_at: Option<MicroTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<Time>,
+    pub completed_at: Option<MicroTime>,
     /// One entry per phase entered, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phase_timings: Vec<PhaseTiming>,
@@ -192,6 +192,9 @@ pub struct TransitionStatus {
     /// Checkpoint images deployed on the target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<ImageRecord>,
+    /// The package's workloads when the transition started (what Verifying waits for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<crate::cluster_policy::ProtectedWorkload>,
 }
 
 /// When a phase started and ended.
@@ -199,9 +202,9 @@ pub struct TransitionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PhaseTiming {
     pub phase: TransitionPhase,
-    pub started_at: Time,
+    pub started_at: MicroTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<Time>,
+    pub finished_at: Option<MicroTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
 }
@@ -247,19 +250,19 @@ impl TransitionStatus {
             .filter(|t| t.finished_at.is_none())
         {
             let ms = now.as_millisecond() - open.started_at.0.as_millisecond();
-            open.finished_at = Some(Time(now));
+            open.finished_at = Some(MicroTime(now));
             open.duration_ms = Some(ms.max(0));
         }
         if self.started_at.is_none() {
-            self.started_at = Some(Time(now));
+            self.started_at = Some(MicroTime(now));
         }
         self.phase = Some(phase);
         if phase.is_terminal() {
-            self.completed_at = Some(Time(now));
+            self.completed_at = Some(MicroTime(now));
         } else {
             self.phase_timings.push(PhaseTiming {
                 phase,
-                started_at: Time(now),
+                started_at: MicroTime(now),
                 finished_at: None,
                 duration_ms: None,
             });
@@ -296,8 +299,8 @@ mod tests {
         assert_eq!(status.phase_timings.len(), 2);
         assert_eq!(status.phase_timings[0].duration_ms, Some(2000));
         assert_eq!(status.phase_timings[1].duration_ms, Some(3000));
-        assert_eq!(status.completed_at, Some(Time(t(15))));
-        assert_eq!(status.started_at, Some(Time(t(10))));
+        assert_eq!(status.completed_at, Some(MicroTime(t(15))));
+        assert_eq!(status.started_at, Some(MicroTime(t(10))));
     }
 
     #[test]

@@ -439,6 +439,12 @@ async fn step(t: &Transition, ctx: &Context) -> Result<Action, Error> {
     match phase {
         TransitionPhase::Pending => {
             status.images = images.clone();
+            status.workloads = policy
+                .status
+                .as_ref()
+                .and_then(|s| s.packages.iter().find(|p| p.name == t.spec.package))
+                .map(|p| p.workloads.clone())
+                .unwrap_or_default();
             if plan.selector.live_state_package && images.is_empty() {
                 conditions::set(
                     &mut status.conditions,
@@ -574,31 +580,29 @@ async fn step(t: &Transition, ctx: &Context) -> Result<Action, Error> {
                 now,
             );
         }
-        TransitionPhase::Verifying => {
-            match verify(ctx, t, &policy_ns, &policy, &status.images).await {
-                Ok(None) => {}
-                Ok(Some(waiting)) => {
-                    let started = status
-                        .phase_timings
-                        .last()
-                        .map(|p| p.started_at.0)
-                        .unwrap_or(now);
-                    let waited = (now.as_millisecond() - started.as_millisecond()).max(0) as u64;
-                    if Duration::from_millis(waited) > ctx.settings.verify_timeout {
-                        return Err(invalid(format!(
-                            "the target did not become Ready within {}s: {waiting}",
-                            ctx.settings.verify_timeout.as_secs()
-                        )));
-                    }
-                    if status.message.as_deref() != Some(waiting.as_str()) {
-                        status.message = Some(waiting);
-                        write_status(ctx, t, &status).await?;
-                    }
-                    return Ok(Action::requeue(Duration::from_secs(2)));
+        TransitionPhase::Verifying => match verify(ctx, t, &policy_ns, &policy, &status).await {
+            Ok(None) => {}
+            Ok(Some(waiting)) => {
+                let started = status
+                    .phase_timings
+                    .last()
+                    .map(|p| p.started_at.0)
+                    .unwrap_or(now);
+                let waited = (now.as_millisecond() - started.as_millisecond()).max(0) as u64;
+                if Duration::from_millis(waited) > ctx.settings.verify_timeout {
+                    return Err(invalid(format!(
+                        "the target did not become Ready within {}s: {waiting}",
+                        ctx.settings.verify_timeout.as_secs()
+                    )));
                 }
-                Err(e) => return Err(failed(phase, e)),
+                if status.message.as_deref() != Some(waiting.as_str()) {
+                    status.message = Some(waiting);
+                    write_status(ctx, t, &status).await?;
+                }
+                return Ok(Action::requeue(Duration::from_secs(2)));
             }
-        }
+            Err(e) => return Err(failed(phase, e)),
+        },
         TransitionPhase::Completed | TransitionPhase::Failed => return Ok(Action::await_change()),
     }
 
@@ -933,15 +937,11 @@ async fn verify(
     t: &Transition,
     ns: &str,
     policy: &ClusterPolicy,
-    images: &[ImageRecord],
+    status: &TransitionStatus,
 ) -> Result<Option<String>, String> {
     use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-    let workloads: Vec<_> = policy
-        .status
-        .as_ref()
-        .and_then(|s| s.packages.iter().find(|p| p.name == t.spec.package))
-        .map(|p| p.workloads.clone())
-        .unwrap_or_default();
+    let images = &status.images;
+    let workloads = &status.workloads;
     if workloads.is_empty() {
         return Ok(None);
     }
@@ -951,7 +951,7 @@ async fn verify(
         .client(&t.spec.target_cluster, ns, &annotations)
         .await
         .map_err(|e| e.to_string())?;
-    for w in &workloads {
+    for w in workloads {
         let (ready, want, template_images) = match w.kind.as_str() {
             "StatefulSet" => {
                 let api: Api<StatefulSet> = Api::namespaced(client.clone(), &w.namespace);
