@@ -19,7 +19,12 @@ export TRANSITION_LAB_DIR="${TRANSITION_LAB_DIR:-/tmp/transition-lab-test}"
 # (grace shortened from 40 s to keep the detection test quick).
 export LAB_CONTROLLERS="${LAB_CONTROLLERS:-cluster1-azure}"
 export LAB_NODE_MONITOR_GRACE="${LAB_NODE_MONITOR_GRACE:-15s}"
-cleanup() { bash hack/lab.sh down >/dev/null 2>&1 || true; }
+# The end-to-end test (hack/e2e.sh) brings up a second lab with controllers on both workload clusters.
+export TRANSITION_E2E_LAB_DIR="${TRANSITION_E2E_LAB_DIR:-/tmp/transition-lab-e2e-test}"
+cleanup() {
+  bash hack/lab.sh down >/dev/null 2>&1 || true
+  TRANSITION_LAB_DIR="$TRANSITION_E2E_LAB_DIR" bash hack/lab.sh down >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 log "starting the lab in $TRANSITION_LAB_DIR"
 bash hack/lab.sh up >/dev/null
@@ -32,4 +37,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "CRD drift check"
 cargo run --quiet --locked --bin crdgen -- --check
 log "tests"
+cargo build --quiet --locked --bins
 cargo nextest run --workspace --locked --no-fail-fast
