@@ -10,13 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -34,7 +33,7 @@ use crate::discovery::MANUAL_SCHEDULE;
 use crate::image::build::{ImageSpec, build_and_push, timestamp_tag};
 use crate::image::registry::{Registry, RegistryConfig};
 use crate::kubelet::Kubelet;
-use crate::metrics::{FailureLabels, OutcomeLabels, ReconcileLabels};
+use crate::metrics::{OutcomeLabels, ReconcileLabels};
 use crate::names::dns_name;
 use crate::schedule;
 
@@ -236,16 +235,8 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Context, c: &Checkpoint, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Checkpoint".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &c.object_ref(&())).await {
-        warn!(error = %e, "failed to publish event");
-    }
+    ctx.publish(&c.object_ref(&()), type_, reason, "Checkpoint", note)
+        .await;
 }
 
 async fn step(c: &Checkpoint, ctx: &Context) -> Result<Action, Error> {
@@ -651,20 +642,14 @@ async fn node_of(client: &kube::Client, ns: &str, pod: &str) -> Result<String, S
 
 /// Spec errors wait for a change; everything else retries with bounded backoff.
 pub fn error_policy(c: Arc<Checkpoint>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .failures
-        .get_or_create(&FailureLabels {
-            controller: CONTROLLER.into(),
-            error: error.metric_label().into(),
-        })
-        .inc();
-    if matches!(error, Error::InvalidSpec { .. }) {
-        warn!(checkpoint = %key_of(&c), error = %error, "spec needs fixing; waiting for a change");
-        return Action::await_change();
-    }
-    let delay = ctx.backoff(&key_of(&c));
-    warn!(checkpoint = %key_of(&c), error = %error, retry_in = ?delay, "checkpoint run step failed");
-    Action::requeue(delay)
+    let permanent = matches!(error, Error::InvalidSpec { .. });
+    ctx.retry_after(
+        CONTROLLER,
+        error.metric_label(),
+        &key_of(&c),
+        permanent,
+        error,
+    )
 }
 
 /// Runs the Checkpoint controller until shutdown.
@@ -673,19 +658,11 @@ pub async fn run_controller(
     namespace: Option<&str>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let api: Api<Checkpoint> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    Controller::new(api, watcher::Config::default())
+    let api: Api<Checkpoint> = ctx.api(namespace);
+    let results = Controller::new(api, watcher::Config::default())
         .graceful_shutdown_on(stop.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "checkpoint reconcile ended with an error");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, ctx);
+    crate::context::drain(results).await;
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use transition_crds::checkpoint::{RegistryRef, SecretRef};
 
 use crate::clusters::WorkloadClusters;
@@ -171,4 +172,82 @@ impl Context {
             map.remove(key);
         }
     }
+}
+
+impl Context {
+    /// Publishes an Event about `object`; a failure to publish is logged, never fatal.
+    pub async fn publish(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1024).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::warn!(error = %e, "failed to publish event");
+        }
+    }
+
+    /// The shared `error_policy`: counts the failure, then waits for a spec change when only the
+    /// user can fix it (`permanent`), else retries with bounded exponential backoff.
+    pub fn retry_after(
+        &self,
+        controller: &str,
+        label: &str,
+        key: &str,
+        permanent: bool,
+        error: &dyn std::fmt::Display,
+    ) -> Action {
+        self.metrics
+            .failures
+            .get_or_create(&crate::metrics::FailureLabels {
+                controller: controller.into(),
+                error: label.into(),
+            })
+            .inc();
+        if permanent {
+            tracing::warn!(object = %key, %error, "spec needs fixing; waiting for a change");
+            return Action::await_change();
+        }
+        let delay = self.backoff(key);
+        tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed");
+        Action::requeue(delay)
+    }
+
+    /// An API for `K` in `namespace`, or in all namespaces.
+    pub fn api<K>(&self, namespace: Option<&str>) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => kube::Api::namespaced(self.client.clone(), ns),
+            None => kube::Api::all(self.client.clone()),
+        }
+    }
+}
+
+/// Drives a controller's result stream to its end (errors are logged at debug level: each was
+/// already handled by its `error_policy`).
+pub async fn drain<S, T, E>(results: S)
+where
+    S: futures::Stream<Item = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    use futures::StreamExt;
+    results
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile round ended with an error");
+            }
+        })
+        .await;
 }

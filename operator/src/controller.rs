@@ -4,20 +4,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 use transition_crds::ClusterPolicy;
 use transition_crds::conditions;
 
 use crate::crd_install::FIELD_MANAGER;
-use crate::metrics::{FailureLabels, ReconcileLabels};
+use crate::metrics::ReconcileLabels;
 use crate::policy;
 
 const CONTROLLER: &str = "clusterpolicy";
@@ -415,7 +414,6 @@ async fn list_workloads(
     Ok((workloads, pods))
 }
 
-/// Publishes an Event; a failure to publish is logged, never fatal.
 async fn publish(
     ctx: &Context,
     policy: &ClusterPolicy,
@@ -423,34 +421,19 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
-        warn!(error = %e, "failed to publish event");
-    }
+    ctx.publish(&policy.object_ref(&()), type_, reason, "Reconcile", note)
+        .await;
 }
 
 /// Spec errors wait for a spec change; everything else retries with bounded backoff.
 pub fn error_policy(policy: Arc<ClusterPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .failures
-        .get_or_create(&FailureLabels {
-            controller: CONTROLLER.into(),
-            error: error.metric_label().into(),
-        })
-        .inc();
-    if error.is_permanent() {
-        warn!(policy = %key_of(&policy), error = %error, "spec needs fixing; waiting for a change");
-        return Action::await_change();
-    }
-    let delay = ctx.backoff(&key_of(&policy));
-    warn!(policy = %key_of(&policy), error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    ctx.retry_after(
+        CONTROLLER,
+        error.metric_label(),
+        &key_of(&policy),
+        error.is_permanent(),
+        error,
+    )
 }
 
 /// Runs the ClusterPolicy controller until a shutdown signal.
@@ -459,24 +442,13 @@ pub async fn run(
     namespace: Option<&str>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let api: Api<ClusterPolicy> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let owned: Api<transition_crds::Checkpoint> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let api: Api<ClusterPolicy> = ctx.api(namespace);
+    let owned: Api<transition_crds::Checkpoint> = ctx.api(namespace);
+    let results = Controller::new(api, watcher::Config::default().any_semantic())
         .owns(owned, watcher::Config::default())
         .graceful_shutdown_on(stop.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "reconcile round ended with an error");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, ctx);
+    crate::context::drain(results).await;
 }
 
 #[cfg(test)]

@@ -17,14 +17,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -47,7 +46,7 @@ use crate::detect::run::FaultEvent;
 use crate::discovery::{LABEL_PACKAGE, LABEL_POLICY, policy_label};
 use crate::gitops::repo::{GitConfig, GitRepo, run_blocking};
 use crate::gitops::writer::{self, FailoverPlan, ImageSwap, Strategy};
-use crate::metrics::{FailureLabels, OutcomeLabels, ReconcileLabels};
+use crate::metrics::{OutcomeLabels, ReconcileLabels};
 use crate::names::unique_name;
 
 const CONTROLLER: &str = "transition";
@@ -289,16 +288,8 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Context, t: &Transition, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Transition".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &t.object_ref(&())).await {
-        warn!(error = %e, "failed to publish event");
-    }
+    ctx.publish(&t.object_ref(&()), type_, reason, "Transition", note)
+        .await;
 }
 
 /// Reconciles one Transition.
@@ -952,66 +943,41 @@ async fn verify(
         .await
         .map_err(|e| e.to_string())?;
     for w in workloads {
-        let (ready, want, template_images) = match w.kind.as_str() {
-            "StatefulSet" => {
-                let api: Api<StatefulSet> = Api::namespaced(client.clone(), &w.namespace);
-                let Some(s) = api.get_opt(&w.name).await.map_err(|e| e.to_string())? else {
-                    return Ok(Some(format!(
-                        "waiting for StatefulSet {}/{} in {}",
-                        w.namespace, w.name, t.spec.target_cluster
-                    )));
-                };
-                let want = s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1);
-                let ready = s
-                    .status
-                    .as_ref()
-                    .and_then(|x| x.ready_replicas)
-                    .unwrap_or(0);
-                let imgs = s
-                    .spec
-                    .as_ref()
-                    .and_then(|x| x.template.spec.as_ref())
-                    .map(|p| {
-                        p.containers
-                            .iter()
-                            .filter_map(|c| c.image.clone())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                (ready, want, imgs)
-            }
-            _ => {
-                let api: Api<Deployment> = Api::namespaced(client.clone(), &w.namespace);
-                let Some(d) = api.get_opt(&w.name).await.map_err(|e| e.to_string())? else {
-                    return Ok(Some(format!(
-                        "waiting for Deployment {}/{} in {}",
-                        w.namespace, w.name, t.spec.target_cluster
-                    )));
-                };
-                let want = d.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1);
-                let st = d.status.clone().unwrap_or_default();
-                let current = st.observed_generation >= d.metadata.generation;
-                let ready = if current {
-                    st.updated_replicas
-                        .unwrap_or(0)
-                        .min(st.ready_replicas.unwrap_or(0))
-                } else {
-                    0
-                };
-                let imgs = d
-                    .spec
-                    .as_ref()
-                    .and_then(|x| x.template.spec.as_ref())
-                    .map(|p| {
-                        p.containers
-                            .iter()
-                            .filter_map(|c| c.image.clone())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                (ready, want, imgs)
-            }
+        let waiting = || {
+            Ok(Some(format!(
+                "waiting for {} {}/{} in {}",
+                w.kind, w.namespace, w.name, t.spec.target_cluster
+            )))
         };
+        let (ready, want, template) = if w.kind == "StatefulSet" {
+            let api: Api<StatefulSet> = Api::namespaced(client.clone(), &w.namespace);
+            let Some(s) = api.get_opt(&w.name).await.map_err(|e| e.to_string())? else {
+                return waiting();
+            };
+            let spec = s.spec.unwrap_or_default();
+            let ready = s.status.and_then(|x| x.ready_replicas).unwrap_or(0);
+            (ready, spec.replicas.unwrap_or(1), spec.template)
+        } else {
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &w.namespace);
+            let Some(d) = api.get_opt(&w.name).await.map_err(|e| e.to_string())? else {
+                return waiting();
+            };
+            let st = d.status.unwrap_or_default();
+            let spec = d.spec.unwrap_or_default();
+            // Ready only counts once the controller has seen the current spec.
+            let ready = if st.observed_generation >= d.metadata.generation {
+                st.updated_replicas
+                    .unwrap_or(0)
+                    .min(st.ready_replicas.unwrap_or(0))
+            } else {
+                0
+            };
+            (ready, spec.replicas.unwrap_or(1), spec.template)
+        };
+        let template_images: Vec<String> = template
+            .spec
+            .map(|p| p.containers.into_iter().filter_map(|c| c.image).collect())
+            .unwrap_or_default();
         let missing: Vec<&ImageRecord> = images
             .iter()
             .filter(|i| {
@@ -1171,16 +1137,7 @@ async fn record_history(
 
 /// Spec problems end the transition; step failures retry with bounded backoff.
 pub fn error_policy(t: Arc<Transition>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .failures
-        .get_or_create(&FailureLabels {
-            controller: CONTROLLER.into(),
-            error: error.metric_label().into(),
-        })
-        .inc();
-    let delay = ctx.backoff(&key_of(&t));
-    warn!(transition = %id_of(&t), error = %error, retry_in = ?delay, "transition step failed");
-    Action::requeue(delay)
+    ctx.retry_after(CONTROLLER, error.metric_label(), &key_of(&t), false, error)
 }
 
 /// Runs the Transition controller until shutdown.
@@ -1189,19 +1146,11 @@ pub async fn run_controller(
     namespace: Option<&str>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let api: Api<Transition> = match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    Controller::new(api, watcher::Config::default())
+    let api: Api<Transition> = ctx.api(namespace);
+    let results = Controller::new(api, watcher::Config::default())
         .graceful_shutdown_on(stop.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "transition reconcile ended with an error");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, ctx);
+    crate::context::drain(results).await;
 }
 
 /// The Transition a fault asks for (pure): one per policy + package + node, so a repeated fault
