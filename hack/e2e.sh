@@ -251,7 +251,6 @@ while :; do
     start_operator
   fi
   if [ -z "$synced" ]; then
-    head=$(git ls-remote "$AUTHED" refs/heads/main | cut -c1-7)
     if git -C "$W/seed" fetch -q "$AUTHED" main 2>/dev/null && git -C "$W/seed" show FETCH_HEAD:clusters/cluster2-aws/kustomization.yaml 2>/dev/null | grep -q 'catalog/counter'; then
       synced=$(render_apply cluster2-aws "${C2[@]}")
       step "GitOps sync of cluster2-aws at $synced (standing in for Argo CD / Flux)"

@@ -230,60 +230,72 @@ async fn discover_and_apply(
         crate::discovery::policy_label(&policy.name_any())
     );
     let mut problems = Vec::new();
-    let mut applied = 0;
-    if ctx.settings.registry.is_some() {
-        for c in &desired.checkpoints {
-            let name = c.name_any();
-            let mut body = serde_json::to_value(c).unwrap_or_default();
-            if let Some(o) = body.as_object_mut() {
-                o.remove("status");
-            }
-            match api
-                .patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&body),
-                )
-                .await
-            {
-                Ok(_) => applied += 1,
-                Err(e) => problems.push(format!("failed to apply Checkpoint {ns}/{name}: {e}")),
-            }
-        }
-    }
-    match api
+    let existing = match api
         .list(&kube::api::ListParams::default().labels(&selector))
         .await
     {
-        Ok(existing) => {
-            for name in crate::discovery::garbage(&existing.items, &desired) {
-                if let Err(e) = api.delete(&name, &Default::default()).await {
-                    problems.push(format!("failed to delete Checkpoint {ns}/{name}: {e}"));
-                } else {
-                    info!(checkpoint = %name, "checkpoint no longer wanted: deleted");
-                }
-            }
-            for p in &mut status.packages {
-                let newest = existing
-                    .items
-                    .iter()
-                    .filter(|c| {
-                        c.spec
-                            .cluster_ref
-                            .as_ref()
-                            .and_then(|r| r.package_name.as_deref())
-                            == Some(p.name.as_str())
-                    })
-                    .filter_map(|c| c.status.as_ref())
-                    .filter(|s| s.last_checkpoint_image.is_some())
-                    .max_by_key(|s| s.last_checkpoint_time.as_ref().map(|t| t.0));
-                if let Some(s) = newest {
-                    p.last_checkpoint_time = s.last_checkpoint_time.clone();
-                    p.last_checkpoint_image = s.last_checkpoint_image.clone();
-                }
+        Ok(list) => Some(list.items),
+        Err(e) => {
+            problems.push(format!("failed to list Checkpoints in {ns}: {e}"));
+            None
+        }
+    };
+    let applied = if ctx.settings.registry.is_some() {
+        desired.checkpoints.len()
+    } else {
+        0
+    };
+    // Only what differs is applied: Checkpoint status changes re-run this reconcile.
+    let stale = desired.checkpoints.iter().filter(|c| {
+        ctx.settings.registry.is_some()
+            && !existing
+                .iter()
+                .flatten()
+                .any(|e| crate::discovery::up_to_date(e, c))
+    });
+    for c in stale {
+        let name = c.name_any();
+        let mut body = serde_json::to_value(c).unwrap_or_default();
+        if let Some(o) = body.as_object_mut() {
+            o.remove("status");
+        }
+        if let Err(e) = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
+            problems.push(format!("failed to apply Checkpoint {ns}/{name}: {e}"));
+        }
+    }
+    if let Some(existing) = existing {
+        for name in crate::discovery::garbage(&existing, &desired) {
+            if let Err(e) = api.delete(&name, &Default::default()).await {
+                problems.push(format!("failed to delete Checkpoint {ns}/{name}: {e}"));
+            } else {
+                info!(checkpoint = %name, "checkpoint no longer wanted: deleted");
             }
         }
-        Err(e) => problems.push(format!("failed to list Checkpoints in {ns}: {e}")),
+        for p in &mut status.packages {
+            let newest = existing
+                .iter()
+                .filter(|c| {
+                    c.spec
+                        .cluster_ref
+                        .as_ref()
+                        .and_then(|r| r.package_name.as_deref())
+                        == Some(p.name.as_str())
+                })
+                .filter_map(|c| c.status.as_ref())
+                .filter(|s| s.last_checkpoint_image.is_some())
+                .max_by_key(|s| s.last_checkpoint_time.as_ref().map(|t| t.0));
+            if let Some(s) = newest {
+                p.last_checkpoint_time = s.last_checkpoint_time.clone();
+                p.last_checkpoint_image = s.last_checkpoint_image.clone();
+            }
+        }
     }
     let count: usize = desired.workloads.values().map(Vec::len).sum();
     let (state, reason, message) = if !problems.is_empty() {

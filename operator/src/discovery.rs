@@ -337,6 +337,32 @@ pub fn target_repo(spec: &ClusterPolicySpec, name: &str) -> Option<String> {
         .or_else(|| Some(spec.cluster_selector.repo.clone()))
 }
 
+/// Whether `existing` already carries everything `desired` sets (same name and spec, and its
+/// labels, annotations and owner present), so applying it again would change nothing.
+pub fn up_to_date(existing: &Checkpoint, desired: &Checkpoint) -> bool {
+    let contains = |have: &Option<BTreeMap<String, String>>,
+                    want: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    existing.metadata.name == desired.metadata.name
+        && existing.spec == desired.spec
+        && contains(&existing.metadata.labels, &desired.metadata.labels)
+        && contains(
+            &existing.metadata.annotations,
+            &desired.metadata.annotations,
+        )
+        && desired.metadata.owner_references.iter().flatten().all(|o| {
+            existing
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|e| e.uid == o.uid)
+        })
+}
+
 /// The label value used for `policy` on its Checkpoints.
 pub fn policy_label(policy: &str) -> String {
     unique_name(policy, 63)
@@ -520,6 +546,33 @@ spec:
             found.workloads["counter"][0].nodes,
             vec!["worker-1", "worker-2"]
         );
+    }
+
+    #[test]
+    fn an_applied_checkpoint_is_up_to_date_until_its_spec_or_token_changes() {
+        let p = policy(POLICY);
+        let found = discover(
+            &p,
+            &[deployment("counter", "counter", None)],
+            &[pod("counter-a", "counter", "w1")],
+            &defaults(),
+        );
+        let desired = &found.checkpoints[0];
+        let mut live = desired.clone();
+        live.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("extra".into(), "kept".into());
+        assert!(up_to_date(&live, desired));
+        live.metadata.annotations = None;
+        assert!(
+            !up_to_date(&live, desired),
+            "a new checkpoint-now token must be applied"
+        );
+        let mut moved = desired.clone();
+        moved.spec.pod_ref.node_name = Some("w2".into());
+        assert!(!up_to_date(&moved, desired));
     }
 
     #[test]

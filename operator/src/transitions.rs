@@ -412,9 +412,16 @@ async fn step(t: &Transition, ctx: &Context) -> Result<Action, Error> {
             "ClusterPolicy {policy_key} has transitionMode: None"
         )));
     }
-    let checkpoints = package_checkpoints(ctx, &policy_ns, &policy.name_any(), &t.spec.package)
-        .await
-        .map_err(|e| failed(phase, e))?;
+    // Checkpoints are read only where they matter: choosing the images, and a fresh checkpoint.
+    let checkpoints = if (phase == TransitionPhase::Pending && status.images.is_empty())
+        || phase == TransitionPhase::Checkpointing
+    {
+        package_checkpoints(ctx, &policy_ns, &policy.name_any(), &t.spec.package)
+            .await
+            .map_err(|e| failed(phase, e))?
+    } else {
+        Vec::new()
+    };
     if status.phase.is_none() {
         enter(ctx, t, &mut status, TransitionPhase::Pending).await?;
     }
@@ -548,8 +555,6 @@ async fn step(t: &Transition, ctx: &Context) -> Result<Action, Error> {
             }
         }
         TransitionPhase::Committing => {
-            let plan =
-                self::plan(&t.spec, &policy_key, &policy.spec, &status.images).map_err(invalid)?;
             let side = if trigger == TriggerType::Planned {
                 Side::Target
             } else {

@@ -78,14 +78,14 @@ pub async fn workload_clients(
         else {
             continue;
         };
-        let client = async {
-            let kc = kube::config::Kubeconfig::read_from(&path).map_err(|e| e.to_string())?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            kube::Client::try_from(cfg).map_err(|e| e.to_string())
-        }
-        .await;
+        let client = match std::fs::read(&path) {
+            Ok(bytes) => {
+                crate::clusters::client_from_yaml(cluster, &path.display().to_string(), &bytes)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
         match client {
             Ok(c) => {
                 out.insert(cluster.to_owned(), c);
