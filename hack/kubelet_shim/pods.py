@@ -1,0 +1,329 @@
+"""NodeShim's pod side: the sync loop, container start / restore / stop, liveness, pod status."""
+import os, shutil, threading, time
+from urllib.parse import quote
+
+from .images import PullError
+from .kube import ApiError
+from .runtime import PodTrack, run, runc_status
+from .util import FRESH_IMAGE_ID, RUNC_POD, log, log_limited, read, rfc3339, tail, write
+
+
+class PodSync:
+    """Mixed into NodeShim (node.py), whose __init__ sets a, kube, pods, node, stop, tracked, finished, images."""
+
+    # ------------------------------------------------------------------ pods
+    def pod_loop(self):
+        next_live = 0.0
+        while not self.stop.wait(self.a.sync_interval):
+            try:
+                self.sync_once()
+                if time.monotonic() >= next_live:
+                    next_live = time.monotonic() + 5
+                    self.check_liveness()
+            except Exception as e:  # noqa: BLE001 — never let one bad pod stop the loop
+                log_limited("sync", f"pod sync failed (will retry): {type(e).__name__}: {e}")
+
+    def sync_once(self):
+        try:
+            lst = self.kube.get(f"/api/v1/pods?fieldSelector={quote('spec.nodeName=' + self.node)}", timeout=15)
+        except ApiError as e:
+            log_limited("list", f"cannot list the pods of {self.node} (will retry): {e}")
+            return
+        items = lst.get("items") or []
+        seen = {p["metadata"]["uid"] for p in items}
+        if self.first_list:
+            self.first_list = False
+            self.stop_orphans(seen)
+        for pod in items:
+            try:
+                self.sync_pod(pod)
+            except Exception as e:  # noqa: BLE001
+                md = pod.get("metadata", {})
+                log_limited(f"pod/{md.get('uid')}", f"pod {md.get('namespace')}/{md.get('name')}: {type(e).__name__}: {e}")
+        with self.tracked_lock:
+            gone = [t for uid, t in self.tracked.items() if uid not in seen and not t.deleting]
+            for uid in [u for u, at in self.finished.items() if time.monotonic() - at > 300]:
+                del self.finished[uid]
+        for t in gone:
+            log(f"pod {t.key()} is gone from the API: stopping its containers")
+            self.spawn_delete(t, delete_pod=False)
+
+    def stop_orphans(self, seen):
+        try:
+            names = os.listdir(self.pods)
+        except OSError:
+            return
+        for n in names:
+            d = os.path.join(self.pods, n)
+            uid = read(os.path.join(d, "pod-uid"))
+            if uid and uid not in seen and not os.path.exists(os.path.join(d, "stopped")):
+                log(f"container {n} belongs to a pod no longer on this node: stopping it")
+                self.stop_dir(d)
+
+    def sync_pod(self, pod):
+        md, st = pod["metadata"], pod.get("status") or {}
+        uid = md["uid"]
+        with self.tracked_lock:
+            t = self.tracked.get(uid)
+            if t is None and uid in self.finished:
+                return
+        if md.get("deletionTimestamp"):
+            if t is None:
+                t = PodTrack(pod, self.pods)
+                with self.tracked_lock:
+                    self.tracked[uid] = t
+            if not t.deleting:
+                log(f"pod {t.key()} is being deleted: stopping its containers, then deleting it")
+                self.spawn_delete(t, delete_pod=True)
+            return
+        if t is None:
+            if st.get("phase") in ("Succeeded", "Failed"):
+                return
+            t = PodTrack(pod, self.pods)
+            with self.tracked_lock:
+                self.tracked[uid] = t
+            if not t.valid:
+                for c in t.ctrs:
+                    c.state, c.reason, c.message = "waiting", "CreateContainerConfigError", "pod, namespace or container name is not a DNS name"
+                self.patch_status(t)
+                return
+            self.adopt(t)
+            log(f"pod {t.key()} bound to {self.node}: {', '.join(c.name + '=' + c.image for c in t.ctrs)}")
+        t.pod = pod
+        if t.deleting or not t.valid:
+            return
+        due = [c for c in t.ctrs if c.state in ("pending", "waiting") and c.next_try is not None and time.monotonic() >= c.next_try]
+        if due and (t.worker is None or not t.worker.is_alive()):
+            t.worker = threading.Thread(target=self.start_containers, args=(t,), daemon=True, name=f"start-{t.key()}")
+            t.worker.start()
+        elif t.worker is None or not t.worker.is_alive():
+            self.patch_status(t)  # no API call unless the status changed or the last patch failed
+
+    def adopt(self, t):
+        for c in t.ctrs:
+            if read(os.path.join(c.dir, "pod-uid")) == t.uid and not os.path.exists(os.path.join(c.dir, "stopped")) \
+                    and runc_status(c.dir) == "running":
+                c.state, c.cid = "running", read(os.path.join(c.dir, "id"))
+                c.started_at = read(os.path.join(c.dir, "started-at")) or read(os.path.join(c.dir, "created")) or rfc3339()
+                c.image_id = read(os.path.join(c.dir, "image-id")) or FRESH_IMAGE_ID
+                rf = read(os.path.join(c.dir, "restored-from"))
+                c.restored_from = int(rf) if rf.isdigit() else None
+                log(f"pod {t.key()}: adopted running container {c.name} ({c.cid})")
+
+    def start_containers(self, t):
+        with t.lock:
+            for c in t.ctrs:
+                if self.stop.is_set() or t.deleting:
+                    return
+                if c.state not in ("pending", "waiting") or c.next_try is None or time.monotonic() < c.next_try:
+                    continue
+                c.attempts += 1
+                c.state, c.reason, c.message = "pending", "ContainerCreating", ""
+                self.patch_status(t)
+                try:
+                    self.start_one(t, c)
+                    c.attempts = 0
+                except PullError as e:
+                    self.failed(t, c, e.reason, str(e))
+                except Exception as e:  # noqa: BLE001
+                    self.failed(t, c, "CreateContainerError", f"{type(e).__name__}: {e}")
+                self.patch_status(t)
+
+    def failed(self, t, c, reason, message):
+        if reason == "ErrImagePull" and c.attempts > 1:
+            reason = "ImagePullBackOff"
+        c.state, c.reason, c.message = "waiting", reason, message
+        if c.attempts >= self.a.max_start_attempts:
+            c.next_try = None
+            log(f"pod {t.key()} container {c.name}: {reason}: {message} — giving up after {c.attempts} attempts")
+        else:
+            delay = min(10 * 2 ** (c.attempts - 1), 300)
+            c.next_try = time.monotonic() + delay
+            log(f"pod {t.key()} container {c.name}: {reason}: {message} — retry {c.attempts + 1}/{self.a.max_start_attempts} in {delay}s")
+
+    def start_one(self, t, c):
+        t0 = time.monotonic()
+        is_ckpt, image_id = self.images.classify(c.image, t.pod)
+        if os.path.lexists(c.dir):
+            self.stop_dir(c.dir)
+            shutil.rmtree(c.dir, ignore_errors=True)
+        os.makedirs(os.path.dirname(c.dir), exist_ok=True)
+        ident = ["--pod", t.name, "--namespace", t.ns, "--container", c.name]
+        if is_ckpt:
+            log(f"pod {t.key()} container {c.name}: pulling checkpoint image {c.image}")
+            pulled, layer = self.images.pull_archive(c.image, t.pod)
+            t1 = time.monotonic()
+            try:
+                out = run(["bash", RUNC_POD, "restore", c.dir, layer] + ident, self.a.start_timeout)
+            finally:
+                shutil.rmtree(pulled, ignore_errors=True)
+            if out.returncode != 0:
+                self.stop_dir(c.dir)
+                raise PullError("CreateContainerError", f"restoring checkpoint image {c.image} with runc + CRIU failed: {tail(out.stderr)}")
+            rf = read(os.path.join(c.dir, "restored-from"))
+            c.restored_from = int(rf) if rf.isdigit() else None
+            how = f"restored from checkpoint image (counter {rf} at checkpoint; pull {t1 - t0:.1f}s, restore {time.monotonic() - t1:.1f}s)"
+        else:
+            out = run(["bash", RUNC_POD, "start", c.dir] + ident, self.a.start_timeout)
+            if out.returncode != 0:
+                self.stop_dir(c.dir)
+                raise PullError("CreateContainerError", f"starting {c.image} (as the busybox counter) with runc failed: {tail(out.stderr)}")
+            c.restored_from = None
+            how = f"started fresh in {time.monotonic() - t0:.1f}s"
+        c.cid = read(os.path.join(c.dir, "id"))
+        write(os.path.join(c.dir, "pod-uid"), t.uid)
+        write(os.path.join(c.dir, "image"), c.image)
+        write(os.path.join(c.dir, "image-id"), image_id)
+        c.image_id = image_id
+        c.state, c.reason, c.message = "running", "", ""
+        c.started_at = rfc3339()
+        write(os.path.join(c.dir, "started-at"), c.started_at)
+        log(f"pod {t.key()} container {c.name}: {how}; runc id {c.cid}")
+
+    def stop_dir(self, d):
+        if os.path.isfile(os.path.join(d, "id")):
+            out = run(["bash", RUNC_POD, "stop", d], 60)
+            if out.returncode != 0:
+                log(f"stopping {d} failed: {tail(out.stderr, 200)}")
+            try:
+                write(os.path.join(d, "stopped"), rfc3339())
+            except OSError:
+                pass
+
+    def spawn_delete(self, t, delete_pod):
+        t.deleting = True
+        threading.Thread(target=self.delete_pod, args=(t, delete_pod), daemon=True, name=f"delete-{t.key()}").start()
+
+    def delete_pod(self, t, delete_pod):
+        try:
+            with t.lock:  # waits for a start in progress
+                for c in t.ctrs:
+                    if os.path.isfile(os.path.join(c.dir, "id")) and read(os.path.join(c.dir, "pod-uid")) in (t.uid, ""):
+                        self.stop_dir(c.dir)
+                        log(f"pod {t.key()} container {c.name}: stopped")
+                    c.state, c.finished_at = "terminated", rfc3339()
+            if delete_pod:
+                body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": t.uid}}
+                try:
+                    self.kube.delete(f"/api/v1/namespaces/{quote(t.ns)}/pods/{quote(t.name)}", body)
+                    log(f"pod {t.key()} deleted (gracePeriodSeconds=0)")
+                except ApiError as e:
+                    if e.code not in (404, 409):
+                        log(f"deleting pod {t.key()} failed (will retry): {e}")
+                        t.deleting = False  # the next sync tries again
+                        return
+        except Exception as e:  # noqa: BLE001
+            log(f"pod {t.key()}: stopping failed (will retry): {e}")
+            t.deleting = False
+            return
+        with self.tracked_lock:
+            self.tracked.pop(t.uid, None)
+            self.finished[t.uid] = time.monotonic()
+
+    def check_liveness(self):
+        with self.tracked_lock:
+            tracks = list(self.tracked.values())
+        for t in tracks:
+            if t.deleting or (t.worker is not None and t.worker.is_alive()):
+                continue
+            changed = False
+            with t.lock:
+                for c in t.ctrs:
+                    if c.state != "running" or t.deleting:
+                        continue
+                    s = runc_status(c.dir)
+                    if s == "running":
+                        continue
+                    c.last_terminated = {"exitCode": 137, "reason": "Error", "startedAt": c.started_at, "finishedAt": rfc3339(),
+                                         "containerID": f"runc://{c.cid}"}
+                    changed = True
+                    if (t.pod["spec"].get("restartPolicy") or "Always") == "Never":
+                        c.state, c.finished_at = "terminated", rfc3339()
+                        log(f"pod {t.key()} container {c.name} died ({s}); restartPolicy Never: not restarted")
+                        continue
+                    c.restarts += 1
+                    delay = min(10 * 2 ** (c.restarts - 1), 300)
+                    c.state, c.reason = "waiting", "CrashLoopBackOff"
+                    c.message = f"back-off {delay}s restarting failed container={c.name} pod={t.name}"
+                    c.attempts, c.next_try = 0, time.monotonic() + delay
+                    log(f"pod {t.key()} container {c.name} died ({s}): restarting in {delay}s")
+            if changed:
+                self.patch_status(t)
+
+    # ------------------------------------------------------------------ pod status
+    def pod_status(self, t):
+        statuses = []
+        for c in t.ctrs:
+            s = {"name": c.name, "image": c.image, "imageID": c.image_id, "restartCount": c.restarts,
+                 "ready": c.state == "running", "started": c.state == "running"}
+            if c.state == "running":
+                s["state"] = {"running": {"startedAt": c.started_at}}
+                s["containerID"] = f"runc://{c.cid}"
+            elif c.state == "terminated":
+                s["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": c.started_at, "finishedAt": c.finished_at}}
+                if c.cid:
+                    s["containerID"] = f"runc://{c.cid}"
+            else:
+                w = {"reason": c.reason}
+                if c.message:
+                    w["message"] = c.message
+                s["state"] = {"waiting": w}
+            if c.last_terminated:
+                s["lastState"] = {"terminated": c.last_terminated}
+            statuses.append(s)
+        ready = bool(t.ctrs) and all(c.state == "running" for c in t.ctrs)
+        if ready != t.ready:
+            t.ready, t.ready_since = ready, rfc3339()
+        not_ready = [c.name for c in t.ctrs if c.state != "running"]
+
+        scheduled = next((c.get("lastTransitionTime") for c in (t.pod.get("status") or {}).get("conditions") or []
+                          if c.get("type") == "PodScheduled" and c.get("status") == "True"), None) or t.start_time
+
+        def cond(typ, ok, reason=None):
+            since = {"Ready": t.ready_since, "ContainersReady": t.ready_since, "PodScheduled": scheduled}.get(typ, t.start_time)
+            c = {"type": typ, "status": "True" if ok else "False", "lastProbeTime": None, "lastTransitionTime": since}
+            if not ok and reason:
+                c["reason"] = reason
+                c["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
+            return c
+        if any(c.state == "running" for c in t.ctrs) or (t.ctrs and all(c.started_at for c in t.ctrs) and not all(c.state == "terminated" for c in t.ctrs)):
+            phase = "Running"
+        elif t.ctrs and all(c.state == "terminated" for c in t.ctrs):
+            phase = "Failed"
+        else:
+            phase = "Pending"
+        st = {"phase": phase, "hostIP": self.a.address, "podIP": self.a.address, "podIPs": [{"ip": self.a.address}],
+              "startTime": t.start_time, "containerStatuses": statuses,
+              "conditions": [cond("Initialized", True), cond("Ready", ready, "ContainersNotReady"),
+                             cond("ContainersReady", ready, "ContainersNotReady"), cond("PodScheduled", True)]}
+        if t.inits:
+            st["initContainerStatuses"] = [{"name": n, "image": next((c.get("image", "") for c in t.pod["spec"]["initContainers"] if c["name"] == n), ""),
+                                            "imageID": "", "ready": True, "restartCount": 0,
+                                            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": "not run by kubelet-shim",
+                                                                     "startedAt": t.start_time, "finishedAt": t.start_time}}}
+                                           for n in t.inits]
+        return st
+
+    def patch_status(self, t):
+        st = self.pod_status(t)
+        if st == t.last_patched:
+            return
+        try:
+            self.kube.merge_patch(f"/api/v1/namespaces/{quote(t.ns)}/pods/{quote(t.name)}/status",
+                                  {"metadata": {"uid": t.uid}, "status": st})
+            t.last_patched = st
+            summary = ", ".join(f"{c.name}={c.state}" + (f"({c.reason})" if c.state == "waiting" else "") for c in t.ctrs)
+            log(f"pod {t.key()} status: {st['phase']}, ready={t.ready} [{summary}]")
+        except ApiError as e:
+            t.last_patched = None
+            log_limited(f"status/{t.uid}", f"patching the status of {t.key()} failed (will retry): {e}")
+
+    def stop_all(self):
+        with self.tracked_lock:
+            tracks = list(self.tracked.values())
+        for t in tracks:
+            for c in t.ctrs:
+                if read(os.path.join(c.dir, "pod-uid")) == t.uid:
+                    self.stop_dir(c.dir)
+                    log(f"pod {t.key()} container {c.name}: stopped (--stop-containers-on-exit)")
+
