@@ -4,7 +4,7 @@ Stubs: for node mode a plain-HTTP ThreadingHTTPServer on 127.0.0.1:0 replaces th
 (it accepts the Node, its status and Lease, and lists no pods), so the shim registers, heartbeats
 and serves HTTPS without any runc container, registry or real cluster; the endpoint-mode run uses a
 temporary PODS folder with no containers (every checkpoint is then a 404)."""
-import http.client, io, json, os, signal, ssl, subprocess, sys, threading, time, unittest
+import http.client, io, json, os, shutil, signal, ssl, subprocess, sys, threading, time, unittest
 from contextlib import redirect_stderr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -145,6 +145,7 @@ class FakeApiServer(BaseHTTPRequestHandler):
 
 
 @unittest.skipUnless(OPENSSL, "needs openssl")
+@unittest.skipUnless(shutil.which("runc"), "needs runc on PATH (node mode asks `runc --version` at start)")
 class NodeMode(ShimProcess):
     def test_the_launcher_registers_the_node_renews_its_lease_and_stops_on_sigterm(self):
         api = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiServer)
