@@ -18,6 +18,11 @@
 #
 #   hack/e2e.sh [--kill-operator-in-each-phase] [--keep]
 #
+# E2E_SCHEDULE (default "*/20 * * * * *") sets the policy's checkpoint schedule; E2E_OPERATOR_BIN
+# runs another transition-operator binary; E2E_MEASURE_RUNS=N stops after step 2 once N more
+# scheduled checkpoint runs completed and prints the requests the source cluster's API server
+# counted meanwhile (its own apiserver_request_total) — hack/bench-source-requests.sh uses it.
+#
 # Writes a timeline and $TRANSITION_LAB_DIR/e2e/summary.json; exits non-zero when a check fails.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -166,7 +171,7 @@ spec:
       backupInformation:
         - name: every-20s
           backupType: Schedule
-          schedulePeriod: "*/20 * * * * *"
+          schedulePeriod: "${E2E_SCHEDULE:-*/20 * * * * *}"
   targetClusterPolicy:
     preferClusters:
       - name: cluster2-aws
@@ -187,7 +192,7 @@ mkdir -p "$W/kubeconfigs" && cp "$LAB_CLUSTER1_AZURE_KUBECONFIG" "$W/kubeconfigs
 operator_runs=0
 start_operator() {
   operator_runs=$((operator_runs + 1))
-  HOSTNAME=e2e-operator PHASE_PAUSE_MS="${PHASE_PAUSE_MS:-0}" "$BIN/transition-operator" --kubeconfig "$LAB_MGMT_KUBECONFIG" \
+  HOSTNAME=e2e-operator PHASE_PAUSE_MS="${PHASE_PAUSE_MS:-0}" "${E2E_OPERATOR_BIN:-$BIN/transition-operator}" --kubeconfig "$LAB_MGMT_KUBECONFIG" \
     --metrics-addr "127.0.0.1:$metrics_port" --heartbeat-addr "127.0.0.1:$hb_port" \
     --heartbeat-tokens-file "$W/heartbeat-tokens" --workload-kubeconfig-dir "$W/kubeconfigs" \
     --registry-url "http://$LAB_REGISTRY" --registry-repository checkpoints --registry-secret registry-credentials \
@@ -223,6 +228,40 @@ image=$(ck | jget '[h for h in d["status"]["history"] if h.get("trigger")=="manu
 step "manual checkpoint done: $image"
 sleep 3
 manual_runs=$(ck | jget 'sum(1 for h in d["status"].get("history",[]) if h.get("trigger")=="manual:'"$token"'")')
+
+if [ -n "${E2E_MEASURE_RUNS:-}" ]; then
+  # The source API server's own request counters, by verb and resource (v1.20 has no client label;
+  # the kubelet shim and the controllers add the same load to every measurement).
+  source_requests() {
+    "${C1[@]}" get --raw /metrics | python3 -c '
+import re, sys, json
+total, by = 0, {}
+for line in sys.stdin:
+    if not line.startswith("apiserver_request_total{"): continue
+    labels, value = line.rsplit(" ", 1)
+    d = dict(re.findall(r"(\w+)=\"([^\"]*)\"", labels))
+    n = int(float(value)); total += n
+    key = d.get("verb", "") + " " + d.get("resource", "") + ("/" + d["subresource"] if d.get("subresource") else "")
+    by[key] = by.get(key, 0) + n
+print(json.dumps({"total": total, "by": by}))'
+  }
+  pushed() { curl -s "127.0.0.1:$metrics_port/metrics" | awk '/^transition_checkpoints_total\{outcome="pushed"\}/ {print int($2)}'; }
+  before=$(source_requests) p0=$(pushed) t0=$(date +%s.%N)
+  want=$((p0 + E2E_MEASURE_RUNS))
+  more_runs() { [ "$(pushed)" -ge "$want" ]; }
+  wait_for "$E2E_MEASURE_RUNS more checkpoint runs" $((E2E_MEASURE_RUNS * 30 + 60)) more_runs
+  after=$(source_requests) t1=$(date +%s.%N)
+  python3 - "$before" "$after" "$t0" "$t1" "$E2E_MEASURE_RUNS" <<'PY' | tee "$W/source-requests.json"
+import json, sys
+b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+keys = set(a["by"]) | set(b["by"])
+delta = {k: a["by"].get(k, 0) - b["by"].get(k, 0) for k in keys}
+print(json.dumps({"runs": int(sys.argv[5]), "seconds": round(float(sys.argv[4]) - float(sys.argv[3]), 1),
+                  "source_requests": a["total"] - b["total"],
+                  "by": {k: v for k, v in sorted(delta.items()) if v}}))
+PY
+  exit 0
+fi
 
 step "killing worker-1: checkpoint-agent, kubelet shim and the counter container (a node loss)"
 count_at_kill=$(bash hack/runc-pod.sh count "$src_dir") t_count_kill=$(date +%s.%N)

@@ -211,6 +211,10 @@ pub struct CheckpointRun {
 pub struct RunArchive {
     pub container: String,
     pub archive_key: String,
+    /// When the kubelet wrote the archive: the agent's upload is waited for from here (a
+    /// restarted operator resumes the same wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

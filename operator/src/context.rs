@@ -1,18 +1,23 @@
-//! What every reconcile shares: clients, the narrow types over external systems, settings,
-//! metrics and per-object backoff.
+//! What every reconcile shares: clients, the caches fed by watches, the narrow types over
+//! external systems, settings, metrics, Events and per-object backoff.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::{Resource, ResourceExt};
 use transition_crds::checkpoint::{RegistryRef, SecretRef};
+use transition_crds::{Checkpoint, ClusterPolicy};
 
-use crate::clusters::WorkloadClusters;
-use crate::crd_install::FIELD_MANAGER;
-use crate::metrics::Metrics;
+use crate::k8s::FIELD_MANAGER;
+use crate::k8s::clusters::WorkloadClusters;
+use crate::observe::locks::lock;
+use crate::observe::metrics::{Metrics, ReconcileLabels};
 use crate::storage::ArchiveStore;
 
 /// First retry delay after a transient failure; doubles per failure up to [`MAX_BACKOFF`].
@@ -79,6 +84,81 @@ impl Settings {
     }
 }
 
+/// Read caches fed by watches ([`crate::run_caches`] starts them): reconciles read
+/// ClusterPolicies and Checkpoints from here instead of asking the API server.
+#[derive(Clone)]
+pub struct Caches {
+    pub policies: Store<ClusterPolicy>,
+    pub checkpoints: Store<Checkpoint>,
+}
+
+/// The writing ends of [`Caches`], for the reflectors (or a test) to fill.
+pub struct CacheWriters {
+    pub policies: reflector::store::Writer<ClusterPolicy>,
+    pub checkpoints: reflector::store::Writer<Checkpoint>,
+}
+
+impl Caches {
+    /// Empty caches and their writers.
+    pub fn new() -> (Caches, CacheWriters) {
+        let (policies, policy_writer) = reflector::store();
+        let (checkpoints, checkpoint_writer) = reflector::store();
+        (
+            Caches {
+                policies,
+                checkpoints,
+            },
+            CacheWriters {
+                policies: policy_writer,
+                checkpoints: checkpoint_writer,
+            },
+        )
+    }
+
+    /// Whether `store` holds a full initial list (its reflector is running).
+    pub fn ready<K>(store: &Store<K>) -> bool
+    where
+        K: Resource + Clone + 'static,
+        K::DynamicType: std::hash::Hash + Eq + Clone,
+    {
+        use futures::FutureExt;
+        matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+    }
+
+    /// Whether the Checkpoint cache holds a full initial list.
+    pub fn checkpoints_ready(&self) -> bool {
+        Caches::ready(&self.checkpoints)
+    }
+
+    /// ClusterPolicy `namespace/name` from the cache.
+    pub fn policy(&self, namespace: &str, name: &str) -> Option<Arc<ClusterPolicy>> {
+        self.policies
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+    }
+
+    /// The Checkpoints in `namespace` whose labels include every `(key, value)` of `labels`.
+    pub fn checkpoints_labelled(
+        &self,
+        namespace: &str,
+        labels: &[(&str, &str)],
+    ) -> Vec<Arc<Checkpoint>> {
+        let mut found: Vec<Arc<Checkpoint>> = self
+            .checkpoints
+            .state()
+            .into_iter()
+            .filter(|c| c.namespace().as_deref() == Some(namespace))
+            .filter(|c| {
+                let have = c.labels();
+                labels
+                    .iter()
+                    .all(|(k, v)| have.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect();
+        found.sort_by_key(|c| c.name_any());
+        found
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: kube::Client,
@@ -95,9 +175,14 @@ pub struct Context {
     pub settings: Settings,
     /// One Git operation per repository URL at a time.
     pub git_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub caches: Caches,
+    /// The last listing of each ClusterPolicy's source cluster.
+    pub listings: crate::cluster_policy::SourceListings,
 }
 
 impl Context {
+    /// A context whose caches are empty and fed by nothing: reads fall back to the API server
+    /// until [`Context::with_caches`] gives it caches that reflectors fill.
     pub fn new(client: kube::Client, metrics: Arc<Metrics>, resync: Duration) -> Context {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -115,6 +200,8 @@ impl Context {
             store: None,
             settings: Settings::default(),
             git_locks: Mutex::new(HashMap::new()),
+            caches: Caches::new().0,
+            listings: Default::default(),
         }
     }
 
@@ -122,6 +209,57 @@ impl Context {
     pub fn with_beats(mut self, beats: Arc<crate::detect::server::Beats>) -> Context {
         self.beats = Some(beats);
         self
+    }
+
+    pub fn with_caches(mut self, caches: Caches) -> Context {
+        self.caches = caches;
+        self
+    }
+
+    /// ClusterPolicy `namespace/name`: from the cache, else (not yet filled, or really gone)
+    /// from the API server.
+    pub async fn policy(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<ClusterPolicy>>, kube::Error> {
+        if let Some(p) = self.caches.policy(namespace, name) {
+            return Ok(Some(p));
+        }
+        let api: kube::Api<ClusterPolicy> = kube::Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?.map(Arc::new))
+    }
+
+    /// Every ClusterPolicy: from the cache once it is filled, else from the API server.
+    pub async fn all_policies(&self) -> Result<Vec<Arc<ClusterPolicy>>, kube::Error> {
+        if Caches::ready(&self.caches.policies) {
+            return Ok(self.caches.policies.state());
+        }
+        let api: kube::Api<ClusterPolicy> = kube::Api::all(self.client.clone());
+        let list = api.list(&kube::api::ListParams::default()).await?;
+        Ok(list.items.into_iter().map(Arc::new).collect())
+    }
+
+    /// The Checkpoints in `namespace` carrying every label of `labels`: from the cache once it
+    /// is filled, else from the API server.
+    pub async fn checkpoints(
+        &self,
+        namespace: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Arc<Checkpoint>>, kube::Error> {
+        if self.caches.checkpoints_ready() {
+            return Ok(self.caches.checkpoints_labelled(namespace, labels));
+        }
+        let api: kube::Api<Checkpoint> = kube::Api::namespaced(self.client.clone(), namespace);
+        let selector = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let list = api
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await?;
+        Ok(list.items.into_iter().map(Arc::new).collect())
     }
 
     pub fn with_settings(mut self, settings: Settings) -> Context {
@@ -141,17 +279,15 @@ impl Context {
 
     /// The lock serialising Git operations on `url`.
     pub fn git_lock(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
-        match self.git_locks.lock() {
-            Ok(mut map) => map.entry(url.to_owned()).or_default().clone(),
-            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
-        }
+        lock(&self.git_locks, "git locks")
+            .entry(url.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// The next retry delay for `key` (doubles per consecutive failure, bounded).
     pub fn backoff(&self, key: &str) -> Duration {
-        let Ok(mut map) = self.failures.lock() else {
-            return MAX_BACKOFF;
-        };
+        let mut map = lock(&self.failures, "backoff");
         let n = map.entry(key.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
         let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
@@ -160,38 +296,61 @@ impl Context {
 
     /// Consecutive failures recorded for `key`.
     pub fn failures(&self, key: &str) -> u32 {
-        self.failures
-            .lock()
-            .ok()
-            .and_then(|m| m.get(key).copied())
+        lock(&self.failures, "backoff")
+            .get(key)
+            .copied()
             .unwrap_or(0)
     }
 
     pub fn reset_backoff(&self, key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(key);
-        }
+        lock(&self.failures, "backoff").remove(key);
     }
 }
 
 impl Context {
-    /// Publishes an Event about `object`; a failure to publish is logged, never fatal.
-    pub async fn publish(
+    /// Runs one reconcile of `controller` for `key`: counts it, times it, and resets the
+    /// object's backoff when it succeeds.
+    pub async fn timed<T, E>(
         &self,
-        object: &k8s_openapi::api::core::v1::ObjectReference,
+        controller: &'static str,
+        key: &str,
+        reconcile: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let labels = ReconcileLabels {
+            controller: controller.into(),
+        };
+        self.metrics.reconciles.get_or_create(&labels).inc();
+        let started = Instant::now();
+        let result = reconcile.await;
+        self.metrics
+            .reconcile_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.reset_backoff(key);
+        }
+        result
+    }
+
+    /// Publishes an Event about `object` (the action is its kind); a failure to publish is
+    /// logged, never fatal.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
         type_: EventType,
         reason: &str,
-        action: &str,
         note: &str,
     ) {
+        let action = K::kind(&()).into_owned();
+        let object = object.object_ref(&());
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(note.chars().take(1024).collect()),
-            action: action.into(),
+            action,
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, object).await {
+        if let Err(e) = self.recorder.publish(&event, &object).await {
             tracing::warn!(error = %e, "failed to publish event");
         }
     }
@@ -208,7 +367,7 @@ impl Context {
     ) -> Action {
         self.metrics
             .failures
-            .get_or_create(&crate::metrics::FailureLabels {
+            .get_or_create(&crate::observe::metrics::FailureLabels {
                 controller: controller.into(),
                 error: label.into(),
             })

@@ -8,6 +8,17 @@ use std::time::Duration;
 /// Why a checkpoint request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
+    /// The kubelet (or the API server) does not know the pod or container: it is gone.
+    #[error(
+        "failed to checkpoint {namespace}/{pod}/{container} on node {node}: HTTP 404: {message}"
+    )]
+    NotFound {
+        node: String,
+        namespace: String,
+        pod: String,
+        container: String,
+        message: String,
+    },
     #[error("failed to checkpoint {namespace}/{pod}/{container} on node {node}: {reason}")]
     Request {
         node: String,
@@ -86,6 +97,15 @@ impl Kubelet {
         let call = self.client.request_text(req);
         let text = match tokio::time::timeout(timeout + Duration::from_secs(5), call).await {
             Ok(Ok(t)) => t,
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
+                return Err(KubeletError::NotFound {
+                    node: node.to_owned(),
+                    namespace: namespace.to_owned(),
+                    pod: pod.to_owned(),
+                    container: container.to_owned(),
+                    message: s.message,
+                });
+            }
             Ok(Err(kube::Error::Api(s))) => {
                 return Err(err(format!("HTTP {}: {}", s.code, s.message)));
             }

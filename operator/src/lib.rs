@@ -1,30 +1,31 @@
 //! transition-operator: the management-cluster operator.
 //!
-//! Modules: [`config`] (the one clap struct), [`policy`] (pure ClusterPolicy logic),
-//! [`controller`] (the ClusterPolicy reconciler), [`crd_install`], [`image`] (checkpoint OCI
-//! images), [`metrics`], [`server`]
-//! (/healthz, /metrics), [`telemetry`].
+//! * Controllers, one folder each, each with `reconcile`, `error_policy` and `run`:
+//!   [`cluster_policy`] (policy → discovered workloads → Checkpoints), [`checkpoint`] (schedule →
+//!   kubelet → S3 → image), [`transition`] (fault or request → phases → Git → target verified).
+//! * Detection: [`detect`] (heartbeat endpoint, phi-accrual, corroboration → faults).
+//! * External systems, each behind one narrow type: [`kubelet`], [`storage`] (S3), [`image`]
+//!   (registry, image builder), [`gitops`] (Git), [`k8s::clusters`] (workload clusters).
+//! * Shared plumbing: [`context`] (what reconciles share, caches), [`k8s`] (status apply,
+//!   Secrets, CRDs, leader election), [`observe`] (metrics, health server, tracing, locks),
+//!   [`config`] (the one clap struct), [`names`].
 
-pub mod checkpoints;
-pub mod clusters;
+pub mod checkpoint;
+pub mod cluster_policy;
 pub mod config;
 pub mod context;
-pub mod controller;
-pub mod crd_install;
 pub mod detect;
-pub mod discovery;
 pub mod gitops;
 pub mod image;
+pub mod k8s;
 pub mod kubelet;
-pub mod leader;
-pub mod metrics;
 pub mod names;
-pub mod policy;
-pub mod schedule;
-pub mod server;
+pub mod observe;
 pub mod storage;
-pub mod telemetry;
-pub mod transitions;
+pub mod transition;
+
+use k8s::{clusters, crd_install, leader};
+use observe::{metrics, server};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,10 @@ pub enum RunError {
     },
 }
 
+/// How many confirmed faults may wait for the orchestrator (beyond that the detector waits and
+/// `transition_queue_full_total{queue="faults"}` counts it).
+const FAULT_QUEUE: usize = 64;
+
 /// Confirmed node faults, for the transition orchestrator.
 type Faults = tokio::sync::mpsc::Receiver<detect::run::FaultEvent>;
 
@@ -63,6 +68,7 @@ async fn start_detection(
     config: &config::Config,
     tokens_file: &std::path::Path,
     client: kube::Client,
+    metrics: &metrics::Metrics,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<(Arc<detect::server::Beats>, Faults), RunError> {
     let fail = |reason: String| RunError::Tokens {
@@ -82,7 +88,7 @@ async fn start_detection(
         Some(dir) => detect::workload_clients(dir).await,
         None => Default::default(),
     };
-    let (faults_tx, faults_rx) = tokio::sync::mpsc::channel(64);
+    let (faults_tx, faults_rx) = tokio::sync::mpsc::channel(FAULT_QUEUE);
     let detector = detect::run::Detector {
         beats: beats.clone(),
         probe: detect::run::KubeProbe { clients },
@@ -91,6 +97,12 @@ async fn start_detection(
             namespace: config.operator_namespace.clone(),
         }),
         faults: faults_tx,
+        faults_full: metrics
+            .queue_full
+            .get_or_create(&metrics::QueueLabels {
+                queue: "faults".into(),
+            })
+            .clone(),
         changes,
         probe_timeout: Duration::from_secs(3),
         last_seen_every: Duration::from_secs(600),
@@ -185,6 +197,47 @@ fn cancel_on_signal(stop: tokio_util::sync::CancellationToken) {
     });
 }
 
+/// Starts the watches that fill the ClusterPolicy and Checkpoint caches (until `stop`).
+pub fn run_caches(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    writers: context::CacheWriters,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    fn api<K>(client: &kube::Client, namespace: Option<&str>) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        }
+    }
+    let policies = reflector(
+        writers.policies,
+        watcher(
+            api::<transition_crds::ClusterPolicy>(client, namespace),
+            Default::default(),
+        ),
+    )
+    .default_backoff()
+    .take_until(stop.clone().cancelled_owned());
+    let checkpoints = reflector(
+        writers.checkpoints,
+        watcher(
+            api::<transition_crds::Checkpoint>(client, namespace),
+            Default::default(),
+        ),
+    )
+    .default_backoff()
+    .take_until(stop.cancelled_owned());
+    tokio::spawn(context::drain(policies));
+    tokio::spawn(context::drain(checkpoints));
+}
+
 /// Runs the controllers and the HTTP server until SIGINT/SIGTERM (or lost leadership).
 pub async fn run(config: config::Config, client: kube::Client) -> Result<(), RunError> {
     if config.install_crds {
@@ -217,11 +270,15 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
     };
     let clusters =
         clusters::WorkloadClusters::new(client.clone(), config.workload_kubeconfig_dir.clone());
+    let (caches, writers) = context::Caches::new();
+    let ns = config.namespace.as_deref();
+    run_caches(&client, ns, writers, running.clone());
     let mut context = context::Context::new(
         client.clone(),
-        metrics,
+        metrics.clone(),
         Duration::from_secs(config.resync_seconds),
     )
+    .with_caches(caches)
     .with_settings(context::Settings::from_config(&config))
     .with_clusters(clusters);
     if let Some(store) = archive_store(&config)? {
@@ -231,7 +288,7 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
     }
     let mut faults = None;
     if let Some(path) = &config.heartbeat_tokens_file {
-        let (beats, rx) = start_detection(&config, path, client, running.clone()).await?;
+        let (beats, rx) = start_detection(&config, path, client, &metrics, running.clone()).await?;
         context = context.with_beats(beats);
         faults = Some(rx);
     } else {
@@ -239,14 +296,13 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
     }
     let ctx = Arc::new(context);
     if let Some(rx) = faults {
-        tokio::spawn(transitions::handle_faults(ctx.clone(), rx));
+        tokio::spawn(transition::handle_faults(ctx.clone(), rx));
     }
-    let ns = config.namespace.as_deref();
     if !running.is_cancelled() {
         tokio::join!(
-            controller::run(ctx.clone(), ns, running.clone()),
-            checkpoints::run_controller(ctx.clone(), ns, running.clone()),
-            transitions::run_controller(ctx.clone(), ns, running.clone()),
+            cluster_policy::run(ctx.clone(), ns, running.clone()),
+            checkpoint::run(ctx.clone(), ns, running.clone()),
+            transition::run(ctx.clone(), ns, running.clone()),
         );
     }
     stop.cancel();

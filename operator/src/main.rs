@@ -1,5 +1,5 @@
 use clap::Parser;
-use transition_operator::{config::Config, telemetry};
+use transition_operator::{config::Config, observe::telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -10,15 +10,20 @@ use std::sync::{Arc, Mutex};
 
 use tracker::{Health, NodeKey, Tracker, TrackerConfig};
 
+/// How many health changes found by the heartbeat endpoint may wait for the detector loop; beyond
+/// that a change is dropped and counted (the tracker itself is already up to date, only the
+/// NodeHealth write of that recovery waits for the next change).
+pub const CHANGES_QUEUE: usize = 1024;
+
 /// The endpoint's shared state plus the receiving end of its health changes.
 pub fn beats(
     tokens: server::Tokens,
     config: TrackerConfig,
 ) -> (
     Arc<server::Beats>,
-    tokio::sync::mpsc::UnboundedReceiver<tracker::Change>,
+    tokio::sync::mpsc::Receiver<tracker::Change>,
 ) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(CHANGES_QUEUE);
     let beats = server::Beats {
         tokens,
         tracker: Mutex::new(Tracker::new(config, server::now_ms())),
@@ -26,6 +31,7 @@ pub fn beats(
         changes: tx,
         accepted: Default::default(),
         rejected: Default::default(),
+        changes_dropped: Default::default(),
     };
     (Arc::new(beats), rx)
 }
@@ -41,7 +47,8 @@ pub async fn restore_from_node_health(
         kube::Api::namespaced(client.clone(), namespace);
     let list = api.list(&Default::default()).await?;
     let mut n = 0;
-    if let Ok(mut t) = beats.tracker.lock() {
+    {
+        let mut t = crate::observe::locks::lock(&beats.tracker, "detector tracker");
         for nh in list.items {
             let status = nh.status.unwrap_or_default();
             let (Some(cluster), Some(node)) =
@@ -80,7 +87,7 @@ pub async fn workload_clients(
         };
         let client = match std::fs::read(&path) {
             Ok(bytes) => {
-                crate::clusters::client_from_yaml(cluster, &path.display().to_string(), &bytes)
+                crate::k8s::clusters::client_from_yaml(cluster, &path.display().to_string(), &bytes)
                     .await
                     .map_err(|e| e.to_string())
             }

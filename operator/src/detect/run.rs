@@ -19,7 +19,7 @@ use transition_crds::node_health::NodeCondition;
 
 use super::server::{Beats, LastBeat, now_ms};
 use super::tracker::{Change, Health, NodeKey, NodeView};
-use crate::crd_install::FIELD_MANAGER;
+use crate::k8s::FIELD_MANAGER;
 
 /// A confirmed node failure, for the transition orchestrator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,7 +176,9 @@ pub struct Detector<P> {
     pub probe: P,
     pub writer: Option<NodeHealthWriter>,
     pub faults: tokio::sync::mpsc::Sender<FaultEvent>,
-    pub changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
+    pub changes: tokio::sync::mpsc::Receiver<Change>,
+    /// Counts fault sends that found the orchestrator's queue full (the detector then waits).
+    pub faults_full: prometheus_client::metrics::counter::Counter,
     pub probe_timeout: Duration,
     /// How often a beating node's NodeHealth `lastSeen` is refreshed (throttled; health changes
     /// are written at once regardless).
@@ -187,12 +189,9 @@ impl<P: ClusterProbe> Detector<P> {
     async fn handle(&self, change: Change) {
         info!(node = %change.key, from = ?change.from, to = ?change.to, reason = %change.reason, "node health changed");
         if let Some(w) = &self.writer {
-            let last = self
-                .beats
-                .last
-                .lock()
-                .ok()
-                .and_then(|l| l.get(&change.key).cloned());
+            let last = crate::observe::locks::lock(&self.beats.last, "last heartbeats")
+                .get(&change.key)
+                .cloned();
             if let Err(e) = w.write(&change.key, Some(&change), last.as_ref()).await {
                 warn!(node = %change.key, error = %e, "failed to write NodeHealth");
             }
@@ -204,6 +203,18 @@ impl<P: ClusterProbe> Detector<P> {
                 reason: change.reason.clone(),
                 at_ms: change.at_ms,
             };
+            let event = match self.faults.try_send(event) {
+                Ok(()) => return,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(event)) => {
+                    self.faults_full.inc();
+                    warn!(node = %change.key, "fault queue full: waiting for the orchestrator");
+                    event
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    warn!(node = %change.key, "no orchestrator is listening for faults");
+                    return;
+                }
+            };
             if self.faults.send(event).await.is_err() {
                 warn!(node = %change.key, "no orchestrator is listening for faults");
             }
@@ -214,8 +225,8 @@ impl<P: ClusterProbe> Detector<P> {
     async fn refresh_last_seen(&self, written: &mut HashMap<NodeKey, u64>, now: u64) {
         let Some(w) = &self.writer else { return };
         let every = u64::try_from(self.last_seen_every.as_millis()).unwrap_or(u64::MAX);
-        let due: Vec<(NodeKey, LastBeat)> = match self.beats.last.lock() {
-            Ok(last) => last
+        let due: Vec<(NodeKey, LastBeat)> =
+            crate::observe::locks::lock(&self.beats.last, "last heartbeats")
                 .iter()
                 .filter(|(k, b)| {
                     let since = written.get(*k).copied().unwrap_or(0);
@@ -223,9 +234,7 @@ impl<P: ClusterProbe> Detector<P> {
                 })
                 .take(50)
                 .map(|(k, b)| (k.clone(), b.clone()))
-                .collect(),
-            Err(_) => return,
-        };
+                .collect();
         for (key, beat) in due {
             written.insert(key.clone(), now);
             if let Err(e) = w.write(&key, None, Some(&beat)).await {
@@ -251,10 +260,8 @@ impl<P: ClusterProbe> Detector<P> {
                 self.handle(c).await;
             }
             let now = now_ms();
-            let (changes, to_probe) = match self.beats.tracker.lock() {
-                Ok(mut t) => t.tick(now),
-                Err(_) => return,
-            };
+            let (changes, to_probe) =
+                crate::observe::locks::lock(&self.beats.tracker, "detector tracker").tick(now);
             for c in changes {
                 self.handle(c).await;
             }
@@ -266,13 +273,13 @@ impl<P: ClusterProbe> Detector<P> {
             }))
             .await;
             let now = now_ms();
-            let outcomes: Vec<Change> = match self.beats.tracker.lock() {
-                Ok(mut t) => to_probe
+            let outcomes: Vec<Change> = {
+                let mut t = crate::observe::locks::lock(&self.beats.tracker, "detector tracker");
+                to_probe
                     .iter()
                     .zip(&views)
                     .filter_map(|(k, v)| t.probed(k, v, now))
-                    .collect(),
-                Err(_) => return,
+                    .collect()
             };
             for c in outcomes {
                 self.handle(c).await;

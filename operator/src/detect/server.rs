@@ -92,7 +92,9 @@ pub struct Beats {
     pub tracker: Mutex<Tracker>,
     pub last: Mutex<HashMap<NodeKey, LastBeat>>,
     /// Health changes found while recording beats (recoveries), for the detector loop.
-    pub changes: tokio::sync::mpsc::UnboundedSender<Change>,
+    pub changes: tokio::sync::mpsc::Sender<Change>,
+    /// Health changes dropped because the detector loop's queue was full.
+    pub changes_dropped: prometheus_client::metrics::counter::Counter,
     pub accepted: prometheus_client::metrics::counter::Counter,
     pub rejected: prometheus_client::metrics::counter::Counter,
 }
@@ -143,26 +145,19 @@ async fn heartbeat(State(beats): State<Arc<Beats>>, headers: HeaderMap, body: Bo
         node: hb.node.clone(),
     };
     let now = now_ms();
-    let change = match beats.tracker.lock() {
-        Ok(mut t) => t.beat(&key, now),
-        Err(_) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "detector state unavailable",
-            );
-        }
-    };
-    if let Ok(mut last) = beats.last.lock() {
-        last.insert(
-            key,
-            LastBeat {
-                received_ms: now,
-                payload: hb,
-            },
-        );
-    }
-    if let Some(c) = change {
-        let _ = beats.changes.send(c);
+    let change = crate::observe::locks::lock(&beats.tracker, "detector tracker").beat(&key, now);
+    crate::observe::locks::lock(&beats.last, "last heartbeats").insert(
+        key,
+        LastBeat {
+            received_ms: now,
+            payload: hb,
+        },
+    );
+    if let Some(c) = change
+        && let Err(tokio::sync::mpsc::error::TrySendError::Full(c)) = beats.changes.try_send(c)
+    {
+        beats.changes_dropped.inc();
+        tracing::warn!(node = %c.key, "detector queue full: health change dropped (counted)");
     }
     beats.accepted.inc();
     StatusCode::OK.into_response()
@@ -173,16 +168,8 @@ async fn nodes(State(beats): State<Arc<Beats>>, headers: HeaderMap) -> Response 
         return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
     };
     let now = now_ms();
-    let snapshot = match beats.tracker.lock() {
-        Ok(t) => t.snapshot(now),
-        Err(_) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "detector state unavailable",
-            );
-        }
-    };
-    let last = beats.last.lock().map(|l| l.clone()).unwrap_or_default();
+    let snapshot = crate::observe::locks::lock(&beats.tracker, "detector tracker").snapshot(now);
+    let last = crate::observe::locks::lock(&beats.last, "last heartbeats").clone();
     let list: Vec<_> = snapshot
         .into_iter()
         .filter(|(k, ..)| k.cluster == cluster)

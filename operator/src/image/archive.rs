@@ -160,36 +160,7 @@ pub fn validate<R: Read>(reader: R, limits: Limits) -> Result<ArchiveInfo, Archi
             )));
         }
         let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry
-                .link_name()
-                .map_err(ArchiveError::Read)?
-                .map(|t| t.into_owned())
-                .unwrap_or_default();
-            let inside = if kind.is_hard_link() {
-                safe_path(&target, &name).is_ok() && !target.is_absolute()
-            } else {
-                link_stays_inside(&path, &target)
-            };
-            if !inside {
-                return Err(ArchiveError::Entry {
-                    entry: name,
-                    reason: format!(
-                        "links to {:?}, outside the archive",
-                        target.display().to_string()
-                    ),
-                });
-            }
-        } else if !(kind.is_file()
-            || kind.is_dir()
-            || kind.is_pax_global_extensions()
-            || kind.is_pax_local_extensions())
-        {
-            return Err(ArchiveError::Entry {
-                entry: name,
-                reason: format!("has an unsupported type ({kind:?})"),
-            });
-        }
+        check_kind(&mut entry, kind, &path, &name)?;
         let key = path.to_string_lossy();
         for req in REQUIRED {
             if key == req {
@@ -207,13 +178,63 @@ pub fn validate<R: Read>(reader: R, limits: Limits) -> Result<ArchiveInfo, Archi
             return Err(ArchiveError::Missing(req));
         }
     }
-    if let Some(c) = &config_dump {
+    describe(&mut info, config_dump.as_ref(), spec_dump.as_ref());
+    Ok(info)
+}
+
+/// Links must stay inside the archive; only files, folders and pax headers are allowed.
+fn check_kind<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    kind: tar::EntryType,
+    path: &Path,
+    name: &str,
+) -> Result<(), ArchiveError> {
+    if kind.is_symlink() || kind.is_hard_link() {
+        let target = entry
+            .link_name()
+            .map_err(ArchiveError::Read)?
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        let inside = if kind.is_hard_link() {
+            safe_path(&target, name).is_ok() && !target.is_absolute()
+        } else {
+            link_stays_inside(path, &target)
+        };
+        if !inside {
+            return Err(ArchiveError::Entry {
+                entry: name.to_owned(),
+                reason: format!(
+                    "links to {:?}, outside the archive",
+                    target.display().to_string()
+                ),
+            });
+        }
+    } else if !(kind.is_file()
+        || kind.is_dir()
+        || kind.is_pax_global_extensions()
+        || kind.is_pax_local_extensions())
+    {
+        return Err(ArchiveError::Entry {
+            entry: name.to_owned(),
+            reason: format!("has an unsupported type ({kind:?})"),
+        });
+    }
+    Ok(())
+}
+
+/// Fills in what the runtime's dump files say about the container and its pod.
+fn describe(
+    info: &mut ArchiveInfo,
+    config_dump: Option<&serde_json::Value>,
+    spec_dump: Option<&serde_json::Value>,
+) {
+    if let Some(c) = config_dump {
         info.container_name = str_field(c, &["name"]);
         info.rootfs_image_name = str_field(c, &["rootfsImageName", "rootfsImage"]);
         info.rootfs_image_id = str_field(c, &["rootfsImageRef", "rootfsImageID"]);
         info.runtime = str_field(c, &["runtime"]);
     }
-    if let Some(a) = spec_dump.as_ref().and_then(|s| s.get("annotations")) {
+    if let Some(a) = spec_dump.and_then(|s| s.get("annotations")) {
         info.pod_name = str_field(
             a,
             &["io.kubernetes.pod.name", "io.kubernetes.cri.sandbox-name"],
@@ -242,7 +263,6 @@ pub fn validate<R: Read>(reader: R, limits: Limits) -> Result<ArchiveInfo, Archi
             None
         };
     }
-    Ok(info)
 }
 
 #[cfg(test)]

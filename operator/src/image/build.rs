@@ -189,24 +189,17 @@ struct ReadResult {
     size: u64,
 }
 
-/// Builds and pushes the checkpoint image of the archive read from `source`.
-pub async fn build_and_push<R>(
-    registry: &Registry,
+/// Reads `source` on the blocking pool: validates the tar, hashes it and sends it on in chunks.
+fn spawn_reader<R>(
     source: R,
-    spec: &ImageSpec,
-) -> Result<PushedImage, ImageError>
+    limits: archive::Limits,
+    read_chunk: usize,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) -> tokio::task::JoinHandle<ReadResult>
 where
     R: Read + Send + 'static,
 {
-    let repo = spec.repo.as_str();
-    let reuse = match &spec.known_digest {
-        Some(d) => registry.blob_exists(repo, d).await?,
-        None => false,
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let limits = spec.limits;
-    let read_chunk = (1 << 20).min(spec.chunk_size.max(1));
-    let reader = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut tee = Tee {
             inner: source,
             tx,
@@ -233,81 +226,150 @@ where
             digest,
             size: tee.total,
         }
-    });
+    })
+}
 
-    let mut location: Option<String> = None;
-    let mut offset = 0u64;
+/// A layer upload in progress: its session, the bytes sent and the first failure.
+#[derive(Default)]
+struct Upload {
+    location: Option<String>,
+    offset: u64,
+    error: Option<RegistryError>,
+}
+
+/// Uploads what arrives on `rx` in `chunk_size` PATCHes (or only drains it when the blob is
+/// known already, or after a failure).
+async fn upload_layer(
+    registry: &Registry,
+    repo: &str,
+    rx: &mut tokio::sync::mpsc::Receiver<Bytes>,
+    reuse: bool,
+    chunk_size: usize,
+) -> Upload {
+    let mut up = Upload::default();
     let mut pending = BytesMut::new();
-    let mut upload_error = None;
     while let Some(chunk) = rx.recv().await {
-        if reuse || upload_error.is_some() {
+        if reuse || up.error.is_some() {
             continue;
         }
         pending.extend_from_slice(&chunk);
-        if pending.len() >= spec.chunk_size {
-            let body = pending.split().freeze();
-            match send_chunk(registry, repo, &mut location, offset, body).await {
-                Ok(n) => offset += n,
-                Err(e) => upload_error = Some(e),
-            }
+        if pending.len() >= chunk_size {
+            up.send(registry, repo, pending.split().freeze()).await;
         }
     }
-    if !reuse && upload_error.is_none() && !pending.is_empty() {
-        let body = pending.split().freeze();
-        match send_chunk(registry, repo, &mut location, offset, body).await {
-            Ok(n) => offset += n,
-            Err(e) => upload_error = Some(e),
+    if !reuse && up.error.is_none() && !pending.is_empty() {
+        up.send(registry, repo, pending.split().freeze()).await;
+    }
+    up
+}
+
+impl Upload {
+    async fn send(&mut self, registry: &Registry, repo: &str, body: Bytes) {
+        match send_chunk(registry, repo, &mut self.location, self.offset, body).await {
+            Ok(n) => self.offset += n,
+            Err(e) => self.error = Some(e),
         }
     }
+}
+
+/// Builds and pushes the checkpoint image of the archive read from `source`.
+pub async fn build_and_push<R>(
+    registry: &Registry,
+    source: R,
+    spec: &ImageSpec,
+) -> Result<PushedImage, ImageError>
+where
+    R: Read + Send + 'static,
+{
+    let repo = spec.repo.as_str();
+    let reuse = match &spec.known_digest {
+        Some(d) => registry.blob_exists(repo, d).await?,
+        None => false,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let read_chunk = (1 << 20).min(spec.chunk_size.max(1));
+    let reader = spawn_reader(source, spec.limits, read_chunk, tx);
+    let up = upload_layer(registry, repo, &mut rx, reuse, spec.chunk_size).await;
     let read = reader
         .await
         .map_err(|e| ImageError::Reader(e.to_string()))?;
-    let abandon = |loc: &Option<String>| {
-        let loc = loc.clone();
-        async move {
-            if let Some(l) = loc {
-                registry.cancel_upload(repo, &l).await;
-            }
-        }
-    };
-    let info = match read.info {
+    let checked = check_read(
+        read.info,
+        up.error,
+        spec.known_digest.as_deref(),
+        &read.digest,
+    );
+    let info = match checked {
         Ok(info) => info,
         Err(e) => {
-            abandon(&location).await;
-            return Err(e.into());
+            if let Some(l) = &up.location {
+                registry.cancel_upload(repo, l).await;
+            }
+            return Err(e);
         }
     };
-    if let Some(e) = upload_error {
-        abandon(&location).await;
-        return Err(e.into());
-    }
-    if let Some(expected) = &spec.known_digest
-        && expected != &read.digest
-    {
-        abandon(&location).await;
-        return Err(ImageError::DigestMismatch {
-            expected: expected.clone(),
-            actual: read.digest,
-        });
-    }
     let annotations = annotations(&info, &spec.created)?;
     if !reuse {
-        let loc = match location {
+        let loc = match up.location {
             Some(l) => l,
             // An empty archive cannot pass validation; keep the type system honest anyway.
             None => registry.start_upload(repo).await?,
         };
         registry.finish_upload(repo, &loc, &read.digest).await?;
     }
-    debug_assert!(reuse || offset == read.size);
+    debug_assert!(reuse || up.offset == read.size);
+    let layer = Layer {
+        digest: read.digest,
+        size: read.size,
+        reused: reuse,
+    };
+    push_manifests(registry, spec, layer, annotations).await
+}
 
+/// The read's verdict: the archive's facts, unless the tar, the upload or the digest failed.
+fn check_read(
+    info: Result<ArchiveInfo, ArchiveError>,
+    upload: Option<RegistryError>,
+    expected: Option<&str>,
+    actual: &str,
+) -> Result<ArchiveInfo, ImageError> {
+    let info = info?;
+    if let Some(e) = upload {
+        return Err(e.into());
+    }
+    if let Some(expected) = expected
+        && expected != actual
+    {
+        return Err(ImageError::DigestMismatch {
+            expected: expected.to_owned(),
+            actual: actual.to_owned(),
+        });
+    }
+    Ok(info)
+}
+
+/// The pushed layer.
+struct Layer {
+    digest: String,
+    size: u64,
+    reused: bool,
+}
+
+/// Pushes the config, the manifest (by digest) and the index (by tag, and the moving tag).
+async fn push_manifests(
+    registry: &Registry,
+    spec: &ImageSpec,
+    layer: Layer,
+    annotations: BTreeMap<String, String>,
+) -> Result<PushedImage, ImageError> {
+    let repo = spec.repo.as_str();
     let arch = oci_arch();
     let config = json!({
         "created": spec.created,
         "architecture": arch,
         "os": "linux",
         "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [read.digest]},
+        "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
         "history": [{"created": spec.created, "created_by": "transition-operator: kubelet checkpoint archive as one layer"}],
     });
     let config_bytes = Bytes::from(serde_json::to_vec(&config).unwrap_or_default());
@@ -316,7 +378,7 @@ where
         "schemaVersion": 2,
         "mediaType": MEDIA_MANIFEST,
         "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_bytes.len()},
-        "layers": [{"mediaType": MEDIA_LAYER_TAR, "digest": read.digest, "size": read.size}],
+        "layers": [{"mediaType": MEDIA_LAYER_TAR, "digest": layer.digest, "size": layer.size}],
         "annotations": annotations,
     });
     let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());
@@ -355,9 +417,9 @@ where
         tag: spec.tag.clone(),
         index_digest,
         manifest_digest,
-        layer_digest: read.digest,
-        layer_size: read.size,
-        layer_reused: reuse,
+        layer_digest: layer.digest,
+        layer_size: layer.size,
+        layer_reused: layer.reused,
         annotations,
     })
 }

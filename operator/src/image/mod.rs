@@ -8,31 +8,36 @@ use k8s_openapi::api::core::v1::Secret;
 
 use registry::{Credentials, credentials_from_docker_config};
 
+use crate::k8s::secrets::{InvalidSecret, text};
+
 /// Registry credentials from a Kubernetes Secret: a `kubernetes.io/dockerconfigjson` Secret
 /// (`.dockerconfigjson`, matched by `host`), or the seed's Opaque Secret with `username` and
 /// `password` keys (its optional `registry` key is informational).
-pub fn credentials_from_secret(secret: &Secret, host: &str) -> Result<Option<Credentials>, String> {
-    let name = secret.metadata.name.clone().unwrap_or_default();
-    let data = secret.data.clone().unwrap_or_default();
-    if let Some(config) = data.get(".dockerconfigjson") {
+pub fn credentials_from_secret(
+    secret: &Secret,
+    host: &str,
+) -> Result<Option<Credentials>, InvalidSecret> {
+    if let Some(config) = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(".dockerconfigjson"))
+    {
         return credentials_from_docker_config(&config.0, host)
-            .map_err(|e| format!("Secret {name} .dockerconfigjson: {e}"));
+            .map_err(|e| InvalidSecret::of(secret, format!(".dockerconfigjson: {e}")));
     }
-    let text = |key: &str| {
-        data.get(key).map(|v| {
-            String::from_utf8(v.0.clone())
-                .map_err(|_| format!("Secret {name} key {key} is not UTF-8"))
-        })
-    };
-    match (text("username"), text("password")) {
+    match (text(secret, "username")?, text(secret, "password")?) {
         (Some(u), Some(p)) => Ok(Some(Credentials {
-            username: u?.trim().to_owned(),
-            password: p?.trim_end_matches('\n').to_owned(),
+            username: u.trim().to_owned(),
+            password: p,
         })),
-        (None, None) => Err(format!(
-            "Secret {name} has neither .dockerconfigjson nor username/password"
+        (None, None) => Err(InvalidSecret::of(
+            secret,
+            "it has neither .dockerconfigjson nor username/password",
         )),
-        _ => Err(format!("Secret {name} needs both username and password")),
+        _ => Err(InvalidSecret::of(
+            secret,
+            "it needs both username and password",
+        )),
     }
 }
 
@@ -86,6 +91,7 @@ mod tests {
         assert!(
             credentials_from_secret(&half, "h")
                 .unwrap_err()
+                .to_string()
                 .contains("both")
         );
     }

@@ -149,11 +149,8 @@ impl Registry {
         scope: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        let cached = self
-            .token
-            .lock()
-            .ok()
-            .and_then(|t| t.clone())
+        let cached = crate::observe::locks::lock(&self.token, "registry token")
+            .clone()
             .filter(|(s, _)| s == scope)
             .map(|(_, t)| t);
         let auth = cached
@@ -264,9 +261,8 @@ impl Registry {
                 reason: "token response has no token".into(),
             })?
             .to_owned();
-        if let Ok(mut cell) = self.token.lock() {
-            *cell = Some((scope.to_owned(), token.clone()));
-        }
+        *crate::observe::locks::lock(&self.token, "registry token") =
+            Some((scope.to_owned(), token.clone()));
         Ok(token)
     }
 
@@ -524,17 +520,22 @@ fn http_err(op: &'static str, what: &str, e: &reqwest::Error) -> RegistryError {
     }
 }
 
+/// A `.dockerconfigjson` document that cannot be used (what is wrong, never a credential).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read the docker config: {0}")]
+pub struct DockerConfigError(pub String);
+
 /// Finds credentials for `host` in a `.dockerconfigjson` document (`auths.<host>.auth` base64
 /// `user:pass`, or `username`/`password`). Keys may carry a scheme or path (`https://host/v1/`).
 pub fn credentials_from_docker_config(
     json: &[u8],
     host: &str,
-) -> Result<Option<Credentials>, String> {
+) -> Result<Option<Credentials>, DockerConfigError> {
     use base64::Engine;
-    let doc: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| format!("not valid JSON: {e}"))?;
+    let doc: serde_json::Value = serde_json::from_slice(json)
+        .map_err(|e| DockerConfigError(format!("not valid JSON: {e}")))?;
     let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
-        return Err("no `auths` object".into());
+        return Err(DockerConfigError("no `auths` object".into()));
     };
     let normalise = |k: &str| {
         let k = k
@@ -557,12 +558,12 @@ pub fn credentials_from_docker_config(
         if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
-                .map_err(|e| format!("auths.{key}.auth is not base64: {e}"))?;
-            let text =
-                String::from_utf8(raw).map_err(|_| format!("auths.{key}.auth is not UTF-8"))?;
-            let (username, password) = text
-                .split_once(':')
-                .ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
+                .map_err(|e| DockerConfigError(format!("auths.{key}.auth is not base64: {e}")))?;
+            let text = String::from_utf8(raw)
+                .map_err(|_| DockerConfigError(format!("auths.{key}.auth is not UTF-8")))?;
+            let (username, password) = text.split_once(':').ok_or_else(|| {
+                DockerConfigError(format!("auths.{key}.auth is not user:password"))
+            })?;
             return Ok(Some(Credentials {
                 username: username.to_owned(),
                 password: password.to_owned(),
@@ -627,6 +628,7 @@ mod tests {
         assert!(
             credentials_from_docker_config(br#"{"auths":{"x":{"auth":"%%%"}}}"#, "x")
                 .unwrap_err()
+                .to_string()
                 .contains("base64")
         );
     }

@@ -14,10 +14,10 @@ use std::time::Duration;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
 use transition_crds::{ClusterPolicy, Transition};
-use transition_operator::crd_install::install_crds;
+use transition_operator::k8s::crd_install::install_crds;
 use transition_testlab::{Lab, fresh_namespace};
 
-const SEED: &str = include_str!("../../catalog/policies/clusterpolicy-sample.yaml");
+const SEED: &str = include_str!("../../../catalog/policies/clusterpolicy-sample.yaml");
 
 async fn mgmt() -> kube::Client {
     let lab = Lab::get().unwrap();

@@ -7,18 +7,16 @@
     reason = "test code"
 )]
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use checkpoint_agent::metrics::{Label, Metrics};
 use checkpoint_agent::upload::{Uploader, UploaderConfig};
 use checkpoint_agent::watch::{ArchiveWatcher, Health, WatchConfig};
-use common::*;
 use tokio_util::sync::CancellationToken;
 use transition_testlab::S3Server;
 

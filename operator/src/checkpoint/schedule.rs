@@ -1,12 +1,43 @@
-//! When a checkpoint is due (pure): cron schedules and manual triggers.
+//! When a checkpoint is due (pure): cron parsing, schedules and manual triggers — every cron
+//! helper of the operator lives here.
 //!
 //! * Missed runs are not replayed in a storm: after an outage, only the latest missed slot runs
 //!   (once), then the schedule continues.
 //! * A manual trigger is the annotation `transition.dcnlab.ssu.ac.kr/checkpoint-now: <token>`;
 //!   each distinct token triggers exactly once (the handled token is recorded in status).
 
+use std::str::FromStr;
+
 use croner::Cron;
 use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
+use transition_crds::Checkpoint;
+
+use crate::cluster_policy::discover::MANUAL_SCHEDULE;
+
+/// A schedule that is not a cron expression croner accepts.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid cron expression {expr:?}: {source}")]
+pub struct CronError {
+    pub expr: String,
+    #[source]
+    pub source: croner::errors::CronError,
+}
+
+/// Parses a cron expression (5 fields, 6 with seconds, or `@hourly`-style).
+pub fn parse_cron(expr: &str) -> Result<Cron, CronError> {
+    Cron::from_str(expr.trim()).map_err(|source| CronError {
+        expr: expr.to_owned(),
+        source,
+    })
+}
+
+/// The next firing of `cron` strictly after `now` (UTC).
+pub fn next_run(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
+    let zoned = now.to_zoned(TimeZone::UTC);
+    cron.find_next_occurrence(&zoned, false)
+        .ok()
+        .map(|z| z.timestamp())
+}
 
 /// Annotation that asks for a checkpoint now; its value is a token, handled once.
 pub const CHECKPOINT_NOW: &str = "transition.dcnlab.ssu.ac.kr/checkpoint-now";
@@ -29,10 +60,60 @@ pub fn manual_trigger<'a>(annotation: Option<&'a str>, handled: Option<&str>) ->
     (!token.is_empty() && Some(token) != handled.map(str::trim)).then_some(token)
 }
 
+/// What is due now: a trigger label, the slot (scheduled) or token (manual).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Due {
+    Scheduled(Timestamp),
+    Manual(String),
+}
+
+impl Due {
+    pub fn label(&self) -> String {
+        match self {
+            Due::Scheduled(t) => format!("schedule:{t}"),
+            Due::Manual(token) => format!("manual:{token}"),
+        }
+    }
+}
+
+/// Decides whether a run of `c` is due at `now`, and otherwise when to look again.
+pub fn decide(
+    c: &Checkpoint,
+    now: Timestamp,
+) -> Result<(Option<Due>, Option<std::time::Duration>), CronError> {
+    let status = c.status.clone().unwrap_or_default();
+    let token = c
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CHECKPOINT_NOW))
+        .map(String::as_str);
+    if let Some(t) = manual_trigger(token, status.last_manual_token.as_deref()) {
+        return Ok((Some(Due::Manual(t.to_owned())), None));
+    }
+    if c.spec.schedule.trim() == MANUAL_SCHEDULE {
+        return Ok((None, None));
+    }
+    let cron = parse_cron(&c.spec.schedule)?;
+    let since = status
+        .last_scheduled_run
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| c.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(now);
+    if let Some(slot) = due(&cron, since, now) {
+        return Ok((Some(Due::Scheduled(slot)), None));
+    }
+    let wake = next_run(&cron, now).map(|n| {
+        let ms = (n.as_millisecond() - now.as_millisecond()).max(0);
+        std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    });
+    Ok((None, wake))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::parse_cron;
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -7,14 +7,12 @@
     reason = "test code"
 )]
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use checkpoint_agent::metrics::Metrics;
 use checkpoint_agent::store::ErrorKind;
 use checkpoint_agent::upload::{Outcome, UploadError};
-use common::*;
 use tokio_util::sync::CancellationToken;
 use transition_crds::storage::{ArchiveKey, META_SHA256};
 use transition_testlab::S3Server;

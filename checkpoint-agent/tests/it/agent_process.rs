@@ -9,14 +9,12 @@
     reason = "test code"
 )]
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use transition_crds::heartbeat::Heartbeat;
 use transition_crds::storage::META_SHA256;
 use transition_testlab::S3Server;

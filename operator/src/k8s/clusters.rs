@@ -85,6 +85,8 @@ pub struct WorkloadClusters {
     timeout: Duration,
     /// (namespace, secret, resourceVersion or file) → client.
     cache: Mutex<HashMap<(String, String), (String, kube::Client)>>,
+    /// Clients given up front, by cluster name (they win over Secrets; tests hand in stand-ins).
+    fixed: HashMap<String, kube::Client>,
 }
 
 impl WorkloadClusters {
@@ -94,7 +96,14 @@ impl WorkloadClusters {
             fallback_dir,
             timeout: Duration::from_secs(10),
             cache: Mutex::new(HashMap::new()),
+            fixed: HashMap::new(),
         }
+    }
+
+    /// Uses `client` for `cluster` whatever the Secrets say.
+    pub fn with_client(mut self, cluster: &str, client: kube::Client) -> WorkloadClusters {
+        self.fixed.insert(cluster.to_owned(), client);
+        self
     }
 
     /// A client for `cluster`, from the Secret in `namespace` (see the module docs).
@@ -104,6 +113,9 @@ impl WorkloadClusters {
         namespace: &str,
         annotations: &BTreeMap<String, String>,
     ) -> Result<kube::Client, ClusterError> {
+        if let Some(client) = self.fixed.get(cluster) {
+            return Ok(client.clone());
+        }
         let (secret, key) = secret_for(cluster, annotations);
         let api: Api<Secret> = Api::namespaced(self.management.clone(), namespace);
         let found = tokio::time::timeout(self.timeout, api.get_opt(&secret))
@@ -128,8 +140,8 @@ impl WorkloadClusters {
             ));
         };
         let version = found.metadata.resource_version.clone().unwrap_or_default();
-        if let Ok(cache) = self.cache.lock()
-            && let Some((v, c)) = cache.get(&cache_key)
+        if let Some((v, c)) =
+            crate::observe::locks::lock(&self.cache, "cluster clients").get(&cache_key)
             && *v == version
         {
             return Ok(c.clone());
@@ -154,9 +166,8 @@ impl WorkloadClusters {
             })?;
         let source_name = format!("Secret {namespace}/{secret}");
         let client = client_from_yaml(cluster, &source_name, &bytes).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(cache_key, (version, client.clone()));
-        }
+        crate::observe::locks::lock(&self.cache, "cluster clients")
+            .insert(cache_key, (version, client.clone()));
         Ok(client)
     }
 

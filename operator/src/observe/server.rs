@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]

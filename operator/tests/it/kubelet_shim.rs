@@ -169,7 +169,7 @@ async fn a_checkpoint_through_the_node_proxy_returns_a_real_criu_archive_each_ti
         .await
         .unwrap_err();
     assert!(
-        matches!(err, KubeletError::Request { .. }) && err.to_string().contains("no-such-pod"),
+        matches!(err, KubeletError::NotFound { .. }) && err.to_string().contains("no-such-pod"),
         "{err}"
     );
     assert!(
@@ -183,5 +183,20 @@ async fn a_checkpoint_through_the_node_proxy_returns_a_real_criu_archive_each_ti
     assert!(
         matches!(err, KubeletError::BadName { field: "pod", .. }),
         "{err}"
+    );
+}
+
+/// The stand-in's own unit tests (the Python package `hack/kubelet_shim/`), so CI runs them too.
+#[test]
+fn the_kubelet_shims_own_unit_tests_pass() {
+    let out = Command::new("bash")
+        .arg(repo_root().join("hack/test-shim.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -25,6 +25,12 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of bounded-queue metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
 /// All metrics, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,6 +43,8 @@ pub struct Metrics {
     pub transitions: Family<OutcomeLabels, Counter>,
     /// Transition phase durations, by phase.
     pub phase_seconds: Family<OutcomeLabels, Histogram>,
+    /// Sends that found a bounded queue full (nothing is dropped: the sender waits).
+    pub queue_full: Family<QueueLabels, Counter>,
     pub registry: Registry,
 }
 
@@ -75,7 +83,19 @@ impl Default for Metrics {
             "Transition phase durations",
             phase_seconds.clone(),
         );
+        registry.register(
+            "lock_poisoned",
+            "Locks found poisoned by a panicked task (their data was used as left)",
+            super::locks::POISONED.clone(),
+        );
+        let queue_full = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "queue_full",
+            "Sends that found a bounded queue full and had to wait, by queue",
+            queue_full.clone(),
+        );
         Metrics {
+            queue_full,
             checkpoints,
             transitions,
             phase_seconds,

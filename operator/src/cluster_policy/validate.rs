@@ -1,17 +1,18 @@
 //! Pure ClusterPolicy logic (no client): validate a spec beyond what the CRD schema can say,
 //! choose the failover target, and build the status. Unit-tested from inline YAML.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use croner::Cron;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
+use k8s_openapi::jiff::Timestamp;
 use transition_crds::cluster_policy::{
     BackupType, ClusterPolicySpec, ClusterPolicyStatus, PackageSelector, PackageStatus,
     PackageType, RepoType, ScheduleStatus, SelectMode, TransitionMode,
 };
 use transition_crds::conditions::{self, Status};
+
+use crate::checkpoint::schedule::{next_run, parse_cron};
 
 /// One problem in a spec, with the path of the field at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,11 +48,6 @@ pub struct ValidPolicy<'a> {
     pub packages: Vec<ProtectedPackage<'a>>,
     /// The cluster a failover would go to now (`None` when `transitionMode: None`).
     pub target: Option<&'a str>,
-}
-
-/// Parses a cron expression (5 fields, 6 with seconds, or `@hourly`-style).
-pub fn parse_cron(expr: &str) -> Result<Cron, String> {
-    Cron::from_str(expr.trim()).map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
 }
 
 /// Whether a package path is a plain relative path inside the repository.
@@ -151,7 +147,7 @@ pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecErr
                 }
                 (BackupType::Schedule, Some(expr)) => match parse_cron(expr) {
                     Ok(cron) => schedules.push((b.name.as_str(), Some(cron))),
-                    Err(reason) => errors.push(err(bat, reason)),
+                    Err(e) => errors.push(err(bat, e.to_string())),
                 },
                 (BackupType::Manual, _) => schedules.push((b.name.as_str(), None)),
             }
@@ -191,14 +187,6 @@ pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecErr
     }
 }
 
-/// The next firing of `cron` strictly after `now` (UTC).
-pub fn next_run(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
-    let zoned = now.to_zoned(TimeZone::UTC);
-    cron.find_next_occurrence(&zoned, false)
-        .ok()
-        .map(|z| z.timestamp())
-}
-
 /// What a reconcile decided: the status to write and when to look again.
 #[derive(Clone, Debug)]
 pub struct Evaluation {
@@ -220,110 +208,126 @@ pub fn evaluate(
     status.observed_generation = generation;
     status.source_cluster = Some(spec.cluster_selector.name.clone());
     match validate(spec) {
-        Ok(valid) => {
-            let mut wake: Option<Timestamp> = None;
-            let packages: Vec<PackageStatus> = valid
-                .packages
+        Ok(valid) => protected(spec, &valid, status, generation, now),
+        Err(errors) => refused(status, errors, generation, now),
+    }
+}
+
+/// The status of a valid policy: its packages with their schedules, the target, Ready.
+fn protected(
+    spec: &ClusterPolicySpec,
+    valid: &ValidPolicy<'_>,
+    mut status: ClusterPolicyStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Evaluation {
+    let mut wake: Option<Timestamp> = None;
+    let packages: Vec<PackageStatus> = valid
+        .packages
+        .iter()
+        .map(|p| {
+            let previous = status.packages.iter().find(|s| s.name == p.selector.name);
+            let schedules = p
+                .schedules
                 .iter()
-                .map(|p| {
-                    let previous = status.packages.iter().find(|s| s.name == p.selector.name);
-                    let schedules = p
-                        .schedules
-                        .iter()
-                        .zip(&p.selector.backup_information)
-                        .map(|((name, cron), info)| {
-                            let next = cron.as_ref().and_then(|c| next_run(c, now));
-                            if let Some(n) = next {
-                                wake = Some(wake.map_or(n, |w| w.min(n)));
-                            }
-                            ScheduleStatus {
-                                name: (*name).to_owned(),
-                                backup_type: info.backup_type,
-                                schedule_period: info.schedule_period.clone(),
-                                next_run: next.map(Time),
-                            }
-                        })
-                        .collect();
-                    PackageStatus {
-                        name: p.selector.name.clone(),
-                        package_type: p.selector.package_type,
-                        live_state: p.selector.live_state_package,
-                        schedules,
-                        last_checkpoint_time: previous.and_then(|s| s.last_checkpoint_time.clone()),
-                        last_checkpoint_image: previous
-                            .and_then(|s| s.last_checkpoint_image.clone()),
-                        workloads: previous.map(|s| s.workloads.clone()).unwrap_or_default(),
+                .zip(&p.selector.backup_information)
+                .map(|((name, cron), info)| {
+                    let next = cron.as_ref().and_then(|c| next_run(c, now));
+                    if let Some(n) = next {
+                        wake = Some(wake.map_or(n, |w| w.min(n)));
+                    }
+                    ScheduleStatus {
+                        name: (*name).to_owned(),
+                        backup_type: info.backup_type,
+                        schedule_period: info.schedule_period.clone(),
+                        next_run: next.map(Time),
                     }
                 })
                 .collect();
-            let count = packages.len();
-            status.protected_packages = Some(i32::try_from(count).unwrap_or(i32::MAX));
-            status.packages = packages;
-            status.target_cluster = valid.target.map(str::to_owned);
-            conditions::set(
-                &mut status.conditions,
-                conditions::SPEC_VALID,
-                Status::True,
-                "Valid",
-                "spec passed validation",
-                generation,
-                now,
-            );
-            let target = valid.target.unwrap_or("none (transitionMode: None)");
-            conditions::set(
-                &mut status.conditions,
-                conditions::READY,
-                Status::True,
-                "Protected",
-                format!(
-                    "{count} package(s) of {} protected; failover target {target}",
-                    spec.cluster_selector.name
-                ),
-                generation,
-                now,
-            );
-            let wake_after = wake.map(|w| {
-                let ms = (w.as_millisecond() - now.as_millisecond()).max(0);
-                Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-            });
-            Evaluation {
-                status,
-                errors: Vec::new(),
-                wake_after,
+            PackageStatus {
+                name: p.selector.name.clone(),
+                package_type: p.selector.package_type,
+                live_state: p.selector.live_state_package,
+                schedules,
+                last_checkpoint_time: previous.and_then(|s| s.last_checkpoint_time.clone()),
+                last_checkpoint_image: previous.and_then(|s| s.last_checkpoint_image.clone()),
+                workloads: previous.map(|s| s.workloads.clone()).unwrap_or_default(),
             }
-        }
-        Err(errors) => {
-            let message = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            conditions::set(
-                &mut status.conditions,
-                conditions::SPEC_VALID,
-                Status::False,
-                "InvalidSpec",
-                &message,
-                generation,
-                now,
-            );
-            conditions::set(
-                &mut status.conditions,
-                conditions::READY,
-                Status::False,
-                "InvalidSpec",
-                &message,
-                generation,
-                now,
-            );
-            status.protected_packages = Some(0);
-            status.target_cluster = None;
-            Evaluation {
-                status,
-                errors,
-                wake_after: None,
-            }
-        }
+        })
+        .collect();
+    let count = packages.len();
+    status.protected_packages = Some(i32::try_from(count).unwrap_or(i32::MAX));
+    status.packages = packages;
+    status.target_cluster = valid.target.map(str::to_owned);
+    conditions::set(
+        &mut status.conditions,
+        conditions::SPEC_VALID,
+        Status::True,
+        "Valid",
+        "spec passed validation",
+        generation,
+        now,
+    );
+    let target = valid.target.unwrap_or("none (transitionMode: None)");
+    conditions::set(
+        &mut status.conditions,
+        conditions::READY,
+        Status::True,
+        "Protected",
+        format!(
+            "{count} package(s) of {} protected; failover target {target}",
+            spec.cluster_selector.name
+        ),
+        generation,
+        now,
+    );
+    let wake_after = wake.map(|w| {
+        let ms = (w.as_millisecond() - now.as_millisecond()).max(0);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    });
+    Evaluation {
+        status,
+        errors: Vec::new(),
+        wake_after,
+    }
+}
+
+/// The status of a policy that failed validation: every problem in SpecValid and Ready.
+fn refused(
+    mut status: ClusterPolicyStatus,
+    errors: Vec<SpecError>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Evaluation {
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    conditions::set(
+        &mut status.conditions,
+        conditions::SPEC_VALID,
+        Status::False,
+        "InvalidSpec",
+        &message,
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut status.conditions,
+        conditions::READY,
+        Status::False,
+        "InvalidSpec",
+        &message,
+        generation,
+        now,
+    );
+    status.protected_packages = Some(0);
+    status.target_cluster = None;
+    Evaluation {
+        status,
+        errors,
+        wake_after: None,
     }
 }
 
@@ -336,7 +340,7 @@ mod tests {
         serde_saphyr::from_str(yaml).unwrap()
     }
 
-    const SEED: &str = include_str!("../../catalog/policies/clusterpolicy-sample.yaml");
+    const SEED: &str = include_str!("../../../catalog/policies/clusterpolicy-sample.yaml");
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()

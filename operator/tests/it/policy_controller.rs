@@ -16,12 +16,12 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use transition_crds::ClusterPolicy;
 use transition_crds::conditions::{self, READY, SPEC_VALID};
-use transition_operator::controller::{self, Context};
-use transition_operator::crd_install::install_crds;
-use transition_operator::metrics::Metrics;
+use transition_operator::cluster_policy::{self as controller, Context};
+use transition_operator::k8s::crd_install::install_crds;
+use transition_operator::observe::metrics::Metrics;
 use transition_testlab::{Lab, fresh_namespace};
 
-const SEED: &str = include_str!("../../catalog/policies/clusterpolicy-sample.yaml");
+const SEED: &str = include_str!("../../../catalog/policies/clusterpolicy-sample.yaml");
 
 /// Polls `api.get(name)` until `check` holds (at most 30 s).
 async fn eventually(

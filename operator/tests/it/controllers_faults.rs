@@ -18,11 +18,11 @@ use kube::api::{Api, PostParams};
 use transition_crds::conditions;
 use transition_crds::transition::TransitionPhase;
 use transition_crds::{ClusterPolicy, Transition};
+use transition_operator::cluster_policy::{self as controller, DISCOVERED};
 use transition_operator::context::{Context, Settings};
-use transition_operator::controller::{self, DISCOVERED};
-use transition_operator::crd_install::install_crds;
-use transition_operator::metrics::Metrics;
-use transition_operator::transitions;
+use transition_operator::k8s::crd_install::install_crds;
+use transition_operator::observe::metrics::Metrics;
+use transition_operator::transition as transitions;
 use transition_testlab::{Lab, fresh_namespace};
 
 const POLICY: &str = r#"
@@ -93,7 +93,7 @@ async fn missing_secrets_dead_clusters_and_missing_policies_become_conditions_na
     let s1 = stop.clone();
     let s2 = stop.clone();
     let policies = tokio::spawn(async move { controller::run(c1, Some(&n1), s1).await });
-    let trans = tokio::spawn(async move { transitions::run_controller(c2, Some(&n2), s2).await });
+    let trans = tokio::spawn(async move { transitions::run(c2, Some(&n2), s2).await });
 
     // 1. No `cluster1-azure-kubeconfig` Secret (Cluster API convention).
     let api: Api<ClusterPolicy> = Api::namespaced(client.clone(), &ns);

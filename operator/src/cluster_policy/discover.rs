@@ -246,86 +246,114 @@ fn build_checkpoint(
         .filter(|c| !c.image.is_empty())
         .collect();
     let source = &spec.cluster_selector;
-    let target = crate::policy::choose_target(spec).map(|t| ClusterRef {
+    let target = super::validate::choose_target(spec).map(|t| ClusterRef {
         name: t.to_owned(),
         repository: target_repo(spec, t),
         package_name: Some(package.to_owned()),
     });
-    let labels = BTreeMap::from([
+    let labels = checkpoint_labels(policy_name, package, &node, &source.name, w);
+    let mut c = Checkpoint::new(
+        &checkpoint_name(policy_name, &pod_name, package),
+        CheckpointSpec {
+            schedule: schedule.to_owned(),
+            cluster_ref: Some(ClusterRef {
+                name: source.name.clone(),
+                repository: Some(source.repo.clone()),
+                package_name: Some(package.to_owned()),
+            }),
+            target_cluster_ref: target,
+            pod_ref: pod_ref(w, pod_name.clone(), node, &containers),
+            resource_ref: resource_ref(w),
+            registry: defaults.registry.clone(),
+            containers,
+        },
+    );
+    let annotations = inherited_annotations(policy);
+    c.metadata.namespace = policy.metadata.namespace.clone();
+    c.metadata.labels = Some(labels);
+    c.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+    c.metadata.owner_references = Some(vec![owner_ref(policy, policy_name)]);
+    Some(c)
+}
+
+/// The labels of a Checkpoint (what the controllers select on).
+fn checkpoint_labels(
+    policy_name: &str,
+    package: &str,
+    node: &str,
+    cluster: &str,
+    w: &Workload,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
         (LABEL_POLICY.to_owned(), unique_name(policy_name, 63)),
         (LABEL_PACKAGE.to_owned(), unique_name(package, 63)),
-        (LABEL_NODE.to_owned(), unique_name(&node, 63)),
-        (LABEL_CLUSTER.to_owned(), unique_name(&source.name, 63)),
+        (LABEL_NODE.to_owned(), unique_name(node, 63)),
+        (LABEL_CLUSTER.to_owned(), unique_name(cluster, 63)),
         (
             LABEL_WORKLOAD.to_owned(),
             unique_name(&format!("{}-{}", w.kind.to_ascii_lowercase(), w.name), 63),
         ),
-    ]);
-    // Manual triggers and kubeconfig overrides on the policy reach its Checkpoints.
-    let annotations: BTreeMap<String, String> = policy
+    ])
+}
+
+/// Manual triggers and kubeconfig overrides on the policy reach its Checkpoints.
+fn inherited_annotations(policy: &ClusterPolicy) -> BTreeMap<String, String> {
+    policy
         .metadata
         .annotations
         .iter()
         .flatten()
         .filter(|(k, _)| {
-            k.as_str() == crate::schedule::CHECKPOINT_NOW
-                || k.starts_with(crate::clusters::KUBECONFIG_ANNOTATION_PREFIX)
+            k.as_str() == crate::checkpoint::schedule::CHECKPOINT_NOW
+                || k.starts_with(crate::k8s::clusters::KUBECONFIG_ANNOTATION_PREFIX)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let owner = OwnerReference {
+        .collect()
+}
+
+fn owner_ref(policy: &ClusterPolicy, policy_name: &str) -> OwnerReference {
+    OwnerReference {
         api_version: "transition.dcnlab.ssu.ac.kr/v1".into(),
         kind: "ClusterPolicy".into(),
         name: policy_name.to_owned(),
         uid: policy.metadata.uid.clone().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: None,
-    };
-    let resource_annotations = w
+    }
+}
+
+fn resource_ref(w: &Workload) -> ResourceRef {
+    let annotations = w
         .annotations
         .iter()
         .filter(|(k, _)| k.as_str() == ANNOTATION_POLICY || k.as_str() == ANNOTATION_PACKAGE)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let ckpt_spec = CheckpointSpec {
-        schedule: schedule.to_owned(),
-        cluster_ref: Some(ClusterRef {
-            name: source.name.clone(),
-            repository: Some(source.repo.clone()),
-            package_name: Some(package.to_owned()),
-        }),
-        target_cluster_ref: target,
-        pod_ref: PodRef {
-            namespace: Some(w.namespace.clone()),
-            name: pod_name.clone(),
-            node_name: Some(node),
-            container_ref: ContainerRef {
-                containers: containers
-                    .iter()
-                    .map(|c| ContainerEntry {
-                        name: c.name.clone(),
-                        image: Some(c.image.clone()),
-                        other: BTreeMap::new(),
-                    })
-                    .collect(),
-            },
+    ResourceRef {
+        api_version: "apps/v1".into(),
+        kind: w.kind.clone(),
+        namespace: Some(w.namespace.clone()),
+        name: w.name.clone(),
+        annotations,
+    }
+}
+
+fn pod_ref(w: &Workload, name: String, node: String, containers: &[ContainerImage]) -> PodRef {
+    PodRef {
+        namespace: Some(w.namespace.clone()),
+        name,
+        node_name: Some(node),
+        container_ref: ContainerRef {
+            containers: containers
+                .iter()
+                .map(|c| ContainerEntry {
+                    name: c.name.clone(),
+                    image: Some(c.image.clone()),
+                    other: BTreeMap::new(),
+                })
+                .collect(),
         },
-        resource_ref: ResourceRef {
-            api_version: "apps/v1".into(),
-            kind: w.kind.clone(),
-            namespace: Some(w.namespace.clone()),
-            name: w.name.clone(),
-            annotations: resource_annotations,
-        },
-        registry: defaults.registry.clone(),
-        containers,
-    };
-    let mut c = Checkpoint::new(&checkpoint_name(policy_name, &pod_name, package), ckpt_spec);
-    c.metadata.namespace = policy.metadata.namespace.clone();
-    c.metadata.labels = Some(labels);
-    c.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
-    c.metadata.owner_references = Some(vec![owner]);
-    Some(c)
+    }
 }
 
 /// The repository of target cluster `name` (its `repo`, else the source's).
@@ -531,7 +559,8 @@ spec:
         assert_eq!(c.metadata.owner_references.as_ref().unwrap()[0].uid, "u-1");
         let ann = c.metadata.annotations.as_ref().unwrap();
         assert_eq!(
-            ann.get(crate::schedule::CHECKPOINT_NOW).map(String::as_str),
+            ann.get(crate::checkpoint::schedule::CHECKPOINT_NOW)
+                .map(String::as_str),
             Some("t1")
         );
         assert!(!ann.contains_key("unrelated"));

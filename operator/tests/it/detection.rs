@@ -16,11 +16,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use transition_operator::crd_install::install_crds;
 use transition_operator::detect::run::{Detector, KubeProbe, NodeHealthWriter, node_health_name};
 use transition_operator::detect::server::{Tokens, router};
 use transition_operator::detect::tracker::{Health, NodeKey, TrackerConfig};
 use transition_operator::detect::{beats, phi::PhiConfig};
+use transition_operator::k8s::crd_install::install_crds;
 use transition_testlab::{Lab, fresh_namespace};
 
 const CLUSTER: &str = "cluster1-azure";
@@ -119,6 +119,7 @@ async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirme
             namespace: ns.clone(),
         }),
         faults: faults_tx,
+        faults_full: Default::default(),
         changes,
         probe_timeout: Duration::from_secs(3),
         last_seen_every: Duration::from_secs(600),

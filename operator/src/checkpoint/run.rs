@@ -1,0 +1,391 @@
+//! One checkpoint run, carried forward from what `status.run` records: (1) the kubelet checkpoint
+//! of each container not yet taken, (2) each archive's image once the agent's upload is in S3,
+//! (3) the record in the history, pruning beyond the retention. The caller persists the status
+//! after every step; nothing here waits: an upload not there yet is a [`Progress::Waiting`].
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use transition_crds::Checkpoint;
+use transition_crds::checkpoint::{CheckpointRecord, CheckpointStatus, RunArchive};
+use transition_crds::storage::ArchiveKey;
+
+use super::Error;
+use super::registry::image_repository;
+use crate::context::Context;
+use crate::image::build::{ImageSpec, build_and_push, timestamp_tag};
+use crate::image::registry::Registry;
+use crate::kubelet::{Kubelet, KubeletError};
+use crate::observe::metrics::OutcomeLabels;
+use crate::storage::ArchiveStore;
+
+/// Where a run stands after one step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Every image is pushed: the run can be recorded.
+    Pushed,
+    /// Waiting for the agent's upload of `key`; look again after the delay.
+    Waiting { key: String, after: Duration },
+}
+
+/// What one run works on, from the Checkpoint's spec.
+pub struct Target<'a> {
+    pub checkpoint: &'a Checkpoint,
+    /// `namespace/name` of the Checkpoint.
+    pub id: String,
+    pub cluster: String,
+    pub pod_namespace: String,
+    pub pod: String,
+    /// `(container, original image)`.
+    pub containers: Vec<(String, String)>,
+}
+
+impl<'a> Target<'a> {
+    /// Reads the run's target from `c`'s spec.
+    pub fn of(c: &'a Checkpoint, id: String) -> Result<Target<'a>, Error> {
+        let ns = kube::ResourceExt::namespace(c).unwrap_or_default();
+        let cluster = c
+            .spec
+            .cluster_ref
+            .as_ref()
+            .map(|r| r.name.clone())
+            .ok_or_else(|| Error::InvalidSpec {
+                checkpoint: id.clone(),
+                reason: "spec.clusterRef.name is required".into(),
+            })?;
+        let containers = c
+            .spec
+            .pod_ref
+            .container_ref
+            .containers
+            .iter()
+            .map(|e| {
+                let image = e
+                    .image
+                    .clone()
+                    .or_else(|| {
+                        c.spec
+                            .containers
+                            .iter()
+                            .find(|x| x.name == e.name)
+                            .map(|x| x.image.clone())
+                    })
+                    .unwrap_or_default();
+                (e.name.clone(), image)
+            })
+            .collect();
+        Ok(Target {
+            checkpoint: c,
+            cluster,
+            pod_namespace: c.spec.pod_ref.namespace.clone().unwrap_or(ns),
+            pod: c.spec.pod_ref.name.clone(),
+            containers,
+            id,
+        })
+    }
+
+    /// Containers of the target with no archive in the run yet.
+    pub fn missing(&self, status: &CheckpointStatus) -> Vec<String> {
+        self.containers
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| {
+                status
+                    .run
+                    .as_ref()
+                    .is_some_and(|r| !r.archives.iter().any(|a| &a.container == *name))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Step 1 for one container: the kubelet checkpoint through the source cluster's node proxy.
+/// Returns the run archive to record.
+pub async fn take(
+    ctx: &Context,
+    target: &Target<'_>,
+    kubelet: &Kubelet,
+    node: &str,
+    container: &str,
+) -> Result<RunArchive, Error> {
+    let paths = kubelet
+        .checkpoint(
+            node,
+            &target.pod_namespace,
+            &target.pod,
+            container,
+            ctx.settings.kubelet_timeout,
+        )
+        .await
+        .map_err(|source| match source {
+            KubeletError::NotFound { .. } => Error::PodGone {
+                checkpoint: target.id.clone(),
+                reason: source.to_string(),
+            },
+            _ => Error::Kubelet {
+                checkpoint: target.id.clone(),
+                source: Box::new(source),
+            },
+        })?;
+    let file = paths
+        .first()
+        .and_then(|p| std::path::Path::new(p).file_name())
+        .and_then(|f| f.to_str())
+        .ok_or_else(|| Error::NoArchive {
+            checkpoint: target.id.clone(),
+            paths: paths.clone(),
+        })?;
+    let key = ArchiveKey::new(&target.cluster, node, file).map_err(|source| Error::ArchiveKey {
+        checkpoint: target.id.clone(),
+        source: Box::new(source),
+    })?;
+    ctx.metrics
+        .checkpoints
+        .get_or_create(&OutcomeLabels {
+            outcome: "taken".into(),
+        })
+        .inc();
+    Ok(RunArchive {
+        container: container.to_owned(),
+        archive_key: key.to_string(),
+        taken_at: Some(Time(Timestamp::now())),
+        image: None,
+        size_bytes: None,
+    })
+}
+
+/// The node the pod runs on (from the spec, else the source cluster's API).
+pub async fn node_of(client: &kube::Client, target: &Target<'_>) -> Result<String, Error> {
+    if let Some(n) = target.checkpoint.spec.pod_ref.node_name.clone() {
+        return Ok(n);
+    }
+    let (ns, pod) = (&target.pod_namespace, &target.pod);
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let gone = |reason: String| Error::PodGone {
+        checkpoint: target.id.clone(),
+        reason,
+    };
+    let p = api
+        .get_opt(pod)
+        .await
+        .map_err(|source| Error::ReadPod {
+            checkpoint: target.id.clone(),
+            pod: format!("{ns}/{pod}"),
+            source,
+        })?
+        .ok_or_else(|| gone(format!("pod {ns}/{pod} does not exist")))?;
+    p.spec
+        .and_then(|s| s.node_name)
+        .ok_or_else(|| gone(format!("pod {ns}/{pod} is not scheduled on a node")))
+}
+
+/// How long to wait before looking for an upload again, `waited` after the archive was taken:
+/// quick at first, then every 5 s at most.
+pub fn upload_poll_delay(waited: Duration) -> Duration {
+    (waited / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
+}
+
+/// Step 2 for one archive: its image once the agent's upload is complete. `Ok(None)`: not there
+/// yet, still within the wait.
+pub async fn build_image(
+    ctx: &Context,
+    target: &Target<'_>,
+    store: &ArchiveStore,
+    registry: &Registry,
+    archive: &RunArchive,
+    now: Timestamp,
+) -> Result<Option<(String, u64)>, Error> {
+    let object = match store.ready(&archive.archive_key).await {
+        Ok(o) => o,
+        Err(source) => {
+            let taken = archive.taken_at.as_ref().map_or(now, |t| t.0);
+            let waited = Duration::from_millis(
+                u64::try_from((now.as_millisecond() - taken.as_millisecond()).max(0)).unwrap_or(0),
+            );
+            // Not there yet, or S3 unreachable: both may change within the wait.
+            if waited < ctx.settings.archive_wait {
+                return Ok(None);
+            }
+            return Err(Error::UploadMissing {
+                checkpoint: target.id.clone(),
+                key: archive.archive_key.clone(),
+                seconds: ctx.settings.archive_wait.as_secs(),
+                source: Box::new(source),
+            });
+        }
+    };
+    let store_error = |source| Error::Store {
+        checkpoint: target.id.clone(),
+        source: Box::new(source),
+    };
+    let reader = store
+        .open(&archive.archive_key)
+        .await
+        .map_err(store_error)?;
+    let created = Timestamp::now().to_string();
+    let spec = ImageSpec {
+        repo: image_repository(
+            &target.checkpoint.spec.registry,
+            target.checkpoint,
+            &archive.container,
+        ),
+        tag: timestamp_tag(&created),
+        moving_tag: None,
+        chunk_size: 16 << 20,
+        limits: Default::default(),
+        known_digest: Some(object.digest.clone()),
+        created,
+    };
+    let pushed = build_and_push(registry, reader, &spec)
+        .await
+        .map_err(|source| Error::Image {
+            checkpoint: target.id.clone(),
+            key: archive.archive_key.clone(),
+            repo: spec.repo.clone(),
+            source: Box::new(source),
+        })?;
+    ctx.metrics
+        .checkpoints
+        .get_or_create(&OutcomeLabels {
+            outcome: "pushed".into(),
+        })
+        .inc();
+    Ok(Some((pushed.reference, object.size)))
+}
+
+/// Step 3: records the finished run in the history and the status; returns the records beyond
+/// the retention (to prune) and the note for the Event.
+pub fn record(
+    status: &mut CheckpointStatus,
+    target: &Target<'_>,
+    retention: usize,
+    now: Timestamp,
+) -> (Vec<CheckpointRecord>, String) {
+    let Some(done) = status.run.take() else {
+        return (Vec::new(), String::new());
+    };
+    let mut dropped = Vec::new();
+    for a in &done.archives {
+        dropped.extend(status.record(
+            CheckpointRecord {
+                time: Time(now),
+                container: a.container.clone(),
+                archive_key: Some(a.archive_key.clone()),
+                image: a.image.clone(),
+                size_bytes: a.size_bytes,
+                trigger: Some(done.trigger.clone()),
+            },
+            retention,
+        ));
+    }
+    let first = done.archives.first();
+    status.phase = Some(transition_crds::checkpoint::CheckpointPhase::Completed);
+    status.last_checkpoint_time = Some(Time(now));
+    status.last_checkpoint_image = first.and_then(|a| a.image.clone());
+    status.original_image = first.and_then(|a| {
+        target
+            .containers
+            .iter()
+            .find(|(n, _)| *n == a.container)
+            .map(|(_, i)| i.clone())
+    });
+    let took = now.as_millisecond() - done.started_at.0.as_millisecond();
+    let note = format!(
+        "{} container(s) checkpointed in {} ms ({}): {}",
+        done.archives.len(),
+        took.max(0),
+        done.trigger,
+        done.archives
+            .iter()
+            .map(|a| format!("{} -> {}", a.container, a.image.as_deref().unwrap_or("?")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    status.message = Some(note.clone());
+    (dropped, note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use transition_crds::checkpoint::CheckpointRun;
+
+    fn checkpoint() -> Checkpoint {
+        serde_saphyr::from_str(
+            r#"
+apiVersion: transition.dcnlab.ssu.ac.kr/v1
+kind: Checkpoint
+metadata: {name: c, namespace: ops}
+spec:
+  schedule: "@manual"
+  clusterRef: {name: cluster1-azure}
+  podRef: {namespace: default, name: counter-a, nodeName: worker-1, containerRef: {containers: [{name: counter}]}}
+  resourceRef: {apiVersion: apps/v1, kind: Deployment, namespace: default, name: counter}
+  registry: {url: "http://127.0.0.1:5000", repository: checkpoints}
+  containers: [{name: counter, image: "busybox:1.36"}]
+"#,
+        )
+        .unwrap()
+    }
+
+    fn run_with(image: &str, second: i64) -> CheckpointRun {
+        CheckpointRun {
+            trigger: format!("manual:{second}"),
+            started_at: Time(Timestamp::from_second(second).unwrap()),
+            archives: vec![RunArchive {
+                container: "counter".into(),
+                archive_key: format!("checkpoints/v1/c/n/{second}.tar"),
+                taken_at: None,
+                image: Some(image.into()),
+                size_bytes: Some(10),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_finished_run_is_recorded_and_what_falls_beyond_the_retention_is_returned_for_pruning() {
+        let c = checkpoint();
+        let target = Target::of(&c, "ops/c".into()).unwrap();
+        let mut status = CheckpointStatus::default();
+        let mut pruned = Vec::new();
+        for (i, second) in [10, 20, 30].into_iter().enumerate() {
+            status.run = Some(run_with(&format!("r/c@sha256:{i}"), second));
+            let now = Timestamp::from_second(second + 1).unwrap();
+            let (dropped, note) = record(&mut status, &target, 2, now);
+            assert!(note.contains("1 container(s) checkpointed"), "{note}");
+            pruned.extend(dropped);
+        }
+        assert!(status.run.is_none());
+        assert_eq!(
+            status.last_checkpoint_image.as_deref(),
+            Some("r/c@sha256:2")
+        );
+        assert_eq!(status.original_image.as_deref(), Some("busybox:1.36"));
+        assert_eq!(status.history.len(), 2, "retention 2");
+        assert_eq!(pruned.len(), 1, "the oldest goes");
+        assert_eq!(pruned[0].image.as_deref(), Some("r/c@sha256:0"));
+        assert_eq!(
+            pruned[0].archive_key.as_deref(),
+            Some("checkpoints/v1/c/n/10.tar")
+        );
+    }
+
+    #[test]
+    fn an_upload_is_looked_for_quickly_at_first_then_every_five_seconds() {
+        assert_eq!(
+            upload_poll_delay(Duration::ZERO),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            upload_poll_delay(Duration::from_secs(4)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            upload_poll_delay(Duration::from_secs(600)),
+            Duration::from_secs(5)
+        );
+    }
+}

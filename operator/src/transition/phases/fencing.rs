@@ -1,0 +1,136 @@
+//! Fencing: the source must not run the package any more. A dead node gets Kubernetes'
+//! non-graceful-shutdown taint `node.kubernetes.io/out-of-service` (the source cluster then
+//! force-deletes its pods, so a node that returns does not run them again); a planned move
+//! removes the package from the source's kustomization (its Git commit) once the target serves.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use transition_crds::conditions::{self, Status};
+use transition_crds::transition::TriggerType;
+
+use super::committing::{Side, commit};
+use super::{Outcome, Step};
+use crate::transition::{Error, FENCED, OUT_OF_SERVICE_TAINT};
+
+/// How long one call to the source cluster may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts when the Node changed between our read and our write.
+const ATTEMPTS: usize = 3;
+
+pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
+    let t = step.transition;
+    if t.spec.trigger.type_ == TriggerType::Planned {
+        commit(step, Side::Fence).await?;
+    }
+    let (state, reason, message) = fence_node(step).await;
+    let generation = t.meta().generation;
+    conditions::set(
+        &mut step.status.conditions,
+        FENCED,
+        state,
+        reason,
+        message,
+        generation,
+        step.now,
+    );
+    Ok(Outcome::Advance)
+}
+
+/// Why the taint could not be set (the fence then holds by Git alone).
+#[derive(Debug, thiserror::Error)]
+enum TaintError {
+    #[error(transparent)]
+    Cluster(#[from] crate::k8s::clusters::ClusterError),
+    #[error("no answer within {}s", CALL_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("node {0} does not exist")]
+    NoNode(String),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("the node kept changing under us ({ATTEMPTS} attempts)")]
+    Contended,
+}
+
+/// The `(status, reason, message)` of the [`FENCED`] condition. Best effort: an unreachable
+/// source is fenced by Git only.
+async fn fence_node(step: &Step<'_>) -> (Status, &'static str, String) {
+    let t = step.transition;
+    let Some(node) = t.spec.trigger.node.as_deref() else {
+        return (
+            Status::True,
+            "GitOnly",
+            "no node named: the source is fenced by removing the package from its kustomization"
+                .into(),
+        );
+    };
+    if t.spec.trigger.type_ == TriggerType::Planned {
+        return (
+            Status::True,
+            "GitFence",
+            "package removed from the source's kustomization".into(),
+        );
+    }
+    match taint(step, node).await {
+        Ok(()) => (
+            Status::True,
+            "OutOfService",
+            format!(
+                "node {node} tainted {OUT_OF_SERVICE_TAINT}=nodeshutdown:NoExecute in {}, and the package leaves its kustomization",
+                t.spec.source_cluster
+            ),
+        ),
+        Err(e) => (
+            Status::True,
+            "GitOnly",
+            format!(
+                "could not taint node {node} ({e}); the package leaves the source's kustomization"
+            ),
+        ),
+    }
+}
+
+/// Adds the out-of-service taint to `node`, guarded by its resourceVersion so a concurrent
+/// change to the node's taints is never lost.
+async fn taint(step: &Step<'_>, node: &str) -> Result<(), TaintError> {
+    let client = step
+        .ctx
+        .clusters
+        .client(
+            &step.transition.spec.source_cluster,
+            &step.policy_ns,
+            &step.annotations(),
+        )
+        .await?;
+    let nodes: Api<Node> = Api::all(client);
+    for _ in 0..ATTEMPTS {
+        let current = tokio::time::timeout(CALL_TIMEOUT, nodes.get_opt(node))
+            .await
+            .map_err(|_| TaintError::Timeout)??
+            .ok_or_else(|| TaintError::NoNode(node.to_owned()))?;
+        let version = current.metadata.resource_version.clone();
+        let mut taints = current.spec.and_then(|s| s.taints).unwrap_or_default();
+        if taints.iter().any(|x| x.key == OUT_OF_SERVICE_TAINT) {
+            return Ok(());
+        }
+        taints.push(Taint {
+            key: OUT_OF_SERVICE_TAINT.into(),
+            value: Some("nodeshutdown".into()),
+            effect: "NoExecute".into(),
+            time_added: None,
+        });
+        let patch = json!({"metadata": {"resourceVersion": version}, "spec": {"taints": taints}});
+        let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+        let call = nodes.patch(node, &params, &merge);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Err(_) => return Err(TaintError::Timeout),
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if crate::k8s::is_status(&e, 409) => continue,
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+    Err(TaintError::Contended)
+}

@@ -1,0 +1,82 @@
+//! Pending: records the images and workloads the Transition moves, says whether the state comes
+//! along, announces the start (Event, policy history).
+
+use kube::Resource;
+use kube::runtime::events::EventType;
+use transition_crds::cluster_policy::PackageTransitionCondition;
+use transition_crds::conditions::{self, Status};
+
+use super::{Outcome, Step};
+use crate::transition::{Error, STATELESS, history};
+
+pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
+    let t = step.transition;
+    let generation = t.meta().generation;
+    let now = step.now;
+    step.status.images = step.images.clone();
+    step.status.workloads = step
+        .policy
+        .status
+        .as_ref()
+        .and_then(|s| s.packages.iter().find(|p| p.name == t.spec.package))
+        .map(|p| p.workloads.clone())
+        .unwrap_or_default();
+    let live = step.plan.selector.live_state_package;
+    let (state, reason, message) = match (live, step.images.len()) {
+        (true, 0) => (
+            Status::True,
+            "NoCheckpointImage",
+            format!(
+                "package {} has no completed checkpoint image: redeployed on {} without its state",
+                t.spec.package, t.spec.target_cluster
+            ),
+        ),
+        (false, _) => (
+            Status::True,
+            "NotLiveState",
+            "the package is not live-state: redeployed without state".to_owned(),
+        ),
+        (true, n) => (
+            Status::False,
+            "CheckpointImages",
+            format!("{n} checkpoint image(s) will be deployed"),
+        ),
+    };
+    conditions::set(
+        &mut step.status.conditions,
+        STATELESS,
+        state,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut step.status.conditions,
+        conditions::PROGRESSING,
+        Status::True,
+        "Started",
+        format!(
+            "moving {} from {} to {}",
+            t.spec.package, t.spec.source_cluster, t.spec.target_cluster
+        ),
+        generation,
+        now,
+    );
+    let note = format!(
+        "moving {} from {} to {} ({:?})",
+        t.spec.package, t.spec.source_cluster, t.spec.target_cluster, t.spec.trigger.type_
+    );
+    step.ctx
+        .publish(t, EventType::Normal, "TransitionStarted", &note)
+        .await;
+    history::record(
+        step.ctx,
+        t,
+        step.status,
+        PackageTransitionCondition::InProgress,
+        "started",
+    )
+    .await;
+    Ok(Outcome::Advance)
+}

@@ -1,0 +1,186 @@
+//! What a Transition does, derived from its spec and policy (pure): the phase order per trigger,
+//! the checkpoint images to deploy, and the Git plan.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::jiff::Timestamp;
+use transition_crds::Checkpoint;
+use transition_crds::cluster_policy::{ClusterPolicySpec, PackageSelector};
+use transition_crds::transition::{ImageRecord, TransitionPhase, TransitionSpec, TriggerType};
+
+use crate::gitops::writer::{FailoverPlan, ImageSwap, Strategy};
+
+/// A Transition its policy does not allow.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("ClusterPolicy {policy} has no package {package:?}")]
+    NoPackage { policy: String, package: String },
+    #[error("sourceCluster {given:?} is not the policy's source cluster {source_cluster:?}")]
+    WrongSource {
+        given: String,
+        source_cluster: String,
+    },
+    #[error("targetCluster is the source cluster")]
+    TargetIsSource,
+    #[error("targetCluster {target:?} is in the policy's avoidClusters")]
+    AvoidedTarget { target: String },
+}
+
+/// The phases a trigger goes through, in order.
+pub fn phases(trigger: TriggerType) -> &'static [TransitionPhase] {
+    use TransitionPhase::*;
+    match trigger {
+        TriggerType::Planned => &[
+            Pending,
+            Checkpointing,
+            Committing,
+            Syncing,
+            Verifying,
+            Fencing,
+            Completed,
+        ],
+        TriggerType::NodeFault | TriggerType::Manual => {
+            &[Pending, Fencing, Committing, Syncing, Verifying, Completed]
+        }
+    }
+}
+
+/// The phase after `current` for `trigger`.
+pub fn next_phase(trigger: TriggerType, current: TransitionPhase) -> Option<TransitionPhase> {
+    let order = phases(trigger);
+    let i = order.iter().position(|p| *p == current)?;
+    order.get(i + 1).copied()
+}
+
+/// The newest checkpoint image of each original image of `package` (pure).
+pub fn images_for<'a>(
+    package: &str,
+    checkpoints: impl IntoIterator<Item = &'a Checkpoint>,
+) -> Vec<ImageRecord> {
+    let mut best: BTreeMap<String, (Timestamp, ImageRecord)> = BTreeMap::new();
+    for c in checkpoints {
+        let ours = c
+            .spec
+            .cluster_ref
+            .as_ref()
+            .and_then(|r| r.package_name.as_deref());
+        if ours != Some(package) {
+            continue;
+        }
+        let Some(status) = &c.status else { continue };
+        for container in &c.spec.containers {
+            let Some(rec) = status.latest_image(&container.name) else {
+                continue;
+            };
+            let Some((image, digest)) = rec.image.as_deref().and_then(|i| i.split_once('@')) else {
+                continue;
+            };
+            let record = ImageRecord {
+                container: Some(container.name.clone()),
+                image: image.to_owned(),
+                digest: digest.to_owned(),
+                original: Some(container.image.clone()),
+            };
+            let newer = best
+                .get(&container.image)
+                .is_none_or(|(t, _)| rec.time.0 > *t);
+            if newer {
+                best.insert(container.image.clone(), (rec.time.0, record));
+            }
+        }
+    }
+    best.into_values().map(|(_, r)| r).collect()
+}
+
+/// What a transition writes, derived from its spec and policy (pure).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub selector: PackageSelector,
+    pub source_repo: String,
+    pub target_repo: String,
+    pub failover: FailoverPlan,
+}
+
+/// Checks a transition against its policy and builds the Git plan (pure).
+pub fn plan(
+    spec: &TransitionSpec,
+    policy_key: &str,
+    policy: &ClusterPolicySpec,
+    images: &[ImageRecord],
+) -> Result<Plan, PlanError> {
+    let selector = policy
+        .package_selectors
+        .iter()
+        .find(|p| p.name == spec.package)
+        .cloned()
+        .ok_or_else(|| PlanError::NoPackage {
+            policy: policy_key.to_owned(),
+            package: spec.package.clone(),
+        })?;
+    let source = &policy.cluster_selector.name;
+    if &spec.source_cluster != source {
+        return Err(PlanError::WrongSource {
+            given: spec.source_cluster.clone(),
+            source_cluster: source.clone(),
+        });
+    }
+    if spec.target_cluster == *source {
+        return Err(PlanError::TargetIsSource);
+    }
+    let tcp = policy.target_cluster_policy.clone().unwrap_or_default();
+    if tcp
+        .avoid_clusters
+        .iter()
+        .any(|a| a.name == spec.target_cluster)
+    {
+        return Err(PlanError::AvoidedTarget {
+            target: spec.target_cluster.clone(),
+        });
+    }
+    let target_repo = tcp
+        .prefer_clusters
+        .iter()
+        .find(|c| c.name == spec.target_cluster)
+        .and_then(|c| c.repo.clone())
+        .unwrap_or_else(|| policy.cluster_selector.repo.clone());
+    let fault = match spec.trigger.type_ {
+        TriggerType::NodeFault => format!(
+            "NodeFailed{}",
+            spec.trigger
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        TriggerType::Manual => "Manual".into(),
+        TriggerType::Planned => "Planned".into(),
+    };
+    let failover = FailoverPlan {
+        policy: policy_key.to_owned(),
+        package: spec.package.clone(),
+        package_path: PathBuf::from(selector.package_path.trim_end_matches('/')),
+        source_dir: PathBuf::from("clusters").join(source),
+        target_dir: PathBuf::from("clusters").join(&spec.target_cluster),
+        images: images
+            .iter()
+            .filter_map(|i| {
+                Some(ImageSwap {
+                    original: i.original.clone()?,
+                    reference: format!("{}@{}", i.image, i.digest),
+                })
+            })
+            .collect(),
+        strategy: Strategy::Kustomize,
+        fence: spec.trigger.type_ != TriggerType::Planned,
+        node: spec.trigger.node.clone().unwrap_or_else(|| "-".into()),
+        fault,
+        workloads: Vec::new(),
+    };
+    Ok(Plan {
+        selector,
+        source_repo: policy.cluster_selector.repo.clone(),
+        target_repo,
+        failover,
+    })
+}

@@ -1,0 +1,23 @@
+//! The operator's integration tests, linked into ONE test binary (each file used to be its own
+//! binary, linked separately). Most talk to the lab's real servers (`hack/lab.sh`, reached or
+//! started through `transition-testlab`); `reconcilers/` drives the reconcilers against
+//! in-process stand-ins and needs no lab.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+mod controllers_faults;
+mod crds_apiserver;
+mod detection;
+mod e2e;
+mod gitops_git;
+mod heartbeat_http;
+mod image_registry;
+mod kubelet_shim;
+mod manifests_apiserver;
+mod policy_controller;
+mod reconcilers;
