@@ -15,6 +15,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TRANSITION_CACHE/target}"
 bash hack/install.sh all
 log "building this checkout"
 cargo build --quiet --locked --bin transition-operator --bin checkpoint-agent
+mkdir -p "$TRANSITION_CACHE/baseline"
+current_bin="$TRANSITION_CACHE/baseline/transition-operator-current"
+cp "$CARGO_TARGET_DIR/debug/transition-operator" "$current_bin"
 baseline_bin="$TRANSITION_CACHE/baseline/transition-operator-$rev"
 if [ ! -x "$baseline_bin" ]; then
   tree="$TRANSITION_CACHE/baseline/src-$rev"
@@ -25,11 +28,7 @@ if [ ! -x "$baseline_bin" ]; then
   (cd "$tree" && cargo build --quiet --locked --bin transition-operator)
   cp "$CARGO_TARGET_DIR/debug/transition-operator" "$baseline_bin"
   git worktree remove --force "$tree"
-  log "rebuilding this checkout's binary (the shared target dir now holds the baseline's)"
-  cargo build --quiet --locked --bin transition-operator
 fi
-current_bin="$TRANSITION_CACHE/baseline/transition-operator-current"
-cp "$CARGO_TARGET_DIR/debug/transition-operator" "$current_bin"
 measure() {
   local name="$1" bin="$2" dir="/tmp/transition-lab-bench-requests"
   TRANSITION_LAB_DIR="$dir" bash hack/lab.sh down >/dev/null 2>&1 || true

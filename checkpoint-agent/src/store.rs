@@ -5,9 +5,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, timeout::TimeoutConfig,
-};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
@@ -15,20 +12,8 @@ use bytes::Bytes;
 
 use crate::config::Secret;
 
-/// What kind of failure an S3 call hit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Wrong or missing credentials / no permission: retrying cannot help.
-    Auth,
-    /// The object or bucket does not exist.
-    NotFound,
-    /// The multipart upload is gone (aborted, or expired by the server).
-    NoSuchUpload,
-    /// Network, timeout, throttling or a 5xx: worth retrying.
-    Transient,
-    /// Anything else (a 4xx the request caused).
-    Other,
-}
+pub use transition_runtime::s3::ErrorKind;
+use transition_runtime::s3::classify;
 
 /// A failed S3 call, naming the operation and the object.
 #[derive(Debug, thiserror::Error)]
@@ -80,100 +65,21 @@ pub struct ObjectStore {
     bucket: String,
 }
 
-fn classify<E>(err: &SdkError<E>) -> (ErrorKind, String)
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    match err {
-        SdkError::TimeoutError(_) => (ErrorKind::Transient, "request timed out".into()),
-        SdkError::DispatchFailure(e) => {
-            let why = if e.is_timeout() {
-                "connect timed out"
-            } else if e.is_io() {
-                "connection failed"
-            } else {
-                "request could not be sent"
-            };
-            (
-                ErrorKind::Transient,
-                format!("could not reach the endpoint: {why}"),
-            )
-        }
-        SdkError::ResponseError(_) => (
-            ErrorKind::Transient,
-            "the response could not be read".into(),
-        ),
-        SdkError::ServiceError(service) => {
-            let e = service.err();
-            let code = e.code().unwrap_or("");
-            let what = match (e.message(), code, status) {
-                (Some(m), c, _) if !c.is_empty() => format!("{m} ({c})"),
-                (Some(m), _, _) => m.to_owned(),
-                (None, c, _) if !c.is_empty() => c.to_owned(),
-                (None, _, Some(s)) => format!("HTTP {s}"),
-                (None, _, None) => "no error details".to_owned(),
-            };
-            let message = what;
-            let kind = match (code, status) {
-                (
-                    "AccessDenied"
-                    | "InvalidAccessKeyId"
-                    | "SignatureDoesNotMatch"
-                    | "InvalidToken"
-                    | "ExpiredToken",
-                    _,
-                ) => ErrorKind::Auth,
-                (_, Some(401 | 403)) => ErrorKind::Auth,
-                ("NoSuchUpload", _) => ErrorKind::NoSuchUpload,
-                ("NoSuchKey" | "NotFound" | "NoSuchBucket", _) | (_, Some(404)) => {
-                    ErrorKind::NotFound
-                }
-                ("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout", _) => {
-                    ErrorKind::Transient
-                }
-                (_, Some(s)) if s >= 500 || s == 429 => ErrorKind::Transient,
-                _ => ErrorKind::Other,
-            };
-            let message = if kind == ErrorKind::Auth {
-                format!(
-                    "S3 rejected the credentials: {message}; check the access key, secret key and bucket permissions"
-                )
-            } else {
-                message
-            };
-            (kind, message)
-        }
-        other => (ErrorKind::Other, other.to_string()),
-    }
-}
-
 impl ObjectStore {
     /// A client for `config.bucket` (path-style addressing, as MinIO and s3s-fs expect).
     pub fn new(config: &StoreConfig) -> ObjectStore {
-        let creds = Credentials::new(
-            config.access_key.expose(),
-            config.secret_key.expose(),
-            None,
-            None,
-            "checkpoint-agent",
-        );
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(config.timeout)
-            .build();
-        let s3 = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
-            .endpoint_url(&config.endpoint)
-            .credentials_provider(creds)
-            .force_path_style(true)
-            .timeout_config(timeouts)
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .build();
+        let client = transition_runtime::s3::client(&transition_runtime::s3::ClientSettings {
+            endpoint: &config.endpoint,
+            region: &config.region,
+            access_key: config.access_key.expose(),
+            secret_key: config.secret_key.expose(),
+            timeout: config.timeout,
+            // The uploader retries with its own backoff and knows which errors are worth it.
+            sdk_retries: false,
+            provider: "checkpoint-agent",
+        });
         ObjectStore {
-            client: aws_sdk_s3::Client::from_conf(s3),
+            client,
             bucket: config.bucket.clone(),
         }
     }

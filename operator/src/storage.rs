@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, timeout::TimeoutConfig};
 use transition_crds::storage::META_SHA256;
 
 /// Connection settings.
@@ -63,44 +62,22 @@ fn reason<E>(e: &aws_sdk_s3::error::SdkError<E>) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match e {
-        aws_sdk_s3::error::SdkError::ServiceError(s) => {
-            let status = s.raw().status().as_u16();
-            match s.err().code() {
-                Some(code) => format!("{code} (HTTP {status})"),
-                None => format!("HTTP {status}"),
-            }
-        }
-        aws_sdk_s3::error::SdkError::TimeoutError(_) => "timed out".into(),
-        aws_sdk_s3::error::SdkError::DispatchFailure(_) => "could not reach the endpoint".into(),
-        other => other.to_string(),
-    }
+    transition_runtime::s3::classify(e).1
 }
 
 impl ArchiveStore {
     pub fn new(config: &StoreConfig) -> ArchiveStore {
-        let creds = Credentials::new(
-            &config.access_key,
-            &config.secret_key,
-            None,
-            None,
-            "transition-operator",
-        );
-        let s3 = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
-            .endpoint_url(&config.endpoint)
-            .credentials_provider(creds)
-            .force_path_style(true)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(config.timeout)
-                    .build(),
-            )
-            .build();
+        let client = transition_runtime::s3::client(&transition_runtime::s3::ClientSettings {
+            endpoint: &config.endpoint,
+            region: &config.region,
+            access_key: &config.access_key,
+            secret_key: &config.secret_key,
+            timeout: config.timeout,
+            sdk_retries: true,
+            provider: "transition-operator",
+        });
         ArchiveStore {
-            client: aws_sdk_s3::Client::from_conf(s3),
+            client,
             bucket: config.bucket.clone(),
         }
     }

@@ -7,9 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use transition_operator::image::archive::Limits;
 use transition_operator::image::build::{ImageSpec, build_and_push, timestamp_tag};
-use transition_operator::image::registry::{
-    Credentials, Registry, RegistryConfig, credentials_from_docker_config,
-};
+use transition_operator::image::credentials_from_docker_config;
+use transition_operator::image::registry::{Credentials, Registry, RegistryConfig};
 
 /// Build and push a checkpoint image.
 #[derive(Parser, Debug)]

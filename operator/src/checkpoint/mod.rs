@@ -317,12 +317,13 @@ async fn advance(
         }
     }
     let ns = c.namespace().unwrap_or_default();
-    let registry = registry::registry_for(&ctx.client, &ns, &c.spec.registry)
-        .await
-        .map_err(|source| Error::Registry {
-            checkpoint: target.id.clone(),
-            source: Box::new(source),
-        })?;
+    let registry =
+        registry::registry_for(&ctx.clusters.secrets, &ctx.client, &ns, &c.spec.registry)
+            .await
+            .map_err(|source| Error::Registry {
+                checkpoint: target.id.clone(),
+                source: Box::new(source),
+            })?;
     let pending: Vec<_> = status
         .run
         .iter()

@@ -56,6 +56,7 @@ pub fn registry_host(url: &str) -> (String, bool) {
 
 /// The registry client for a Checkpoint (credentials from its Secret, if named).
 pub async fn registry_for(
+    secrets: &secrets::SecretCache,
     client: &kube::Client,
     namespace: &str,
     registry: &RegistryRef,
@@ -65,7 +66,7 @@ pub async fn registry_for(
         None => None,
         Some(s) => {
             let ns = s.namespace.as_deref().unwrap_or(namespace);
-            let secret = secrets::get(client, ns, &s.name, "registry").await?;
+            let secret = secrets.get(client, ns, &s.name, "registry").await?;
             crate::image::credentials_from_secret(&secret, &host).map_err(SecretError::from)?
         }
     };

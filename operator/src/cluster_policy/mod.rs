@@ -10,6 +10,7 @@ pub mod checkpoints;
 pub mod discover;
 pub mod source;
 pub mod validate;
+pub mod workload;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

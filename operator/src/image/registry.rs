@@ -520,67 +520,6 @@ fn http_err(op: &'static str, what: &str, e: &reqwest::Error) -> RegistryError {
     }
 }
 
-/// A `.dockerconfigjson` document that cannot be used (what is wrong, never a credential).
-#[derive(Debug, thiserror::Error)]
-#[error("failed to read the docker config: {0}")]
-pub struct DockerConfigError(pub String);
-
-/// Finds credentials for `host` in a `.dockerconfigjson` document (`auths.<host>.auth` base64
-/// `user:pass`, or `username`/`password`). Keys may carry a scheme or path (`https://host/v1/`).
-pub fn credentials_from_docker_config(
-    json: &[u8],
-    host: &str,
-) -> Result<Option<Credentials>, DockerConfigError> {
-    use base64::Engine;
-    let doc: serde_json::Value = serde_json::from_slice(json)
-        .map_err(|e| DockerConfigError(format!("not valid JSON: {e}")))?;
-    let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
-        return Err(DockerConfigError("no `auths` object".into()));
-    };
-    let normalise = |k: &str| {
-        let k = k
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        k.split('/').next().unwrap_or(k).to_owned()
-    };
-    let wanted = normalise(host);
-    let aliases = |h: &str| {
-        if h == "docker.io" || h == "index.docker.io" || h == "registry-1.docker.io" {
-            "docker.io".to_owned()
-        } else {
-            h.to_owned()
-        }
-    };
-    for (key, entry) in auths {
-        if aliases(&normalise(key)) != aliases(&wanted) {
-            continue;
-        }
-        if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
-                .map_err(|e| DockerConfigError(format!("auths.{key}.auth is not base64: {e}")))?;
-            let text = String::from_utf8(raw)
-                .map_err(|_| DockerConfigError(format!("auths.{key}.auth is not UTF-8")))?;
-            let (username, password) = text.split_once(':').ok_or_else(|| {
-                DockerConfigError(format!("auths.{key}.auth is not user:password"))
-            })?;
-            return Ok(Some(Credentials {
-                username: username.to_owned(),
-                password: password.to_owned(),
-            }));
-        }
-        let user = entry.get("username").and_then(|u| u.as_str());
-        let pass = entry.get("password").and_then(|p| p.as_str());
-        if let (Some(username), Some(password)) = (user, pass) {
-            return Ok(Some(Credentials {
-                username: username.to_owned(),
-                password: password.to_owned(),
-            }));
-        }
-    }
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,34 +542,6 @@ mod tests {
         );
         let (scheme, params) = parse_challenge(r#"Basic realm="transition-lab""#).unwrap();
         assert_eq!((scheme.as_str(), params.len()), ("basic", 1));
-    }
-
-    #[test]
-    fn docker_config_credentials_are_found_by_host_in_either_form() {
-        let json = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dml0dTE6dG9rZW4="},"127.0.0.1:5000":{"username":"lab","password":"pw"}}}"#;
-        let hub = credentials_from_docker_config(json, "docker.io")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (hub.username.as_str(), hub.password.as_str()),
-            ("vitu1", "token")
-        );
-        let local = credentials_from_docker_config(json, "127.0.0.1:5000")
-            .unwrap()
-            .unwrap();
-        assert_eq!(local.username, "lab");
-        assert!(
-            credentials_from_docker_config(json, "quay.io")
-                .unwrap()
-                .is_none()
-        );
-        assert!(credentials_from_docker_config(b"{}", "x").is_err());
-        assert!(
-            credentials_from_docker_config(br#"{"auths":{"x":{"auth":"%%%"}}}"#, "x")
-                .unwrap_err()
-                .to_string()
-                .contains("base64")
-        );
     }
 
     #[test]

@@ -12,9 +12,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
-
 /// Annotation prefix for per-cluster kubeconfig Secret overrides.
 pub const KUBECONFIG_ANNOTATION_PREFIX: &str = "kubeconfig.transition.dcnlab.ssu.ac.kr/";
 /// Key of the kubeconfig in a Cluster API kubeconfig Secret.
@@ -82,11 +79,12 @@ pub fn secret_for(cluster: &str, annotations: &BTreeMap<String, String>) -> (Str
 pub struct WorkloadClusters {
     management: kube::Client,
     fallback_dir: Option<PathBuf>,
-    timeout: Duration,
     /// (namespace, secret, resourceVersion or file) → client.
     cache: Mutex<HashMap<(String, String), (String, kube::Client)>>,
     /// Clients given up front, by cluster name (they win over Secrets; tests hand in stand-ins).
     fixed: HashMap<String, kube::Client>,
+    /// Secrets read recently (kubeconfigs here; the controllers' registry and Git Secrets too).
+    pub secrets: std::sync::Arc<crate::k8s::secrets::SecretCache>,
 }
 
 impl WorkloadClusters {
@@ -94,9 +92,9 @@ impl WorkloadClusters {
         WorkloadClusters {
             management,
             fallback_dir,
-            timeout: Duration::from_secs(10),
             cache: Mutex::new(HashMap::new()),
             fixed: HashMap::new(),
+            secrets: Default::default(),
         }
     }
 
@@ -117,16 +115,15 @@ impl WorkloadClusters {
             return Ok(client.clone());
         }
         let (secret, key) = secret_for(cluster, annotations);
-        let api: Api<Secret> = Api::namespaced(self.management.clone(), namespace);
-        let found = tokio::time::timeout(self.timeout, api.get_opt(&secret))
+        let found = self
+            .secrets
+            .get_opt(&self.management, namespace, &secret, "kubeconfig")
             .await
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|reason| ClusterError::ReadSecret {
+            .map_err(|e| ClusterError::ReadSecret {
                 cluster: cluster.to_owned(),
                 namespace: namespace.to_owned(),
                 secret: secret.clone(),
-                reason,
+                reason: e.to_string(),
             })?;
         let cache_key = (namespace.to_owned(), secret.clone());
         let Some(found) = found else {

@@ -1,7 +1,14 @@
-//! Secret reads: one bounded GET naming the Secret and what it is for; the values never reach a
-//! message or a log line.
+//! Secret reads: a bounded GET naming the Secret and what it is for, through a short-lived cache
+//! ([`SecretCache`]); the values never reach a message or a log line.
+//!
+//! Why not a reflector like ClusterPolicies and Checkpoints: a watch needs `list`/`watch` on
+//! every Secret of a namespace (and would hold them all in memory), where the operator needs
+//! `get` on the few Secrets its policies name. A cache of what was read, for [`CACHE_TTL`],
+//! gives a burst of reconciles one read per Secret, and a rotated Secret is seen within the TTL.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -94,6 +101,63 @@ pub async fn get(
             name: name.to_owned(),
             seconds: READ_TIMEOUT.as_secs(),
         }),
+    }
+}
+
+/// How long a Secret read is reused.
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Secrets read recently, by `(namespace, name)` (a missing Secret is not remembered: creating
+/// it takes effect at once).
+#[derive(Default)]
+pub struct SecretCache {
+    entries: Mutex<HashMap<(String, String), (Instant, Secret)>>,
+}
+
+impl SecretCache {
+    /// Secret `namespace/name`, from the cache when read within [`CACHE_TTL`]; `None`: missing.
+    pub async fn get_opt(
+        &self,
+        client: &kube::Client,
+        namespace: &str,
+        name: &str,
+        purpose: &'static str,
+    ) -> Result<Option<Secret>, SecretError> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some((at, s)) = crate::observe::locks::lock(&self.entries, "secret cache").get(&key)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(s.clone()));
+        }
+        match get(client, namespace, name, purpose).await {
+            Ok(s) => {
+                crate::observe::locks::lock(&self.entries, "secret cache")
+                    .insert(key, (Instant::now(), s.clone()));
+                Ok(Some(s))
+            }
+            Err(SecretError::Missing { .. }) => {
+                crate::observe::locks::lock(&self.entries, "secret cache").remove(&key);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Like [`SecretCache::get_opt`], a missing Secret being an error.
+    pub async fn get(
+        &self,
+        client: &kube::Client,
+        namespace: &str,
+        name: &str,
+        purpose: &'static str,
+    ) -> Result<Secret, SecretError> {
+        self.get_opt(client, namespace, name, purpose)
+            .await?
+            .ok_or_else(|| SecretError::Missing {
+                purpose,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
     }
 }
 

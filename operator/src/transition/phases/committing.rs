@@ -8,7 +8,7 @@ use super::{Outcome, Step};
 use crate::context::Context;
 use crate::gitops::repo::{GitConfig, GitRepo, run_blocking};
 use crate::gitops::writer;
-use crate::k8s::secrets::{self, SecretError};
+use crate::k8s::secrets::SecretError;
 use crate::transition::Error;
 
 /// Which Git change a commit step makes.
@@ -35,7 +35,11 @@ async fn git_config(ctx: &Context, url: &str, ns: &str) -> Result<GitConfig, Sec
     let credentials = match &ctx.settings.git_secret {
         None => None,
         Some(name) => {
-            let secret = secrets::get(&ctx.client, ns, name, "Git").await?;
+            let secret = ctx
+                .clusters
+                .secrets
+                .get(&ctx.client, ns, name, "Git")
+                .await?;
             Some(crate::gitops::credentials_from_secret(&secret)?)
         }
     };
