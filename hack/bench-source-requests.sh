@@ -24,9 +24,9 @@ if [ ! -x "$baseline_bin" ]; then
   rm -rf "$tree" && mkdir -p "$(dirname "$tree")"
   git worktree prune
   git worktree add --detach "$tree" "$rev" >/dev/null
-  log "building the baseline operator at $rev"
-  (cd "$tree" && cargo build --quiet --locked --bin transition-operator)
-  cp "$CARGO_TARGET_DIR/debug/transition-operator" "$baseline_bin"
+  log "building the baseline operator at $rev (own target dir: cargo would mistake the two trees' artifacts)"
+  (cd "$tree" && CARGO_TARGET_DIR="$TRANSITION_CACHE/target-baseline" cargo build --quiet --locked --bin transition-operator)
+  cp "$TRANSITION_CACHE/target-baseline/debug/transition-operator" "$baseline_bin"
   git worktree remove --force "$tree"
 fi
 measure() {

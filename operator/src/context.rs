@@ -394,6 +394,27 @@ impl Context {
     }
 }
 
+/// Runs `controller` with `reconcile` and `error_policy` until `stop` (what every controller's
+/// `run` does after configuring its watches).
+pub async fn run_controller<K, Fut>(
+    controller: kube::runtime::Controller<K>,
+    reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
+    error_policy: impl Fn(Arc<K>, &Fut::Error, Arc<Context>) -> Action,
+    ctx: Arc<Context>,
+    stop: tokio_util::sync::CancellationToken,
+) where
+    K: Clone + Resource + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: std::fmt::Debug + Eq + std::hash::Hash + Clone + Unpin,
+    Fut: futures::TryFuture<Ok = Action> + Send + 'static,
+    Fut::Error: std::error::Error + Send + 'static,
+{
+    let results =
+        controller
+            .graceful_shutdown_on(stop.cancelled_owned())
+            .run(reconcile, error_policy, ctx);
+    drain(results).await;
+}
+
 /// Drives a controller's result stream to its end (errors are logged at debug level: each was
 /// already handled by its `error_policy`).
 pub async fn drain<S, T, E>(results: S)

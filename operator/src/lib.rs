@@ -76,7 +76,7 @@ async fn start_detection(
         reason,
     };
     let text = std::fs::read_to_string(tokens_file).map_err(|e| fail(e.to_string()))?;
-    let tokens = detect::server::Tokens::parse(&text).map_err(fail)?;
+    let tokens = detect::server::Tokens::parse(&text).map_err(|e| fail(e.to_string()))?;
     let (beats, changes) = detect::beats(tokens, detect::tracker::TrackerConfig::default());
     match detect::restore_from_node_health(&beats, &client, &config.operator_namespace).await {
         Ok(n) => tracing::info!(nodes = n, "restored node list from NodeHealth"),

@@ -380,11 +380,9 @@ pub async fn run(
 ) {
     let api: kube::Api<ClusterPolicy> = ctx.api(namespace);
     let owned: kube::Api<Checkpoint> = ctx.api(namespace);
-    let results = Controller::new(api, watcher::Config::default().any_semantic())
-        .owns(owned, watcher::Config::default())
-        .graceful_shutdown_on(stop.cancelled_owned())
-        .run(reconcile, error_policy, ctx);
-    crate::context::drain(results).await;
+    let controller = Controller::new(api, watcher::Config::default().any_semantic())
+        .owns(owned, watcher::Config::default());
+    crate::context::run_controller(controller, reconcile, error_policy, ctx, stop).await;
 }
 
 #[cfg(test)]

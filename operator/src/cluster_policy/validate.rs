@@ -98,6 +98,29 @@ pub fn selected_packages(spec: &ClusterPolicySpec) -> impl Iterator<Item = &Pack
         .filter(move |p| spec.select_mode == SelectMode::All || p.selected != Some(false))
 }
 
+/// The package's schedules, parsed (`None` cron for `Manual` entries); problems go to `errors`.
+fn parse_schedules<'a>(
+    p: &'a PackageSelector,
+    at: &str,
+    errors: &mut Vec<SpecError>,
+) -> Vec<(&'a str, Option<Cron>)> {
+    let mut schedules = Vec::new();
+    for (j, b) in p.backup_information.iter().enumerate() {
+        let bat = format!("{at}.backupInformation[{j}].schedulePeriod");
+        match (b.backup_type, b.schedule_period.as_deref()) {
+            (BackupType::Schedule, None) => {
+                errors.push(err(bat, "is required when backupType is Schedule"))
+            }
+            (BackupType::Schedule, Some(expr)) => match parse_cron(expr) {
+                Ok(cron) => schedules.push((b.name.as_str(), Some(cron))),
+                Err(e) => errors.push(err(bat, e.to_string())),
+            },
+            (BackupType::Manual, _) => schedules.push((b.name.as_str(), None)),
+        }
+    }
+    schedules
+}
+
 /// Checks what the CRD schema cannot (apiserver 1.20 has no CEL rules): cron syntax, cross-field
 /// rules, path safety, a reachable target. Returns every problem, not just the first.
 pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecError>> {
@@ -138,20 +161,7 @@ pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecErr
                 "live-state checkpointing needs packageType Stateful",
             ));
         }
-        let mut schedules = Vec::new();
-        for (j, b) in p.backup_information.iter().enumerate() {
-            let bat = format!("{at}.backupInformation[{j}].schedulePeriod");
-            match (b.backup_type, b.schedule_period.as_deref()) {
-                (BackupType::Schedule, None) => {
-                    errors.push(err(bat, "is required when backupType is Schedule"))
-                }
-                (BackupType::Schedule, Some(expr)) => match parse_cron(expr) {
-                    Ok(cron) => schedules.push((b.name.as_str(), Some(cron))),
-                    Err(e) => errors.push(err(bat, e.to_string())),
-                },
-                (BackupType::Manual, _) => schedules.push((b.name.as_str(), None)),
-            }
-        }
+        let schedules = parse_schedules(p, &at, &mut errors);
         if spec.select_mode == SelectMode::All || p.selected != Some(false) {
             packages.push(ProtectedPackage {
                 selector: p,

@@ -18,7 +18,7 @@ use transition_crds::conditions::{self, Status};
 use transition_crds::node_health::NodeCondition;
 
 use super::server::{Beats, LastBeat, now_ms};
-use super::tracker::{Change, Health, NodeKey, NodeView};
+use super::tracker::{Change, Health, NodeKey, NodeView, ProbeError};
 use crate::k8s::FIELD_MANAGER;
 
 /// A confirmed node failure, for the transition orchestrator.
@@ -35,7 +35,7 @@ pub trait ClusterProbe: Send + Sync {
     fn view(
         &self,
         key: &NodeKey,
-    ) -> impl std::future::Future<Output = Result<NodeView, String>> + Send;
+    ) -> impl std::future::Future<Output = Result<NodeView, ProbeError>> + Send;
 }
 
 /// The real probe: the Node's Ready condition and its Lease in `kube-node-lease`.
@@ -45,15 +45,22 @@ pub struct KubeProbe {
 }
 
 impl ClusterProbe for KubeProbe {
-    async fn view(&self, key: &NodeKey) -> Result<NodeView, String> {
+    async fn view(&self, key: &NodeKey) -> Result<NodeView, ProbeError> {
         let client = self
             .clients
             .get(&key.cluster)
-            .ok_or_else(|| format!("no API access configured for cluster {}", key.cluster))?;
+            .ok_or_else(|| ProbeError::NoClient(key.cluster.clone()))?;
+        let read = |what: &'static str| {
+            move |e: kube::Error| ProbeError::Read {
+                what,
+                node: key.node.clone(),
+                reason: e.to_string(),
+            }
+        };
         let node = Api::<Node>::all(client.clone())
             .get_opt(&key.node)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(read("Node"))?;
         let ready = node
             .as_ref()
             .and_then(|n| n.status.as_ref())
@@ -68,7 +75,7 @@ impl ClusterProbe for KubeProbe {
         let lease = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
             .get_opt(&key.node)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(read("Lease"))?;
         let lease_renewed_ms = lease
             .and_then(|l| l.spec)
             .and_then(|s| s.renew_time)
@@ -268,7 +275,7 @@ impl<P: ClusterProbe> Detector<P> {
             let views = futures::future::join_all(to_probe.iter().map(|k| async {
                 match tokio::time::timeout(self.probe_timeout, self.probe.view(k)).await {
                     Ok(v) => v,
-                    Err(_) => Err("the probe timed out".to_owned()),
+                    Err(_) => Err(ProbeError::TimedOut(k.node.clone())),
                 }
             }))
             .await;

@@ -40,28 +40,37 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+/// A tokens file line that cannot be used (the token itself is never shown).
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct TokensError {
+    pub line: usize,
+    pub reason: &'static str,
+}
+
 fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
 impl Tokens {
     /// Parses `cluster=token` lines (blank lines and `#` comments skipped), e.g. a mounted Secret.
-    pub fn parse(text: &str) -> Result<Tokens, String> {
+    pub fn parse(text: &str) -> Result<Tokens, TokensError> {
         let mut map = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (cluster, token) = line
-                .split_once('=')
-                .ok_or_else(|| format!("line {}: expected cluster=token", i + 1))?;
+            let (cluster, token) = line.split_once('=').ok_or(TokensError {
+                line: i + 1,
+                reason: "expected cluster=token",
+            })?;
             let (cluster, token) = (cluster.trim(), token.trim());
             if cluster.is_empty() || token.len() < 16 {
-                return Err(format!(
-                    "line {}: empty cluster or token shorter than 16 characters",
-                    i + 1
-                ));
+                return Err(TokensError {
+                    line: i + 1,
+                    reason: "empty cluster or token shorter than 16 characters",
+                });
             }
             map.insert(hash(token), cluster.to_owned());
         }
@@ -214,10 +223,16 @@ mod tests {
             "Bearer nope-nope-nope-nope".parse().unwrap(),
         );
         assert_eq!(t.cluster_of(&h), None);
-        assert!(Tokens::parse("c=short").unwrap_err().contains("16"));
+        assert!(
+            Tokens::parse("c=short")
+                .unwrap_err()
+                .to_string()
+                .contains("16")
+        );
         assert!(
             Tokens::parse("no separator")
                 .unwrap_err()
+                .to_string()
                 .contains("line 1")
         );
         assert!(

@@ -85,9 +85,24 @@ pub enum Verdict {
     Wait,
 }
 
+/// Why a workload cluster could not say how one of its nodes is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("failed to probe cluster {0}: no API access configured for it")]
+    NoClient(String),
+    #[error("failed to read the {what} of node {node}: {reason}")]
+    Read {
+        what: &'static str,
+        node: String,
+        reason: String,
+    },
+    #[error("failed to probe node {0}: no answer in time")]
+    TimedOut(String),
+}
+
 /// Decides from a probe result (pure).
 pub fn decide(
-    view: &Result<NodeView, String>,
+    view: &Result<NodeView, ProbeError>,
     now_ms: u64,
     unreachable_since_ms: Option<u64>,
     cfg: &TrackerConfig,
@@ -272,7 +287,7 @@ impl Tracker {
     pub fn probed(
         &mut self,
         key: &NodeKey,
-        view: &Result<NodeView, String>,
+        view: &Result<NodeView, ProbeError>,
         now_ms: u64,
     ) -> Option<Change> {
         let cfg = self.config_for(&key.cluster);
@@ -455,7 +470,11 @@ mod tests {
         let mut t = Tracker::new(cfg(), 0);
         let k = key("w1");
         let (end, _) = run(&mut t, &k, 0, 50, 1000, |_| 0);
-        let down: Result<NodeView, String> = Err("connection refused".into());
+        let down: Result<NodeView, ProbeError> = Err(ProbeError::Read {
+            what: "Node",
+            node: "w".into(),
+            reason: "connection refused".into(),
+        });
         t.tick(end + 3000);
         assert_eq!(
             t.probed(&k, &down, end + 3000),

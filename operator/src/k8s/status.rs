@@ -24,18 +24,7 @@ where
         + Debug,
     S: Serialize + ?Sized,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(manager).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
+    apply_guarded(client, object, None, status, manager).await
 }
 
 /// Like [`apply`], but only succeeds if `object` is unchanged since `resource_version` was read
@@ -54,13 +43,32 @@ where
         + Debug,
     S: Serialize + ?Sized,
 {
+    apply_guarded(client, object, Some(resource_version), status, manager).await
+}
+
+async fn apply_guarded<K, S>(
+    client: &kube::Client,
+    object: &K,
+    resource_version: Option<&str>,
+    status: &S,
+    manager: &str,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+    S: Serialize + ?Sized,
+{
     let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
-    let patch = json!({
+    let mut patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "metadata": {"resourceVersion": resource_version},
         "status": status,
     });
+    if let Some(v) = resource_version {
+        patch["metadata"] = json!({"resourceVersion": v});
+    }
     api.patch_status(
         &object.name_any(),
         &PatchParams::apply(manager).force(),

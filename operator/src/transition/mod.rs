@@ -165,10 +165,8 @@ pub async fn run(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let api: kube::Api<Transition> = ctx.api(namespace);
-    let results = Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(stop.cancelled_owned())
-        .run(reconcile, error_policy, ctx);
-    crate::context::drain(results).await;
+    let controller = Controller::new(api, watcher::Config::default());
+    crate::context::run_controller(controller, reconcile, error_policy, ctx, stop).await;
 }
 
 #[cfg(test)]

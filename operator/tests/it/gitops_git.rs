@@ -17,27 +17,9 @@ use transition_operator::gitops::repo::{GitConfig, GitCredentials, GitError, Git
 use transition_operator::gitops::writer::{self, FailoverPlan, ImageSwap, Strategy};
 use transition_testlab::{GitEndpoint, Lab, repo_root};
 
-const REF: &str = "127.0.0.1:5000/checkpoints/default/counter@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+use crate::support::git;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=Human",
-            "-c",
-            "user.email=human@example.invalid",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+const REF: &str = "127.0.0.1:5000/checkpoints/default/counter@sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
 /// A fresh bare repository on the lab server, seeded with catalog/ and clusters/.
 fn seeded(lab: &Lab, name: &str) -> (GitEndpoint, String, String) {

@@ -21,3 +21,4 @@ mod kubelet_shim;
 mod manifests_apiserver;
 mod policy_controller;
 mod reconcilers;
+mod support;

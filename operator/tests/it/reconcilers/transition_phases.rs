@@ -18,31 +18,12 @@ use transition_operator::observe::metrics::Metrics;
 use transition_operator::transition::driver;
 
 use super::fake_api::FakeApi;
+use crate::support::git;
 
 const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const IMAGE: &str = "127.0.0.1:5000/checkpoints/default/counter-counter";
 const TRANSITIONS: &str = "/apis/transition.dcnlab.ssu.ac.kr/v1alpha1/namespaces/ops/transitions";
 const POLICY: &str = "/apis/transition.dcnlab.ssu.ac.kr/v1/namespaces/ops/clusterpolicies/p1";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=Seed",
-            "-c",
-            "user.email=seed@example.invalid",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A bare repository seeded with this checkout's catalog/ and clusters/; returns its URL.
 fn seeded_repo(root: &Path) -> String {
