@@ -315,7 +315,8 @@ t_running=$(trj | jget 'd["status"]["completedAt"]')
 # Checks.
 co="$W/final" && rm -rf "$co" && git clone -q "$AUTHED" "$co"
 failover_commits=$(git -C "$co" log --format=%s | grep -c '^transition: fail over counter' || true)
-digest_git=$(grep -o 'sha256:[0-9a-f]\{64\}' "$co/clusters/cluster2-aws/kustomization.yaml" | head -1)
+# The checkpoint image is pinned to its workload + container in the target's folder (patch file).
+digest_git=$(cat "$co"/clusters/cluster2-aws/*.yaml | grep -o 'sha256:[0-9a-f]\{64\}' | head -1)
 repo_path=$(echo "$image" | cut -d@ -f1 | cut -d/ -f2-)
 digest_registry=$(curl -fsS -u "$LAB_REGISTRY_USER:$LAB_REGISTRY_PASSWORD" -o /dev/null -D - \
   -H 'Accept: application/vnd.oci.image.index.v1+json' \

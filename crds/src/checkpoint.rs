@@ -35,6 +35,10 @@ pub struct CheckpointSpec {
     /// Cron expression (5 fields, 6 with seconds, or `@hourly`-style macros).
     #[schemars(regex(pattern = r"^(@[a-z]+|\S+(\s+\S+){4,5})$"))]
     pub schedule: String,
+    /// The package's further `Schedule` entries (cron expressions): a run is due when any of
+    /// `schedule` and these fires. Empty for a package with one schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_schedules: Vec<String>,
     /// The source cluster and package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_ref: Option<ClusterRef>,

@@ -168,6 +168,11 @@ pub struct PackageSelector {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub backup_information: Vec<BackupInformation>,
+    /// The package's volumes (PVCs) are replicated to the target clusters by other means, so a
+    /// memory restore there finds its disk. Without it, a live-state workload with volume claims
+    /// is refused (a memory restore without its disk is not a restore). Default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_replicated: Option<bool>,
 }
 
 /// How a package's checkpoints are taken.
@@ -283,6 +288,11 @@ pub struct PackageStatus {
     pub name: String,
     pub package_type: PackageType,
     pub live_state: bool,
+    /// Folder of the package in the repository: its selector's `packagePath`, or for a package
+    /// found by `selectMode: All` without a selector, its workloads' annotation
+    /// `transition.dcnlab.ssu.ac.kr/packagePath` (default `catalog/<package>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_path: Option<String>,
     /// Schedules and when each next fires.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<ScheduleStatus>,

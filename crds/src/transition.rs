@@ -225,6 +225,10 @@ pub struct CommitRecord {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageRecord {
+    /// The workload whose pod was checkpointed: the image is pinned to exactly this workload and
+    /// container on the target (never to every user of the same base image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<ImageWorkload>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// Repository reference (`registry/repo:tag`).
@@ -235,6 +239,15 @@ pub struct ImageRecord {
     /// The image the source ran (replaced by this one on the target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<String>,
+}
+
+/// A Deployment or StatefulSet, by kind, namespace and name.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+pub struct ImageWorkload {
+    /// `Deployment` or `StatefulSet`.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
 }
 
 impl TransitionStatus {

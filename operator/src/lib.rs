@@ -69,6 +69,7 @@ async fn start_detection(
     tokens_file: &std::path::Path,
     client: kube::Client,
     metrics: &metrics::Metrics,
+    probe: detect::run::SecretClients,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<(Arc<detect::server::Beats>, Faults), RunError> {
     let fail = |reason: String| RunError::Tokens {
@@ -84,14 +85,14 @@ async fn start_detection(
             tracing::warn!(error = %e, "could not read NodeHealth; starting with no known nodes")
         }
     }
-    let clients = match &config.workload_kubeconfig_dir {
-        Some(dir) => detect::workload_clients(dir).await,
-        None => Default::default(),
-    };
     let (faults_tx, faults_rx) = tokio::sync::mpsc::channel(FAULT_QUEUE);
     let detector = detect::run::Detector {
         beats: beats.clone(),
-        probe: detect::run::KubeProbe { clients },
+        // The controllers' credentials: the policies' kubeconfig Secrets (then the folder).
+        probe: detect::run::KubeProbe {
+            clients: Default::default(),
+            secrets: Some(probe),
+        },
         writer: Some(detect::run::NodeHealthWriter {
             client,
             namespace: config.operator_namespace.clone(),
@@ -278,7 +279,7 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
         metrics.clone(),
         Duration::from_secs(config.resync_seconds),
     )
-    .with_caches(caches)
+    .with_caches(caches.clone())
     .with_settings(context::Settings::from_config(&config))
     .with_clusters(clusters);
     if let Some(store) = archive_store(&config)? {
@@ -288,7 +289,13 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
     }
     let mut faults = None;
     if let Some(path) = &config.heartbeat_tokens_file {
-        let (beats, rx) = start_detection(&config, path, client, &metrics, running.clone()).await?;
+        let probe = detect::run::SecretClients {
+            clusters: context.clusters.clone(),
+            management: client.clone(),
+            caches,
+        };
+        let (beats, rx) =
+            start_detection(&config, path, client, &metrics, probe, running.clone()).await?;
         context = context.with_beats(beats);
         faults = Some(rx);
     } else {

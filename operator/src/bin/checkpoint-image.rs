@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         limits: Limits::default(),
         known_digest: None,
         created,
+        arch: None,
     };
     let file = std::fs::File::open(&config.archive)
         .map_err(|e| anyhow::anyhow!("failed to open {}: {e}", config.archive.display()))?;

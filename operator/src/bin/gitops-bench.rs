@@ -19,7 +19,7 @@ struct Config {
     password: String,
     #[arg(long, env = "RUNS", default_value_t = 20)]
     runs: u32,
-    /// `kustomize` or `in-place`.
+    /// `workload` (per-workload patch, the default strategy), `kustomize` or `in-place`.
     #[arg(long, env = "STRATEGY", default_value = "kustomize")]
     strategy: String,
     #[arg(long, env = "CACHE_DIR")]
@@ -30,10 +30,10 @@ struct Config {
 
 fn main() -> anyhow::Result<()> {
     let c = Config::parse();
-    let strategy = if c.strategy == "in-place" {
-        Strategy::InPlace
-    } else {
-        Strategy::Kustomize
+    let strategy = match c.strategy.as_str() {
+        "in-place" => Strategy::InPlace,
+        "workload" => Strategy::WorkloadPatch,
+        _ => Strategy::Kustomize,
     };
     let repo = GitRepo::open_or_clone(GitConfig {
         url: c.url.clone(),
@@ -63,6 +63,17 @@ fn main() -> anyhow::Result<()> {
             images: vec![ImageSwap {
                 original: previous.clone(),
                 reference: reference.clone(),
+                // One workload out of the 1,000, one container: what a failover of one pod pins.
+                target: (strategy == Strategy::WorkloadPatch).then(|| {
+                    (
+                        transition_operator::gitops::edit::WorkloadRef {
+                            kind: "Deployment".into(),
+                            name: "app-000".into(),
+                            namespace: Some("default".into()),
+                        },
+                        "app".into(),
+                    )
+                }),
             }],
             strategy,
             fence: true,

@@ -507,6 +507,37 @@ spec:
     }
 
     #[test]
+    fn every_schedule_entry_fires_not_only_the_first() {
+        let mut c = ckpt(
+            "0 * * * *",
+            None,
+            Some(CheckpointStatus {
+                last_scheduled_run: Some(Time(at("2026-11-22T10:00:00Z"))),
+                ..Default::default()
+            }),
+        );
+        c.spec.additional_schedules = vec!["*/3 * * * *".into()];
+        let (due, _) = decide(&c, at("2026-11-22T10:03:05Z")).unwrap();
+        assert_eq!(
+            due,
+            Some(Due::Scheduled(at("2026-11-22T10:03:00Z"))),
+            "the second entry's slot"
+        );
+        let (due, wake) = decide(&c, at("2026-11-22T10:01:00Z")).unwrap();
+        assert_eq!(due, None);
+        assert_eq!(
+            wake,
+            Some(Duration::from_secs(120)),
+            "woken by the nearest of both"
+        );
+        c.spec.additional_schedules = vec!["61 * * * *".into()];
+        assert!(
+            decide(&c, at("2026-11-22T10:01:00Z")).is_err(),
+            "a bad second entry is an error"
+        );
+    }
+
+    #[test]
     fn a_bad_cron_expression_is_reported_not_run() {
         let c = ckpt("61 * * * *", None, None);
         let err = decide(&c, at("2026-11-22T10:04:00Z"))

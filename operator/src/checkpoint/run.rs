@@ -238,6 +238,7 @@ pub async fn build_image(
         limits: Default::default(),
         known_digest: Some(object.digest.clone()),
         created,
+        arch: node_arch(ctx, &archive.archive_key),
     };
     let pushed = build_and_push(registry, reader, &spec)
         .await
@@ -254,6 +255,21 @@ pub async fn build_image(
         })
         .inc();
     Ok(Some((pushed.reference, object.size)))
+}
+
+/// The architecture the agent of the archive's node reports in its heartbeats (`None`: no beat
+/// known, e.g. heartbeats off — the image then carries the operator's).
+fn node_arch(ctx: &Context, archive_key: &str) -> Option<String> {
+    let key = ArchiveKey::parse(archive_key).ok()?;
+    let beats = ctx.beats.as_ref()?;
+    let last = crate::observe::locks::lock(&beats.last, "last heartbeats");
+    let node = crate::detect::tracker::NodeKey {
+        cluster: key.cluster,
+        node: key.node,
+    };
+    last.get(&node)
+        .map(|b| b.payload.arch.clone())
+        .filter(|a| !a.trim().is_empty())
 }
 
 /// Step 3: records the finished run in the history and the status; returns the records beyond

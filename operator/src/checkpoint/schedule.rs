@@ -91,23 +91,35 @@ pub fn decide(
     if let Some(t) = manual_trigger(token, status.last_manual_token.as_deref()) {
         return Ok((Some(Due::Manual(t.to_owned())), None));
     }
-    if c.spec.schedule.trim() == MANUAL_SCHEDULE {
+    let exprs: Vec<&str> = std::iter::once(c.spec.schedule.as_str())
+        .chain(c.spec.additional_schedules.iter().map(String::as_str))
+        .filter(|e| e.trim() != MANUAL_SCHEDULE)
+        .collect();
+    if exprs.is_empty() {
         return Ok((None, None));
     }
-    let cron = parse_cron(&c.spec.schedule)?;
+    let crons = exprs
+        .into_iter()
+        .map(parse_cron)
+        .collect::<Result<Vec<_>, _>>()?;
     let since = status
         .last_scheduled_run
         .as_ref()
         .map(|t| t.0)
         .or_else(|| c.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .unwrap_or(now);
-    if let Some(slot) = due(&cron, since, now) {
+    // The latest slot of any schedule since the last run (missed ones are not replayed).
+    if let Some(slot) = crons.iter().filter_map(|cron| due(cron, since, now)).max() {
         return Ok((Some(Due::Scheduled(slot)), None));
     }
-    let wake = next_run(&cron, now).map(|n| {
-        let ms = (n.as_millisecond() - now.as_millisecond()).max(0);
-        std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-    });
+    let wake = crons
+        .iter()
+        .filter_map(|cron| next_run(cron, now))
+        .min()
+        .map(|n| {
+            let ms = (n.as_millisecond() - now.as_millisecond()).max(0);
+            std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+        });
     Ok((None, wake))
 }
 

@@ -28,6 +28,8 @@ pub const LABEL_PACKAGE: &str = "transition.dcnlab.ssu.ac.kr/package";
 pub const LABEL_NODE: &str = "transition.dcnlab.ssu.ac.kr/node";
 pub const LABEL_CLUSTER: &str = "transition.dcnlab.ssu.ac.kr/cluster";
 pub const LABEL_WORKLOAD: &str = "transition.dcnlab.ssu.ac.kr/workload";
+/// Where a package found by `selectMode: All` (no selector) lives in the repository.
+pub const ANNOTATION_PACKAGE_PATH: &str = "transition.dcnlab.ssu.ac.kr/packagePath";
 /// Schedule of a Checkpoint whose package only has `Manual` backups: it runs on triggers only.
 pub const MANUAL_SCHEDULE: &str = "@manual";
 
@@ -45,6 +47,10 @@ pub struct Discovered {
     pub checkpoints: Vec<Checkpoint>,
     /// Package → its workloads (for the policy's status and for finding the packages on a node).
     pub workloads: BTreeMap<String, Vec<ProtectedWorkload>>,
+    /// Live-state workloads whose restore would be wrong, with the reason (no Checkpoint).
+    pub refused: Vec<String>,
+    /// Packages found only by `selectMode: All` (no selector) → their folder in the repository.
+    pub unlisted: BTreeMap<String, String>,
 }
 
 /// The name of the Checkpoint of `pod` for `package` (the Go original's convention).
@@ -74,18 +80,30 @@ pub fn discover(
         if !wanted {
             continue;
         }
+        if selector.is_none() {
+            let path = w
+                .annotations
+                .get(ANNOTATION_PACKAGE_PATH)
+                .map(|p| p.trim().trim_end_matches('/').to_owned())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| format!("catalog/{package}"));
+            out.unlisted.entry(package.to_owned()).or_insert(path);
+        }
         // In `All` mode an annotated package nobody listed is treated as live-state stateful,
         // checkpointed on manual triggers only (it has no schedule).
         let live = selector.is_none_or(|p| p.live_state_package);
         let stateful = selector.is_none_or(|p| p.package_type == PackageType::Stateful);
-        let schedule = selector
-            .and_then(|p| {
-                p.backup_information
-                    .iter()
-                    .find(|b| b.backup_type == BackupType::Schedule)
-                    .and_then(|b| b.schedule_period.clone())
-            })
-            .unwrap_or_else(|| MANUAL_SCHEDULE.to_owned());
+        // Every `Schedule` entry fires: the first is the Checkpoint's `schedule` (the Go
+        // original's field), the others its `additionalSchedules`.
+        let mut schedules: Vec<String> = selector
+            .iter()
+            .flat_map(|p| &p.backup_information)
+            .filter(|b| b.backup_type == BackupType::Schedule)
+            .filter_map(|b| b.schedule_period.clone())
+            .collect();
+        if schedules.is_empty() {
+            schedules.push(MANUAL_SCHEDULE.to_owned());
+        }
         let vm = w.runtime_class.as_deref().filter(|c| is_vm_runtime(c));
         let my_pods: Vec<&Pod> = pods
             .iter()
@@ -108,7 +126,15 @@ pub fn discover(
                     "runtimeClass {class} runs pods in VMs, which CRIU cannot checkpoint: handled as stateless"
                 )),
             ),
-            (true, None) => (true, None),
+            (true, None) => match w
+                .restore_refusal(selector.is_some_and(|p| p.storage_replicated == Some(true)))
+            {
+                Some(why) => {
+                    out.refused.push(why.clone());
+                    (false, Some(why))
+                }
+                None => (true, None),
+            },
         };
         out.workloads
             .entry(package.to_owned())
@@ -126,7 +152,7 @@ pub fn discover(
         }
         for pod in my_pods {
             if let Some(c) =
-                build_checkpoint(policy, &policy_name, package, &schedule, w, pod, defaults)
+                build_checkpoint(policy, &policy_name, package, &schedules, w, pod, defaults)
             {
                 out.checkpoints.push(c);
             }
@@ -141,7 +167,7 @@ fn build_checkpoint(
     policy: &ClusterPolicy,
     policy_name: &str,
     package: &str,
-    schedule: &str,
+    schedules: &[String],
     w: &Workload,
     pod: &Pod,
     defaults: &Defaults,
@@ -169,7 +195,8 @@ fn build_checkpoint(
     let mut c = Checkpoint::new(
         &checkpoint_name(policy_name, &pod_name, package),
         CheckpointSpec {
-            schedule: schedule.to_owned(),
+            schedule: schedules.first().cloned().unwrap_or_default(),
+            additional_schedules: schedules.iter().skip(1).cloned().collect(),
             cluster_ref: Some(ClusterRef {
                 name: source.name.clone(),
                 repository: Some(source.repo.clone()),
@@ -404,7 +431,79 @@ spec:
             ]),
             selector: BTreeMap::from([("app".into(), name.into())]),
             runtime_class: runtime.map(str::to_owned),
+            replicas: 1,
+            claims_volumes: false,
         }
+    }
+
+    #[test]
+    fn each_schedule_entry_of_a_package_reaches_its_checkpoints() {
+        let mut p = policy(POLICY);
+        p.spec.package_selectors[0].backup_information.push(
+            serde_json::from_value(serde_json::json!(
+                {"name": "fast", "backupType": "Schedule", "schedulePeriod": "*/1 * * * *"}
+            ))
+            .unwrap(),
+        );
+        let d = discover(
+            &p,
+            &[deployment("counter", "counter", None)],
+            &[pod("counter-a", "counter", "worker-1")],
+            &defaults(),
+        );
+        assert_eq!(d.checkpoints[0].spec.schedule, "*/3 * * * *");
+        assert_eq!(
+            d.checkpoints[0].spec.additional_schedules,
+            vec!["*/1 * * * *"]
+        );
+    }
+
+    #[test]
+    fn a_live_state_workload_with_several_replicas_or_unreplicated_volumes_is_refused_not_cloned() {
+        let p = policy(POLICY);
+        let mut two = deployment("counter", "counter", None);
+        two.replicas = 2;
+        let pods = [
+            pod("counter-a", "counter", "worker-1"),
+            pod("counter-b", "counter", "worker-2"),
+        ];
+        let d = discover(&p, &[two], &pods, &defaults());
+        assert!(
+            d.checkpoints.is_empty(),
+            "no Checkpoint: its restore would clone one pod"
+        );
+        let w = &d.workloads["counter"][0];
+        assert!(!w.checkpointable);
+        assert!(
+            w.reason.as_deref().unwrap().contains("2 replicas"),
+            "{:?}",
+            w.reason
+        );
+        assert_eq!(d.refused.len(), 1);
+        assert!(
+            d.refused[0].contains("Deployment default/counter"),
+            "{}",
+            d.refused[0]
+        );
+
+        let mut disk = deployment("counter", "counter", None);
+        disk.claims_volumes = true;
+        let d = discover(&p, &[disk.clone()], &pods[..1], &defaults());
+        assert!(d.checkpoints.is_empty());
+        assert!(
+            d.refused[0].contains("PersistentVolumeClaims"),
+            "{}",
+            d.refused[0]
+        );
+        let mut opted = p.clone();
+        opted.spec.package_selectors[0].storage_replicated = Some(true);
+        let d = discover(&opted, &[disk], &pods[..1], &defaults());
+        assert_eq!(
+            d.checkpoints.len(),
+            1,
+            "replicated storage: the opt-in allows it"
+        );
+        assert!(d.refused.is_empty());
     }
 
     fn pod(name: &str, app: &str, node: &str) -> Pod {
@@ -550,6 +649,17 @@ spec:
             &defaults(),
         );
         assert_eq!(found.checkpoints[0].spec.schedule, MANUAL_SCHEDULE);
+        assert_eq!(
+            found.unlisted.get("redis").map(String::as_str),
+            Some("catalog/redis"),
+            "an unlisted package is found with its folder (default catalog/<package>)"
+        );
+        let mut annotated = deployment("redis", "redis", None);
+        annotated
+            .annotations
+            .insert(ANNOTATION_PACKAGE_PATH.into(), "apps/redis/".into());
+        let found = discover(&policy(&all), &[annotated], &[], &defaults());
+        assert_eq!(found.unlisted["redis"], "apps/redis");
     }
 
     #[test]

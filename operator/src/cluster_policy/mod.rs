@@ -35,6 +35,9 @@ const CONTROLLER: &str = "clusterpolicy";
 pub const DISCOVERED: &str = "WorkloadsDiscovered";
 /// Condition listing workloads handled as stateless because of their runtime.
 pub const STATELESS_FALLBACK: &str = "StatelessFallback";
+/// Condition listing live-state workloads whose restore would be wrong (several replicas, volumes
+/// without replicated storage): they get no Checkpoint and fail over without state.
+pub const RESTORE_REFUSED: &str = "RestoreRefused";
 
 /// Errors of one reconcile. The variant name is the metric label and Event reason.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,7 @@ async fn apply(policy: &ClusterPolicy, ctx: &Context) -> Result<Action, Error> {
     }
     if eval.errors.is_empty() {
         sync_checkpoints(policy, &ns, ctx, &mut eval.status, now).await;
+        not_ready_without_discovery(&mut eval.status, policy.meta().generation, now);
     }
     if old != Some(&eval.status) {
         // The transition history belongs to the Transition controller's field manager.
@@ -166,8 +170,18 @@ async fn apply(policy: &ClusterPolicy, ctx: &Context) -> Result<Action, Error> {
             reason,
         });
     }
+    let refused_before = old.is_some_and(|s| conditions::is_true(&s.conditions, RESTORE_REFUSED));
+    if !refused_before
+        && let Some(c) = conditions::find(&eval.status.conditions, RESTORE_REFUSED)
+            .filter(|c| c.status == "True")
+    {
+        let note = c.message.clone();
+        ctx.publish(policy, EventType::Warning, "RestoreRefused", &note)
+            .await;
+    }
     let ready_before = old.is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY));
-    if !ready_before {
+    let ready_now = conditions::is_true(&eval.status.conditions, conditions::READY);
+    if !ready_before && ready_now {
         let note = conditions::find(&eval.status.conditions, conditions::READY)
             .map(|c| c.message.clone())
             .unwrap_or_default();
@@ -284,6 +298,7 @@ async fn discover_and_apply(
     for p in &mut status.packages {
         p.workloads = desired.workloads.get(&p.name).cloned().unwrap_or_default();
     }
+    add_unlisted_packages(status, &desired);
     let problems = if ctx.settings.registry.is_some() {
         checkpoints::apply(ctx, ns, &desired, existing).await
     } else {
@@ -313,6 +328,83 @@ async fn discover_and_apply(
     };
     set_discovered(status, state, reason, message, generation, now);
     report_vm_runtimes(status, &desired, generation, now);
+    report_refusals(status, &desired, generation, now);
+}
+
+/// `selectMode: All`: annotated packages nobody listed are protected too — in the status (so a
+/// node fault finds them) with their folder (so a failover can write them).
+fn add_unlisted_packages(status: &mut ClusterPolicyStatus, desired: &discover::Discovered) {
+    for (name, path) in &desired.unlisted {
+        if status.packages.iter().any(|p| &p.name == name) {
+            continue;
+        }
+        status
+            .packages
+            .push(transition_crds::cluster_policy::PackageStatus {
+                name: name.clone(),
+                package_type: transition_crds::cluster_policy::PackageType::Stateful,
+                live_state: true,
+                package_path: Some(path.clone()),
+                schedules: Vec::new(),
+                last_checkpoint_time: None,
+                last_checkpoint_image: None,
+                workloads: desired.workloads.get(name).cloned().unwrap_or_default(),
+            });
+    }
+    status.protected_packages = Some(i32::try_from(status.packages.len()).unwrap_or(i32::MAX));
+}
+
+/// A policy whose source could not be listed protects nothing it can vouch for: Ready=False.
+fn not_ready_without_discovery(
+    status: &mut ClusterPolicyStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let Some(d) = conditions::find(&status.conditions, DISCOVERED).filter(|c| c.status == "False")
+    else {
+        return;
+    };
+    let message = format!("workload discovery failed: {}", d.message);
+    conditions::set(
+        &mut status.conditions,
+        conditions::READY,
+        Status::False,
+        "DiscoveryFailed",
+        message,
+        generation,
+        now,
+    );
+}
+
+/// Sets [`RESTORE_REFUSED`]: live-state workloads whose restore would be wrong.
+fn report_refusals(
+    status: &mut ClusterPolicyStatus,
+    desired: &discover::Discovered,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let (state, reason, message) = if desired.refused.is_empty() {
+        (
+            Status::False,
+            "NoneRefused",
+            "every live-state workload can be restored as it was".to_owned(),
+        )
+    } else {
+        (
+            Status::True,
+            "RestoreWouldBeWrong",
+            desired.refused.join("; "),
+        )
+    };
+    conditions::set(
+        &mut status.conditions,
+        RESTORE_REFUSED,
+        state,
+        reason,
+        message,
+        generation,
+        now,
+    );
 }
 
 /// Sets [`STATELESS_FALLBACK`]: the workloads handled as stateless because of a VM runtime.

@@ -258,6 +258,7 @@ fn protected(
                 name: p.selector.name.clone(),
                 package_type: p.selector.package_type,
                 live_state: p.selector.live_state_package,
+                package_path: Some(p.selector.package_path.clone()),
                 schedules,
                 last_checkpoint_time: previous.and_then(|s| s.last_checkpoint_time.clone()),
                 last_checkpoint_image: previous.and_then(|s| s.last_checkpoint_image.clone()),

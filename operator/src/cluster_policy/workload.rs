@@ -17,6 +17,10 @@ pub struct Workload {
     pub annotations: BTreeMap<String, String>,
     pub selector: BTreeMap<String, String>,
     pub runtime_class: Option<String>,
+    /// Desired replicas (1 when unset).
+    pub replicas: i32,
+    /// Whether its pods mount PersistentVolumeClaims (volumeClaimTemplates or claim volumes).
+    pub claims_volumes: bool,
 }
 
 fn workload(
@@ -24,8 +28,15 @@ fn workload(
     meta: &ObjectMeta,
     selector: &LabelSelector,
     pod_spec: Option<&PodSpec>,
+    replicas: Option<i32>,
+    claim_templates: bool,
 ) -> Option<Workload> {
+    let claim_volumes = pod_spec
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|v| v.iter().any(|v| v.persistent_volume_claim.is_some()));
     Some(Workload {
+        replicas: replicas.unwrap_or(1),
+        claims_volumes: claim_templates || claim_volumes,
         kind: kind.to_owned(),
         namespace: meta.namespace.clone()?,
         name: meta.name.clone()?,
@@ -43,6 +54,8 @@ impl Workload {
             &d.metadata,
             &spec.selector,
             spec.template.spec.as_ref(),
+            spec.replicas,
+            false,
         )
     }
 
@@ -53,7 +66,33 @@ impl Workload {
             &s.metadata,
             &spec.selector,
             spec.template.spec.as_ref(),
+            spec.replicas,
+            spec.volume_claim_templates
+                .as_ref()
+                .is_some_and(|t| !t.is_empty()),
         )
+    }
+
+    /// Why a live-state restore of this workload would be wrong (pure): several replicas would
+    /// all get one pod's memory; volume claims would come up without their data.
+    pub fn restore_refusal(&self, storage_replicated: bool) -> Option<String> {
+        if self.replicas > 1 {
+            return Some(format!(
+                "{} {}/{} has {} replicas: a checkpoint holds one pod's memory, and restoring it \
+                 into {} pods would clone it; scale it to 1 replica or mark the package \
+                 liveStatePackage: false",
+                self.kind, self.namespace, self.name, self.replicas, self.replicas
+            ));
+        }
+        if self.claims_volumes && !storage_replicated {
+            return Some(format!(
+                "{} {}/{} mounts PersistentVolumeClaims: its memory restored on another cluster \
+                 would not find its disk; set storageReplicated: true on the package when the \
+                 volumes are replicated to the targets",
+                self.kind, self.namespace, self.name
+            ));
+        }
+        None
     }
 
     /// The package this workload opted into, if it did.

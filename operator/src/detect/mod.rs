@@ -67,42 +67,6 @@ pub async fn restore_from_node_health(
     Ok(n)
 }
 
-/// Kubernetes clients for the workload clusters from `<cluster>.kubeconfig` files in `dir`.
-pub async fn workload_clients(
-    dir: &std::path::Path,
-) -> std::collections::HashMap<String, kube::Client> {
-    let mut out = std::collections::HashMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        tracing::warn!(dir = %dir.display(), "cannot read the workload kubeconfig folder");
-        return out;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let Some(cluster) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".kubeconfig"))
-        else {
-            continue;
-        };
-        let client = match std::fs::read(&path) {
-            Ok(bytes) => {
-                crate::k8s::clusters::client_from_yaml(cluster, &path.display().to_string(), &bytes)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match client {
-            Ok(c) => {
-                out.insert(cluster.to_owned(), c);
-            }
-            Err(e) => tracing::warn!(cluster, error = %e, "cannot use the workload kubeconfig"),
-        }
-    }
-    out
-}
-
 /// Tracker settings from a ClusterPolicy's `faultDetection` (unset fields keep the defaults).
 pub fn config_from_policy(
     fd: &transition_crds::cluster_policy::FaultDetection,

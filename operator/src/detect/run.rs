@@ -41,15 +41,69 @@ pub trait ClusterProbe: Send + Sync {
 /// The real probe: the Node's Ready condition and its Lease in `kube-node-lease`.
 #[derive(Clone, Default)]
 pub struct KubeProbe {
+    /// Fixed clients by cluster (tests; used only when no [`SecretClients`] is set).
     pub clients: HashMap<String, kube::Client>,
+    /// The controllers' way to a cluster: the kubeconfig Secret of a ClusterPolicy that names
+    /// it as its source (then `--workload-kubeconfig-dir`).
+    pub secrets: Option<SecretClients>,
+}
+
+/// Workload-cluster clients from the same kubeconfig Secrets the controllers use: the probe asks
+/// the source cluster with exactly the credentials discovery and fencing use.
+#[derive(Clone)]
+pub struct SecretClients {
+    pub clusters: Arc<crate::k8s::clusters::WorkloadClusters>,
+    pub management: kube::Client,
+    pub caches: crate::context::Caches,
+}
+
+impl SecretClients {
+    /// A client for `cluster`, through the first ClusterPolicy (by namespace/name) whose source
+    /// it is.
+    pub async fn client(&self, cluster: &str) -> Result<kube::Client, ProbeError> {
+        use kube::ResourceExt;
+        let mut policies: Vec<Arc<transition_crds::ClusterPolicy>> =
+            if crate::context::Caches::ready(&self.caches.policies) {
+                self.caches.policies.state()
+            } else {
+                let api: Api<transition_crds::ClusterPolicy> = Api::all(self.management.clone());
+                api.list(&Default::default())
+                    .await
+                    .map_err(|e| ProbeError::Read {
+                        what: "ClusterPolicies naming the cluster",
+                        node: cluster.to_owned(),
+                        reason: e.to_string(),
+                    })?
+                    .items
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect()
+            };
+        policies.retain(|p| p.spec.cluster_selector.name == cluster);
+        policies.sort_by_key(|p| (p.namespace(), p.name_any()));
+        let policy = policies
+            .first()
+            .ok_or_else(|| ProbeError::NoClient(cluster.to_owned()))?;
+        let ns = policy.namespace().unwrap_or_default();
+        let annotations = policy.metadata.annotations.clone().unwrap_or_default();
+        self.clusters
+            .client(cluster, &ns, &annotations)
+            .await
+            .map_err(|e| ProbeError::Cluster(e.to_string()))
+    }
 }
 
 impl ClusterProbe for KubeProbe {
     async fn view(&self, key: &NodeKey) -> Result<NodeView, ProbeError> {
-        let client = self
-            .clients
-            .get(&key.cluster)
-            .ok_or_else(|| ProbeError::NoClient(key.cluster.clone()))?;
+        let client = match &self.secrets {
+            Some(s) => s.client(&key.cluster).await?,
+            None => self
+                .clients
+                .get(&key.cluster)
+                .cloned()
+                .ok_or_else(|| ProbeError::NoClient(key.cluster.clone()))?,
+        };
+        let client = &client;
         let read = |what: &'static str| {
             move |e: kube::Error| ProbeError::Read {
                 what,

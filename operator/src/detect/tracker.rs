@@ -88,8 +88,12 @@ pub enum Verdict {
 /// Why a workload cluster could not say how one of its nodes is.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
-    #[error("failed to probe cluster {0}: no API access configured for it")]
+    #[error(
+        "failed to probe cluster {0}: no API access configured for it (no ClusterPolicy names it as its source)"
+    )]
     NoClient(String),
+    #[error("failed to probe: {0}")]
+    Cluster(String),
     #[error("failed to read the {what} of node {node}: {reason}")]
     Read {
         what: &'static str,

@@ -281,6 +281,38 @@ pub fn add_base(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
     Ok(true)
 }
 
+/// Adds `entry` to the list `field` of the kustomization (e.g. `patchesStrategicMerge`) unless it
+/// is listed. Returns whether the file changed.
+pub fn add_entry(kustomization: &Path, field: &str, entry: &str) -> Result<bool, EditError> {
+    let mut k = load_kustomization(kustomization)?;
+    let obj = k.as_object_mut().ok_or_else(|| EditError::Kustomization {
+        path: kustomization.display().to_string(),
+        reason: "not a mapping".into(),
+    })?;
+    let list = obj.entry(field).or_insert_with(|| Value::Array(vec![]));
+    let Some(a) = list.as_array_mut() else {
+        return Err(EditError::Kustomization {
+            path: kustomization.display().to_string(),
+            reason: format!("`{field}` is not a list"),
+        });
+    };
+    if a.iter().any(|v| v.as_str() == Some(entry)) {
+        return Ok(false);
+    }
+    a.push(Value::String(entry.to_owned()));
+    save_kustomization(kustomization, &k)?;
+    Ok(true)
+}
+
+/// Writes `text` to `path` unless it already holds exactly that. Returns whether it changed.
+pub fn write_if_changed(path: &Path, text: &str) -> Result<bool, EditError> {
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        return Ok(false);
+    }
+    write(path, text)?;
+    Ok(true)
+}
+
 /// Removes `entry` from `bases`/`resources` (fencing). Returns whether the file changed.
 pub fn remove_base(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
     if !kustomization.exists() {

@@ -1,6 +1,7 @@
 //! A failover as one Git change: the target cluster gets the package pinned to checkpoint images
-//! (kustomize `images:` by default, or in-place `image:` rewrites), and the source cluster is
-//! fenced (the package leaves its kustomization) — in ONE commit when both live in one repository.
+//! (by default a strategic-merge patch per workload and container in the target's folder, or
+//! kustomize `images:` by name, or in-place `image:` rewrites), and the source cluster is fenced
+//! (the package leaves its kustomization) — in ONE commit when both live in one repository.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +10,13 @@ use super::edit::{self, EditError};
 /// How the target deploys the checkpoint images.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Strategy {
-    /// `images:` entries in the target's kustomization; manifests untouched.
+    /// `transition-<package>.yaml` in the target's folder: one strategic-merge patch per
+    /// workload setting each checkpointed container's image by digest, listed under
+    /// `patchesStrategicMerge` (kustomize 2 to 5); manifests untouched. Each image reaches
+    /// exactly the workload and container it was taken from.
     #[default]
+    WorkloadPatch,
+    /// `images:` entries in the target's kustomization (every user of the base image gets it).
     Kustomize,
     /// Rewrite the `image:` scalars in the package's manifests, byte-preserving.
     InPlace,
@@ -23,6 +29,57 @@ pub struct ImageSwap {
     pub original: String,
     /// The checkpoint image by digest (`host/repo@sha256:…`).
     pub reference: String,
+    /// The workload and container it was taken from (`None`: by image name only).
+    pub target: Option<(edit::WorkloadRef, String)>,
+}
+
+/// The patch file of `package` in a target cluster's folder.
+pub fn patch_file(package: &str) -> String {
+    format!("transition-{package}.yaml")
+}
+
+/// The strategic-merge patches pinning each swap to its workload and container (pure;
+/// deterministic, so re-applying writes the same bytes). `None` when no swap names a workload.
+pub fn workload_patches(plan: &FailoverPlan) -> Option<String> {
+    use std::collections::BTreeMap;
+    // (kind, namespace, name) → [(container, image)]
+    type Key = (String, String, String);
+    let mut by_workload: BTreeMap<Key, Vec<(&str, &str)>> = BTreeMap::new();
+    for s in &plan.images {
+        if let Some((w, container)) = &s.target {
+            by_workload
+                .entry((
+                    w.kind.clone(),
+                    w.namespace.clone().unwrap_or_else(|| "default".into()),
+                    w.name.clone(),
+                ))
+                .or_default()
+                .push((container.as_str(), s.reference.as_str()));
+        }
+    }
+    if by_workload.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "# Written by transition-operator for package {} ({}): each checkpoint image pinned to\n\
+         # exactly the workload and container it was taken from. Removing this file and its\n\
+         # patchesStrategicMerge entry goes back to the base images.\n",
+        plan.package, plan.policy
+    );
+    for (i, ((kind, namespace, name), containers)) in by_workload.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&format!(
+            "apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  template:\n    spec:\n      containers:\n"
+        ));
+        for (container, image) in containers {
+            out.push_str(&format!(
+                "        - name: {container}\n          image: \"{image}\"\n"
+            ));
+        }
+    }
+    Some(out)
 }
 
 /// What to change, relative to the repository root.
@@ -95,6 +152,21 @@ pub fn apply_target(root: &Path, plan: &FailoverPlan) -> Result<Applied, EditErr
         .to_string();
     edit::add_base(&target_k, &target_entry)?;
     match plan.strategy {
+        Strategy::WorkloadPatch => {
+            if let Some(text) = workload_patches(plan) {
+                let name = patch_file(&plan.package);
+                edit::write_if_changed(&root.join(&plan.target_dir).join(&name), &text)?;
+                edit::add_entry(&target_k, "patchesStrategicMerge", &name)?;
+            }
+            // Swaps that name no workload (a status from an older operator) go by image name.
+            for swap in plan.images.iter().filter(|s| s.target.is_none()) {
+                let (new_name, digest) = swap
+                    .reference
+                    .split_once('@')
+                    .unwrap_or((swap.reference.as_str(), ""));
+                edit::set_image(&target_k, &swap.original, new_name, digest)?;
+            }
+        }
         Strategy::Kustomize => {
             for swap in &plan.images {
                 let (new_name, digest) = swap
@@ -206,6 +278,7 @@ mod tests {
             images: vec![ImageSwap {
                 original: "busybox:1.36".into(),
                 reference: "reg/c@sha256:ab".into(),
+                target: None,
             }],
             strategy: Strategy::Kustomize,
             fence: true,

@@ -55,6 +55,9 @@ pub struct ImageSpec {
     pub known_digest: Option<String>,
     /// Creation time, RFC 3339.
     pub created: String,
+    /// The OCI architecture of the node the archive was taken on (`None`: this machine's). A
+    /// checkpoint restores only on the architecture it was taken on, so the image says which.
+    pub arch: Option<String>,
 }
 
 /// The pushed image.
@@ -102,6 +105,20 @@ pub fn timestamp_tag(rfc3339: &str) -> String {
 }
 
 /// OCI architecture name of this machine.
+/// The OCI architecture name of a kernel/Rust (`x86_64`, `aarch64`) or Go (`amd64`, `arm64`)
+/// architecture name, as agents report it in heartbeats (pure).
+pub fn oci_arch_of(arch: &str) -> String {
+    match arch.trim() {
+        "x86_64" | "amd64" => "amd64",
+        "aarch64" | "arm64" => "arm64",
+        "armv7l" | "armv7" | "arm" => "arm",
+        "i686" | "i386" | "x86" | "386" => "386",
+        "powerpc64le" | "ppc64le" => "ppc64le",
+        other => other,
+    }
+    .to_owned()
+}
+
 pub fn oci_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -363,7 +380,10 @@ async fn push_manifests(
     annotations: BTreeMap<String, String>,
 ) -> Result<PushedImage, ImageError> {
     let repo = spec.repo.as_str();
-    let arch = oci_arch();
+    let arch = spec
+        .arch
+        .as_deref()
+        .map_or_else(|| oci_arch().to_owned(), oci_arch_of);
     let config = json!({
         "created": spec.created,
         "architecture": arch,
@@ -445,6 +465,15 @@ async fn send_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_architectures_become_oci_names() {
+        assert_eq!(oci_arch_of("x86_64"), "amd64");
+        assert_eq!(oci_arch_of("amd64"), "amd64");
+        assert_eq!(oci_arch_of("aarch64"), "arm64");
+        assert_eq!(oci_arch_of(" arm64 "), "arm64");
+        assert_eq!(oci_arch_of("riscv64"), "riscv64");
+    }
 
     #[test]
     fn tags_from_timestamps_are_valid_and_sortable() {

@@ -16,7 +16,7 @@ use transition_crds::conditions::{self, Status};
 use transition_crds::transition::{TransitionPhase, TransitionStatus};
 
 use super::phases::{self, Outcome, Refusal, Step};
-use super::plan::{images_for, next_phase, plan};
+use super::plan::{images_for, next_phase, plan_for};
 use super::{Error, history, package_checkpoints_of};
 use crate::context::Context;
 use crate::k8s::{FIELD_MANAGER, id_of};
@@ -144,7 +144,7 @@ async fn dereference(
     } else {
         status.images.clone()
     };
-    Ok(match plan(&t.spec, &policy_key, &policy.spec, &images) {
+    Ok(match plan_for(&t.spec, &policy_key, &policy, &images) {
         Ok(p) => Ok((policy, policy_ns, p, images)),
         Err(e) => Err(Refusal::Plan(e)),
     })

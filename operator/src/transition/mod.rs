@@ -348,6 +348,37 @@ spec:
     }
 
     #[test]
+    fn in_all_mode_a_discovered_package_without_a_selector_can_fail_over() {
+        let mut p = policy();
+        p.spec.select_mode = transition_crds::cluster_policy::SelectMode::All;
+        let status = p.status.as_mut().unwrap();
+        status.packages.push(
+            serde_json::from_value(serde_json::json!({
+                "name": "redis", "packageType": "Stateful", "liveState": true,
+                "packagePath": "apps/redis",
+                "workloads": [{"kind": "StatefulSet", "namespace": "default", "name": "redis",
+                               "nodes": ["worker-1"], "checkpointable": true}]
+            }))
+            .unwrap(),
+        );
+        let found = packages_on_node(&p, &fault("worker-1"));
+        assert_eq!(
+            found,
+            vec!["counter", "redis"],
+            "the unlisted package is on the node too"
+        );
+        let t = fault_transition(&p, "redis", &fault("worker-1"), &[]).unwrap();
+        let plan = plan::plan_for(&t.spec, "ops/p1", &p, &[]).unwrap();
+        assert_eq!(plan.failover.package_path, PathBuf::from("apps/redis"));
+        assert!(plan.selector.live_state_package);
+        p.spec.select_mode = transition_crds::cluster_policy::SelectMode::Specific;
+        assert!(
+            plan::plan_for(&t.spec, "ops/p1", &p, &[]).is_err(),
+            "Specific mode moves listed packages only"
+        );
+    }
+
+    #[test]
     fn planned_moves_fence_last_and_failovers_fence_first() {
         let f = phase_order(TriggerType::NodeFault);
         let p = phase_order(TriggerType::Planned);

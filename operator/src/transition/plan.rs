@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::jiff::Timestamp;
-use transition_crds::Checkpoint;
-use transition_crds::cluster_policy::{ClusterPolicySpec, PackageSelector};
-use transition_crds::transition::{ImageRecord, TransitionPhase, TransitionSpec, TriggerType};
+use transition_crds::cluster_policy::{ClusterPolicySpec, PackageSelector, SelectMode};
+use transition_crds::transition::{
+    ImageRecord, ImageWorkload, TransitionPhase, TransitionSpec, TriggerType,
+};
+use transition_crds::{Checkpoint, ClusterPolicy};
 
 use crate::gitops::writer::{FailoverPlan, ImageSwap, Strategy};
 
@@ -53,12 +55,14 @@ pub fn next_phase(trigger: TriggerType, current: TransitionPhase) -> Option<Tran
     order.get(i + 1).copied()
 }
 
-/// The newest checkpoint image of each original image of `package` (pure).
+/// The newest checkpoint image of each workload + container of `package` (pure). Keyed by the
+/// workload the checkpointed pod belongs to, so two workloads (or a workload and a sidecar) that
+/// share a base image each get their own pod's memory, never each other's.
 pub fn images_for<'a>(
     package: &str,
     checkpoints: impl IntoIterator<Item = &'a Checkpoint>,
 ) -> Vec<ImageRecord> {
-    let mut best: BTreeMap<String, (Timestamp, ImageRecord)> = BTreeMap::new();
+    let mut best: BTreeMap<(ImageWorkload, String), (Timestamp, ImageRecord)> = BTreeMap::new();
     for c in checkpoints {
         let ours = c
             .spec
@@ -69,6 +73,16 @@ pub fn images_for<'a>(
             continue;
         }
         let Some(status) = &c.status else { continue };
+        let r = &c.spec.resource_ref;
+        let workload = ImageWorkload {
+            kind: r.kind.clone(),
+            namespace: r
+                .namespace
+                .clone()
+                .or_else(|| c.spec.pod_ref.namespace.clone())
+                .unwrap_or_else(|| "default".into()),
+            name: r.name.clone(),
+        };
         for container in &c.spec.containers {
             let Some(rec) = status.latest_image(&container.name) else {
                 continue;
@@ -77,16 +91,16 @@ pub fn images_for<'a>(
                 continue;
             };
             let record = ImageRecord {
+                workload: Some(workload.clone()),
                 container: Some(container.name.clone()),
                 image: image.to_owned(),
                 digest: digest.to_owned(),
                 original: Some(container.image.clone()),
             };
-            let newer = best
-                .get(&container.image)
-                .is_none_or(|(t, _)| rec.time.0 > *t);
+            let key = (workload.clone(), container.name.clone());
+            let newer = best.get(&key).is_none_or(|(t, _)| rec.time.0 > *t);
             if newer {
-                best.insert(container.image.clone(), (rec.time.0, record));
+                best.insert(key, (rec.time.0, record));
             }
         }
     }
@@ -118,6 +132,54 @@ pub fn plan(
             policy: policy_key.to_owned(),
             package: spec.package.clone(),
         })?;
+    plan_with(spec, policy_key, policy, selector, images)
+}
+
+/// [`plan`] for a policy as stored: in `selectMode: All` a package without a selector that
+/// discovery found (its status entry names its folder) can be moved too.
+pub fn plan_for(
+    spec: &TransitionSpec,
+    policy_key: &str,
+    policy: &ClusterPolicy,
+    images: &[ImageRecord],
+) -> Result<Plan, PlanError> {
+    let listed = policy
+        .spec
+        .package_selectors
+        .iter()
+        .any(|p| p.name == spec.package);
+    let discovered = policy
+        .status
+        .iter()
+        .flat_map(|s| &s.packages)
+        .find(|p| p.name == spec.package);
+    match discovered {
+        Some(found) if !listed && policy.spec.select_mode == SelectMode::All => {
+            let selector = PackageSelector {
+                name: found.name.clone(),
+                package_path: found
+                    .package_path
+                    .clone()
+                    .unwrap_or_else(|| format!("catalog/{}", found.name)),
+                package_type: found.package_type,
+                selected: None,
+                live_state_package: found.live_state,
+                backup_information: Vec::new(),
+                storage_replicated: None,
+            };
+            plan_with(spec, policy_key, &policy.spec, selector, images)
+        }
+        _ => plan(spec, policy_key, &policy.spec, images),
+    }
+}
+
+fn plan_with(
+    spec: &TransitionSpec,
+    policy_key: &str,
+    policy: &ClusterPolicySpec,
+    selector: PackageSelector,
+    images: &[ImageRecord],
+) -> Result<Plan, PlanError> {
     let source = &policy.cluster_selector.name;
     if &spec.source_cluster != source {
         return Err(PlanError::WrongSource {
@@ -168,10 +230,20 @@ pub fn plan(
                 Some(ImageSwap {
                     original: i.original.clone()?,
                     reference: format!("{}@{}", i.image, i.digest),
+                    target: i.workload.as_ref().zip(i.container.as_ref()).map(|(w, c)| {
+                        (
+                            crate::gitops::edit::WorkloadRef {
+                                kind: w.kind.clone(),
+                                name: w.name.clone(),
+                                namespace: Some(w.namespace.clone()),
+                            },
+                            c.clone(),
+                        )
+                    }),
                 })
             })
             .collect(),
-        strategy: Strategy::Kustomize,
+        strategy: Strategy::WorkloadPatch,
         fence: spec.trigger.type_ != TriggerType::Planned,
         node: spec.trigger.node.clone().unwrap_or_else(|| "-".into()),
         fault,

@@ -101,6 +101,19 @@ async fn missing_secrets_dead_clusters_and_missing_policies_become_conditions_na
     api.create(&PostParams::default(), &policy).await.unwrap();
     let m = discovered_message(&api, "broken-source", "cluster1-azure-kubeconfig").await;
     assert!(m.contains(&ns) && m.contains("does not exist"), "{m}");
+    let p = api.get("broken-source").await.unwrap();
+    let ready = p
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "DiscoveryFailed"),
+        "a policy that cannot see its source is not Ready: {}",
+        ready.message
+    );
 
     // 2. A kubeconfig whose API server is not there.
     let dead = "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n";

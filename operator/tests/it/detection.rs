@@ -113,7 +113,10 @@ async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirme
     clients.insert(CLUSTER.to_owned(), source.clone());
     let detector = Detector {
         beats: shared.clone(),
-        probe: KubeProbe { clients },
+        probe: KubeProbe {
+            clients,
+            secrets: None,
+        },
         writer: Some(NodeHealthWriter {
             client: mgmt.clone(),
             namespace: ns.clone(),
@@ -210,4 +213,75 @@ async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirme
     );
     stop.cancel();
     renewer.abort();
+}
+
+/// The corroborating probe reaches the source cluster with the controllers' credentials — the
+/// policy's `<cluster>-kubeconfig` Secret in the REAL management apiserver — not a mounted folder;
+/// without a Secret (and no folder) it says so instead of reporting the node's API unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_reads_the_source_cluster_through_the_policys_kubeconfig_secret() {
+    use std::sync::Arc;
+    use transition_operator::detect::run::{ClusterProbe, SecretClients};
+    use transition_operator::detect::tracker::ProbeError;
+    let lab = Lab::get().unwrap();
+    let mgmt = lab.kube_client(&lab.clusters()[0]).await.unwrap();
+    install_crds(&mgmt, Duration::from_secs(60)).await.unwrap();
+    let ns = fresh_namespace(&mgmt, "probe").await.unwrap();
+    let source = lab.kube_client(CLUSTER).await.unwrap();
+    let nodes: Api<Node> = Api::all(source.clone());
+    let leases: Api<Lease> = Api::namespaced(source.clone(), "kube-node-lease");
+    let node = format!("w-probe-{}", std::process::id());
+    make_node(&nodes, &leases, &node).await;
+
+    let cluster = format!("probe-{}", std::process::id());
+    let policy: transition_crds::ClusterPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "ClusterPolicy",
+        "metadata": {"name": "p", "namespace": ns},
+        "spec": {"clusterSelector": {"name": cluster, "repo": "http://127.0.0.1:1/x.git", "repoType": "git"},
+                 "selectMode": "All", "packageSelectors": [],
+                 "targetClusterPolicy": {"preferClusters": [{"name": "cluster2-aws", "repoType": "git", "weight": 1}]}}
+    }))
+    .unwrap();
+    Api::<transition_crds::ClusterPolicy>::namespaced(mgmt.clone(), &ns)
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let probe = KubeProbe {
+        clients: Default::default(),
+        secrets: Some(SecretClients {
+            clusters: Arc::new(transition_operator::k8s::clusters::WorkloadClusters::new(
+                mgmt.clone(),
+                None,
+            )),
+            management: mgmt.clone(),
+            caches: transition_operator::context::Caches::new().0,
+        }),
+    };
+    let key = NodeKey {
+        cluster: cluster.clone(),
+        node: node.clone(),
+    };
+    let err = probe.view(&key).await.unwrap_err();
+    assert!(
+        matches!(err, ProbeError::Cluster(ref m) if m.contains(&format!("{cluster}-kubeconfig"))),
+        "names the missing Secret: {err}"
+    );
+
+    let kubeconfig = std::fs::read_to_string(lab.cluster(CLUSTER).unwrap().kubeconfig).unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{cluster}-kubeconfig")},
+        "stringData": {"value": kubeconfig}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(mgmt.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let view = probe.view(&key).await.unwrap();
+    assert_eq!(
+        view.ready,
+        Some(true),
+        "the Node's Ready condition, read with the Secret"
+    );
+    assert!(view.lease_renewed_ms.is_some(), "and its Lease");
 }

@@ -81,6 +81,7 @@ fn plan(strategy: Strategy, package_path: &str) -> FailoverPlan {
         images: vec![ImageSwap {
             original: "docker.io/library/busybox:1.36".into(),
             reference: REF.into(),
+            target: None,
         }],
         strategy,
         fence: true,
@@ -367,4 +368,96 @@ async fn with_one_repository_per_cluster_the_target_and_the_fence_are_ordered_id
             .unwrap()
             .contains("catalog/counter")
     );
+}
+
+/// Two Deployments of one package share a base image; each restores its OWN pod's checkpoint.
+/// Rendered with the lab's real `kubectl kustomize` (kubectl 1.20, kustomize 2.0 — the oldest
+/// renderer a GitOps agent might run), not with our own reader.
+#[test]
+fn two_workloads_sharing_an_image_each_get_their_own_checkpoint_in_the_rendered_target() {
+    let lab = Lab::get().unwrap();
+    let kubectl = lab.tool("kubectl").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("catalog/pair")).unwrap();
+    std::fs::create_dir_all(r.join("clusters/cluster2-aws")).unwrap();
+    std::fs::create_dir_all(r.join("clusters/cluster1-azure")).unwrap();
+    let deployment = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n        - name: app\n          image: docker.io/library/busybox:1.36\n        - name: sidecar\n          image: docker.io/library/busybox:1.36\n"
+        )
+    };
+    std::fs::write(r.join("catalog/pair/a.yaml"), deployment("a")).unwrap();
+    std::fs::write(r.join("catalog/pair/b.yaml"), deployment("b")).unwrap();
+    std::fs::write(
+        r.join("catalog/pair/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml, b.yaml]\n",
+    )
+    .unwrap();
+    for c in ["cluster1-azure", "cluster2-aws"] {
+        std::fs::write(
+            r.join(format!("clusters/{c}/kustomization.yaml")),
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases: []\n",
+        )
+        .unwrap();
+    }
+    let swap = |workload: &str, digit: char| ImageSwap {
+        original: "docker.io/library/busybox:1.36".into(),
+        reference: format!(
+            "127.0.0.1:5000/checkpoints/default/{workload}-app@sha256:{}",
+            digit.to_string().repeat(64)
+        ),
+        target: Some((
+            transition_operator::gitops::edit::WorkloadRef {
+                kind: "Deployment".into(),
+                name: workload.into(),
+                namespace: Some("default".into()),
+            },
+            "app".into(),
+        )),
+    };
+    let mut p = plan(Strategy::WorkloadPatch, "catalog/pair");
+    p.package = "pair".into();
+    p.images = vec![swap("a", 'a'), swap("b", 'b')];
+    writer::apply(r, &p).unwrap();
+    let again =
+        std::fs::read_to_string(r.join("clusters/cluster2-aws/transition-pair.yaml")).unwrap();
+    writer::apply(r, &p).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(r.join("clusters/cluster2-aws/transition-pair.yaml")).unwrap(),
+        again,
+        "re-applying writes the same bytes"
+    );
+    let out = Command::new(&kubectl)
+        .args(["kustomize", "clusters/cluster2-aws"])
+        .current_dir(r)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    let docs: Vec<&str> = rendered.split("\n---\n").collect();
+    let doc = |name: &str| {
+        *docs
+            .iter()
+            .find(|d| d.contains(&format!("name: {name}\n")))
+            .unwrap()
+    };
+    for (name, digit) in [("a", 'a'), ("b", 'b')] {
+        let d = doc(name);
+        let own = format!("sha256:{}", digit.to_string().repeat(64));
+        assert!(d.contains(&own), "{name} runs its own checkpoint: {d}");
+        let other = if digit == 'a' { 'b' } else { 'a' };
+        assert!(
+            !d.contains(&format!("sha256:{}", other.to_string().repeat(64))),
+            "{name} never gets the other pod's memory: {d}"
+        );
+        assert!(
+            d.contains("image: docker.io/library/busybox:1.36"),
+            "the sidecar sharing the base image keeps it: {d}"
+        );
+    }
 }

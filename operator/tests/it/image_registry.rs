@@ -45,6 +45,7 @@ fn spec(repo: &str) -> ImageSpec {
         limits: Limits::default(),
         known_digest: None,
         created: now,
+        arch: None,
     }
 }
 
@@ -281,6 +282,45 @@ async fn a_layer_the_registry_has_is_not_sent_again_and_a_wrong_digest_is_caught
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+}
+
+/// The image says the architecture of the node the checkpoint was taken on (from its agent's
+/// heartbeat), not the operator's: read back with skopeo.
+#[tokio::test]
+async fn the_image_platform_is_the_source_nodes_architecture() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let reg = registry(&ep, &ep.password);
+    let archive = checkpoint_fixture("small", 0).unwrap();
+    let repo = format!("checkpoints/arch-{}/counter", std::process::id());
+    let mut s = spec(&repo);
+    s.arch = Some("aarch64".into());
+    let pushed = build_and_push(&reg, std::fs::File::open(&archive).unwrap(), &s)
+        .await
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&skopeo(
+        &ep,
+        &[
+            "inspect",
+            "--raw",
+            &format!("docker://{}/{repo}:{}", ep.host, pushed.tag),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(index["manifests"][0]["platform"]["architecture"], "arm64");
+    let config: serde_json::Value = serde_json::from_slice(&skopeo(
+        &ep,
+        &[
+            "inspect",
+            "--config",
+            "--raw",
+            "--override-arch",
+            "arm64",
+            &format!("docker://{}/{repo}@{}", ep.host, pushed.manifest_digest),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(config["architecture"], "arm64", "{config}");
 }
 
 #[tokio::test]

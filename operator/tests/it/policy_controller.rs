@@ -64,6 +64,18 @@ async fn the_controller_reports_the_seed_policy_and_flags_a_bad_schedule() {
         controller::run(ctx, Some(&ns_for_controller), Default::default()).await
     });
 
+    // The source cluster's real kubeconfig (Cluster API convention): Ready needs a discovery that
+    // succeeded (issue 13: a policy that cannot see its source protects nothing).
+    let source = lab.cluster("cluster1-azure").unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "cluster1-azure-kubeconfig"},
+        "stringData": {"value": std::fs::read_to_string(&source.kubeconfig).unwrap()}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
     let api: Api<ClusterPolicy> = Api::namespaced(client.clone(), &ns);
     let seed: ClusterPolicy = serde_saphyr::from_str(SEED).unwrap();
     api.create(&PostParams::default(), &seed).await.unwrap();

@@ -116,8 +116,52 @@ pub fn still_missing(
                 .collect()
         })
         .unwrap_or_default();
+    let containers: Vec<(String, String)> = template
+        .spec
+        .as_ref()
+        .map(|p| {
+            p.containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mine = |i: &&ImageRecord| {
+        i.workload
+            .as_ref()
+            .is_some_and(|iw| iw.kind == w.kind && iw.namespace == w.namespace && iw.name == w.name)
+    };
+    // Images pinned to this workload: its container of that name must run exactly that digest.
+    let wrong: Vec<String> = images
+        .iter()
+        .filter(mine)
+        .filter(|_| w.checkpointable)
+        .filter(|i| {
+            !containers.iter().any(|(name, image)| {
+                Some(name) == i.container.as_ref() && image.ends_with(&i.digest)
+            })
+        })
+        .map(|i| {
+            format!(
+                "container {} (want {})",
+                i.container.as_deref().unwrap_or("?"),
+                i.digest
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        return Some(format!(
+            "{} {}/{} in {target} does not run its checkpoint image yet: {}",
+            w.kind,
+            w.namespace,
+            w.name,
+            wrong.join(", ")
+        ));
+    }
+    // Images from an older status, by image name only.
     let missing: Vec<String> = images
         .iter()
+        .filter(|i| i.workload.is_none())
         .filter(|i| {
             w.checkpointable
                 && !template_images.iter().any(|ti| ti.ends_with(&i.digest))

@@ -228,7 +228,7 @@ async fn a_node_fault_goes_through_every_phase_with_one_commit_a_guarded_taint_a
     s.step().await;
     let msg = s.transition().status.unwrap().message.unwrap();
     assert!(
-        msg.contains("still runs docker.io/library/busybox:1.36"),
+        msg.contains("does not run its checkpoint image yet: container counter"),
         "{msg}"
     );
     s.target_deployment(&format!("{IMAGE}@{DIGEST}"), 1);
@@ -433,4 +433,103 @@ async fn the_phase_pause_is_a_requeue_measured_from_the_recorded_start() {
         "still pausing: nothing done"
     );
     assert!(again != kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn two_workloads_sharing_a_base_image_are_each_pinned_to_their_own_pods_checkpoint() {
+    let s = scenario(json!({"type": "NodeFault", "node": "worker-1"}), |_| {});
+    // A second workload of the package, same base image, its own checkpoint.
+    let other = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+    let mut ck = s.mgmt.get("/apis/transition.dcnlab.ssu.ac.kr/v1/namespaces/ops/checkpoints/checkpoint-p1-counter-a-counter").unwrap();
+    ck["metadata"]["name"] = json!("checkpoint-p1-twin-a-counter");
+    ck["spec"]["podRef"]["name"] = json!("twin-a");
+    ck["spec"]["resourceRef"]["name"] = json!("twin");
+    ck["status"]["history"][0]["image"] = json!(format!(
+        "127.0.0.1:5000/checkpoints/default/twin-counter@{other}"
+    ));
+    s.mgmt.put("checkpoints", ck);
+    let mut policy = s.mgmt.get(POLICY).unwrap();
+    policy["status"]["packages"][0]["workloads"].as_array_mut().unwrap().push(json!(
+        {"kind": "Deployment", "namespace": "default", "name": "twin", "nodes": ["worker-1"], "checkpointable": true}));
+    s.mgmt.set(POLICY, policy);
+
+    s.until(TransitionPhase::Syncing, 8).await;
+    let images = s.transition().status.unwrap().images;
+    assert_eq!(
+        images.len(),
+        2,
+        "one image per workload + container: {images:?}"
+    );
+    let dir = s.repo.trim_start_matches("file://").to_owned();
+    let patch = git(
+        Path::new(&dir),
+        &["show", "main:clusters/cluster2-aws/transition-counter.yaml"],
+    );
+    let docs: Vec<&str> = patch.split("---\n").collect();
+    let of = |name: &str| {
+        *docs
+            .iter()
+            .find(|d| d.contains(&format!("name: {name}\n")))
+            .unwrap()
+    };
+    assert!(
+        of("counter").contains(DIGEST) && !of("counter").contains(other),
+        "{patch}"
+    );
+    assert!(
+        of("twin").contains(other) && !of("twin").contains(DIGEST),
+        "{patch}"
+    );
+    let kustomization = git(
+        Path::new(&dir),
+        &["show", "main:clusters/cluster2-aws/kustomization.yaml"],
+    );
+    assert!(
+        kustomization.contains("transition-counter.yaml"),
+        "{kustomization}"
+    );
+    assert!(
+        !kustomization.contains("images:"),
+        "nothing pinned by image name: {kustomization}"
+    );
+
+    // Verifying wants each workload on its own digest: the twin on the counter's is not restored.
+    s.target_deployment(&format!("{IMAGE}@{DIGEST}"), 1);
+    let mut twin = s
+        .target
+        .get("/apis/apps/v1/namespaces/default/deployments/counter")
+        .unwrap();
+    twin["metadata"]["name"] = json!("twin");
+    s.target.put("deployments", twin.clone());
+    s.until(TransitionPhase::Verifying, 3).await;
+    s.step().await;
+    let msg = s.transition().status.unwrap().message.unwrap();
+    assert!(
+        msg.contains("Deployment default/twin") && msg.contains(other),
+        "{msg}"
+    );
+    twin["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!(format!("x/twin-counter@{other}"));
+    s.target.put("deployments", twin);
+    s.until(TransitionPhase::Completed, 3).await;
+}
+
+#[tokio::test]
+async fn in_all_mode_a_package_nobody_listed_fails_over_to_its_discovered_folder() {
+    let s = scenario(json!({"type": "NodeFault", "node": "worker-1"}), |_| {});
+    let mut policy = s.mgmt.get(POLICY).unwrap();
+    policy["spec"]["selectMode"] = json!("All");
+    policy["spec"]["packageSelectors"] = json!([]);
+    policy["status"]["packages"][0]["packagePath"] = json!("catalog/counter");
+    s.mgmt.set(POLICY, policy);
+    s.until(TransitionPhase::Verifying, 10).await;
+    assert_eq!(commits(&s.repo, "transition:"), 1);
+    let dir = s.repo.trim_start_matches("file://").to_owned();
+    let k = git(
+        Path::new(&dir),
+        &["show", "main:clusters/cluster2-aws/kustomization.yaml"],
+    );
+    assert!(k.contains("../../catalog/counter"), "{k}");
+    s.target_deployment(&format!("{IMAGE}@{DIGEST}"), 1);
+    s.until(TransitionPhase::Completed, 3).await;
 }
