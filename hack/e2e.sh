@@ -202,7 +202,9 @@ start_operator() {
     >>"$W/operator.log" 2>&1 &
   operator_pid=$!
 }
-[ "$kill_phases" = 1 ] && export PHASE_PAUSE_MS=1500
+# Each phase pauses 3 s (a requeue, not a sleep) so the kill loop below, which also does the
+# GitOps stand-in's renders, sees every phase.
+[ "$kill_phases" = 1 ] && export PHASE_PAUSE_MS=3000
 step "starting transition-operator (heartbeats on :$hb_port, metrics on :$metrics_port)"
 start_operator
 step "starting checkpoint-agent on worker-1 (watches the shim's checkpoint folder, heartbeats every 1 s)"

@@ -251,10 +251,10 @@ pub fn relative(from: &Path, to: &Path) -> PathBuf {
 /// kustomize`) or `resources` (newer kustomize); an entry is looked for in both.
 const ENTRY_LISTS: [&str; 2] = ["bases", "resources"];
 
-/// Adds `entry` to the kustomization at `kustomization` (under `bases`) unless it is listed.
-/// Returns whether the file changed.
+/// Adds `entry` to the kustomization at `kustomization` (under `bases`) unless it is listed in
+/// `bases` or `resources`. Returns whether the file changed.
 pub fn add_base(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
-    let mut k = load_kustomization(kustomization)?;
+    let k = load_kustomization(kustomization)?;
     let listed = ENTRY_LISTS.iter().any(|f| {
         k.get(*f)
             .and_then(Value::as_array)
@@ -263,45 +263,13 @@ pub fn add_base(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
     if listed {
         return Ok(false);
     }
-    let obj = k.as_object_mut().ok_or_else(|| EditError::Kustomization {
-        path: kustomization.display().to_string(),
-        reason: "not a mapping".into(),
-    })?;
-    let bases = obj.entry("bases").or_insert_with(|| Value::Array(vec![]));
-    match bases.as_array_mut() {
-        Some(a) => a.push(Value::String(entry.to_owned())),
-        None => {
-            return Err(EditError::Kustomization {
-                path: kustomization.display().to_string(),
-                reason: "`bases` is not a list".into(),
-            });
-        }
-    }
-    save_kustomization(kustomization, &k)?;
-    Ok(true)
+    change_list(kustomization, "bases", entry, true)
 }
 
 /// Adds `entry` to the list `field` of the kustomization (e.g. `patchesStrategicMerge`) unless it
 /// is listed. Returns whether the file changed.
 pub fn add_entry(kustomization: &Path, field: &str, entry: &str) -> Result<bool, EditError> {
-    let mut k = load_kustomization(kustomization)?;
-    let obj = k.as_object_mut().ok_or_else(|| EditError::Kustomization {
-        path: kustomization.display().to_string(),
-        reason: "not a mapping".into(),
-    })?;
-    let list = obj.entry(field).or_insert_with(|| Value::Array(vec![]));
-    let Some(a) = list.as_array_mut() else {
-        return Err(EditError::Kustomization {
-            path: kustomization.display().to_string(),
-            reason: format!("`{field}` is not a list"),
-        });
-    };
-    if a.iter().any(|v| v.as_str() == Some(entry)) {
-        return Ok(false);
-    }
-    a.push(Value::String(entry.to_owned()));
-    save_kustomization(kustomization, &k)?;
-    Ok(true)
+    change_list(kustomization, field, entry, true)
 }
 
 /// Writes `text` to `path` unless it already holds exactly that. Returns whether it changed.
@@ -318,19 +286,59 @@ pub fn remove_base(kustomization: &Path, entry: &str) -> Result<bool, EditError>
     if !kustomization.exists() {
         return Ok(false);
     }
-    let mut k = load_kustomization(kustomization)?;
     let mut changed = false;
     for field in ENTRY_LISTS {
-        if let Some(a) = k.get_mut(field).and_then(Value::as_array_mut) {
-            let before = a.len();
-            a.retain(|v| v.as_str() != Some(entry));
-            changed |= a.len() != before;
-        }
-    }
-    if changed {
-        save_kustomization(kustomization, &k)?;
+        changed |= change_list(kustomization, field, entry, false)?;
     }
     Ok(changed)
+}
+
+/// Adds (or removes) `entry` in the top-level list `field`: on the text, keeping comments and
+/// formatting, when the edited text parses to exactly the wanted kustomization; else by
+/// re-serialising it. Returns whether the file changed.
+fn change_list(path: &Path, field: &str, entry: &str, add: bool) -> Result<bool, EditError> {
+    let fail = |reason: String| EditError::Kustomization {
+        path: path.display().to_string(),
+        reason,
+    };
+    let before = load_kustomization(path)?;
+    let mut want = before.clone();
+    let obj = want
+        .as_object_mut()
+        .ok_or_else(|| fail("not a mapping".into()))?;
+    if add {
+        let list = obj.entry(field).or_insert_with(|| Value::Array(vec![]));
+        if list.is_null() {
+            *list = Value::Array(vec![]);
+        }
+        let a = list
+            .as_array_mut()
+            .ok_or_else(|| fail(format!("`{field}` is not a list")))?;
+        if !a.iter().any(|v| v.as_str() == Some(entry)) {
+            a.push(Value::String(entry.to_owned()));
+        }
+    } else if let Some(a) = obj.get_mut(field).and_then(Value::as_array_mut) {
+        a.retain(|v| v.as_str() != Some(entry));
+    }
+    if want == before {
+        return Ok(false);
+    }
+    let text = if path.exists() {
+        read(path)?
+    } else {
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n".to_owned()
+    };
+    let edited = if add {
+        super::kustomization::with_entry(&text, field, entry)
+    } else {
+        super::kustomization::without_entry(&text, field, entry)
+    };
+    let parses_to = |t: &str| serde_saphyr::from_str::<Value>(t).ok();
+    match edited {
+        Some(t) if parses_to(&t).as_ref() == Some(&want) => write(path, &t)?,
+        _ => save_kustomization(path, &want)?,
+    }
+    Ok(true)
 }
 
 /// Pins `image` (any tag of its name) to `new_name@digest` in the kustomization's `images:`.

@@ -1,6 +1,7 @@
 //! GitOps writer: a failover as a reviewable, revertable Git change.
 
 pub mod edit;
+pub mod kustomization;
 pub mod repo;
 pub mod writer;
 
