@@ -60,6 +60,14 @@ pub fn manual_trigger<'a>(annotation: Option<&'a str>, handled: Option<&str>) ->
     (!token.is_empty() && Some(token) != handled.map(str::trim)).then_some(token)
 }
 
+/// The time between two firings of `cron` after `now` (its period there).
+pub fn period(cron: &Cron, now: Timestamp) -> Option<std::time::Duration> {
+    let first = next_run(cron, now)?;
+    let second = next_run(cron, first)?;
+    let ms = second.as_millisecond() - first.as_millisecond();
+    u64::try_from(ms).ok().map(std::time::Duration::from_millis)
+}
+
 /// What is due now: a trigger label, the slot (scheduled) or token (manual).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Due {

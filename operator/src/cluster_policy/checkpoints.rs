@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use transition_crds::Checkpoint;
@@ -101,6 +102,50 @@ pub async fn apply(
     problems
 }
 
+/// How much older than its schedule's period a package's newest checkpoint may be before the
+/// policy stops claiming it is protected (one period late plus the pipeline's time).
+pub const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Why the policy does not protect every live-state package as its schedules promise (pure):
+/// a package with checkpointable workloads and a schedule must have a checkpoint image younger
+/// than twice its shortest schedule period plus [`STALE_GRACE`]. `None`: all are protected.
+pub fn unprotected(status: &ClusterPolicyStatus, now: Timestamp) -> Option<String> {
+    use crate::checkpoint::schedule::{parse_cron, period};
+    let mut problems = Vec::new();
+    for p in &status.packages {
+        if !p.live_state || !p.workloads.iter().any(|w| w.checkpointable) {
+            continue;
+        }
+        let shortest = p
+            .schedules
+            .iter()
+            .filter_map(|s| s.schedule_period.as_deref())
+            .filter_map(|e| parse_cron(e).ok())
+            .filter_map(|c| period(&c, now))
+            .min();
+        let Some(shortest) = shortest else {
+            continue; // manual triggers only: no age is promised
+        };
+        let allowed = shortest * 2 + STALE_GRACE;
+        match &p.last_checkpoint_time {
+            None => problems.push(format!("package {} has no checkpoint image yet", p.name)),
+            Some(t) => {
+                let age_ms = (now.as_millisecond() - t.0.as_millisecond()).max(0);
+                let age = std::time::Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
+                if age > allowed {
+                    problems.push(format!(
+                        "package {}'s newest checkpoint is {}s old (its schedule allows {}s): a failover now loses that much state",
+                        p.name,
+                        age.as_secs(),
+                        allowed.as_secs()
+                    ));
+                }
+            }
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
 /// Sets each package's newest checkpoint time and image from the policy's Checkpoints (pure).
 pub fn report_newest(status: &mut ClusterPolicyStatus, checkpoints: &[Arc<Checkpoint>]) {
     for p in &mut status.packages {
@@ -120,5 +165,49 @@ pub fn report_newest(status: &mut ClusterPolicyStatus, checkpoints: &[Arc<Checkp
             p.last_checkpoint_time = s.last_checkpoint_time.clone();
             p.last_checkpoint_image = s.last_checkpoint_image.clone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(last: Option<&str>) -> ClusterPolicyStatus {
+        let mut s: ClusterPolicyStatus = serde_json::from_value(serde_json::json!({
+            "packages": [{
+                "name": "counter", "packageType": "Stateful", "liveState": true,
+                "schedules": [{"name": "b", "backupType": "Schedule", "schedulePeriod": "*/3 * * * *"}],
+                "workloads": [{"kind": "Deployment", "namespace": "default", "name": "counter",
+                               "nodes": ["w"], "checkpointable": true}]
+            }]
+        }))
+        .unwrap();
+        s.packages[0].last_checkpoint_time =
+            last.map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.parse().unwrap()));
+        s
+    }
+
+    #[test]
+    fn a_package_is_protected_only_with_a_checkpoint_younger_than_its_schedule_allows() {
+        let now: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+        let none = unprotected(&status(None), now).unwrap();
+        assert!(none.contains("no checkpoint image yet"), "{none}");
+        assert_eq!(
+            unprotected(&status(Some("2026-12-02T09:56:00Z")), now),
+            None,
+            "4 min < 2 × 3 min + 1 min"
+        );
+        let stale = unprotected(&status(Some("2026-12-02T09:50:00Z")), now).unwrap();
+        assert!(
+            stale.contains("600s old") && stale.contains("allows 420s"),
+            "{stale}"
+        );
+        let mut manual = status(None);
+        manual.packages[0].schedules.clear();
+        assert_eq!(
+            unprotected(&manual, now),
+            None,
+            "manual-only: no age promised"
+        );
     }
 }

@@ -219,6 +219,17 @@ async fn sync_checkpoints(
     };
     discover_and_apply(policy, ns, ctx, status, &existing, now).await;
     checkpoints::report_newest(status, &existing);
+    if let Some(why) = checkpoints::unprotected(status, now) {
+        conditions::set(
+            &mut status.conditions,
+            conditions::READY,
+            Status::False,
+            "NotProtected",
+            why,
+            generation,
+            now,
+        );
+    }
 }
 
 fn set_discovered(

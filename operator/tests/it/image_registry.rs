@@ -56,6 +56,12 @@ fn sha256_file(path: &Path) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// `skopeo inspect --raw` of `reference` (`repo:tag` or `repo@digest`) in the lab registry.
+fn inspect_raw(ep: &RegistryEndpoint, reference: &str) -> serde_json::Value {
+    let url = format!("docker://{}/{reference}", ep.host);
+    serde_json::from_slice(&skopeo(ep, &["inspect", "--raw", &url])).unwrap()
+}
+
 fn skopeo(ep: &RegistryEndpoint, args: &[&str]) -> Vec<u8> {
     let creds = format!("{}:{}", ep.user, ep.password);
     let mut cmd = Command::new("skopeo");
@@ -99,29 +105,13 @@ async fn a_checkpoint_image_pulled_back_restores_and_the_counter_continues() {
     );
 
     // skopeo shows the annotations on the manifest and on the index.
-    let manifest: serde_json::Value = serde_json::from_slice(&skopeo(
-        &ep,
-        &[
-            "inspect",
-            "--raw",
-            &format!("docker://{}/{repo}@{}", ep.host, pushed.manifest_digest),
-        ],
-    ))
-    .unwrap();
+    let manifest = inspect_raw(&ep, &format!("{repo}@{}", pushed.manifest_digest));
     let a = &manifest["annotations"];
     assert_eq!(a[CRIO_CHECKPOINT_NAME], "counter");
     assert_eq!(a[CRIU_CONTAINER_NAME], "counter");
     assert_eq!(a[CRIU_ROOTFS_IMAGE_NAME], "docker.io/library/busybox:1.36");
     assert_eq!(a[CRIU_POD_NAME], "counter-7d9f5");
-    let index: serde_json::Value = serde_json::from_slice(&skopeo(
-        &ep,
-        &[
-            "inspect",
-            "--raw",
-            &format!("docker://{}/{repo}:{}", ep.host, pushed.tag),
-        ],
-    ))
-    .unwrap();
+    let index = inspect_raw(&ep, &format!("{repo}:{}", pushed.tag));
     assert_eq!(
         index["manifests"][0]["annotations"][CRIU_CONTAINER_NAME], "counter",
         "top-level descriptor carries it too"
@@ -298,15 +288,7 @@ async fn the_image_platform_is_the_source_nodes_architecture() {
     let pushed = build_and_push(&reg, std::fs::File::open(&archive).unwrap(), &s)
         .await
         .unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&skopeo(
-        &ep,
-        &[
-            "inspect",
-            "--raw",
-            &format!("docker://{}/{repo}:{}", ep.host, pushed.tag),
-        ],
-    ))
-    .unwrap();
+    let index = inspect_raw(&ep, &format!("{repo}:{}", pushed.tag));
     assert_eq!(index["manifests"][0]["platform"]["architecture"], "arm64");
     let config: serde_json::Value = serde_json::from_slice(&skopeo(
         &ep,
