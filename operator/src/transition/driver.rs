@@ -258,7 +258,7 @@ fn count(ctx: &Context, outcome: &str) {
 }
 
 /// Ends the Transition `Failed` with `refusal` as its reason.
-async fn fail(
+pub async fn fail(
     ctx: &Context,
     t: &Transition,
     mut status: TransitionStatus,

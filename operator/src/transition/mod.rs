@@ -144,8 +144,27 @@ pub async fn package_checkpoints(step: &phases::Step<'_>) -> Result<Vec<Arc<Chec
 #[instrument(skip_all, fields(transition = %id_of(tr.as_ref())))]
 pub async fn reconcile(tr: Arc<Transition>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = id_of(tr.as_ref());
-    ctx.timed(CONTROLLER, &key, driver::step(&tr, &ctx)).await
+    match ctx.timed(CONTROLLER, &key, driver::step(&tr, &ctx)).await {
+        // A step that keeps failing ends the Transition (bounded retries), with its last error.
+        Err(e) if ctx.failures(&key) + 1 >= MAX_STEP_ATTEMPTS => {
+            let status = tr.status.clone().unwrap_or_default();
+            let refusal = phases::Refusal::GaveUp {
+                phase: status
+                    .phase
+                    .unwrap_or(transition_crds::transition::TransitionPhase::Pending),
+                attempts: ctx.failures(&key) + 1,
+                error: e.to_string(),
+            };
+            ctx.reset_backoff(&key);
+            driver::fail(&ctx, &tr, status, refusal).await
+        }
+        other => other,
+    }
 }
+
+/// Consecutive failed attempts of one step before the Transition ends `Failed` (with backoff
+/// 2 s → 5 min between them, about 15 minutes in all).
+pub const MAX_STEP_ATTEMPTS: u32 = 10;
 
 /// Every error here is transient (refusals end the Transition inside the reconcile).
 pub fn error_policy(t: Arc<Transition>, error: &Error, ctx: Arc<Context>) -> Action {

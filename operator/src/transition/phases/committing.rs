@@ -4,7 +4,7 @@
 
 use transition_crds::transition::{CommitRecord, TriggerType};
 
-use super::{Outcome, Step};
+use super::{Outcome, Refusal, Step};
 use crate::context::Context;
 use crate::gitops::repo::{GitConfig, GitRepo, run_blocking};
 use crate::gitops::writer;
@@ -21,13 +21,64 @@ pub enum Side {
 }
 
 pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
-    let side = if step.transition.spec.trigger.type_ == TriggerType::Planned {
-        Side::Target
-    } else {
-        Side::Both
-    };
-    commit(step, side).await?;
+    let planned = step.transition.spec.trigger.type_ == TriggerType::Planned;
+    let side = if planned { Side::Target } else { Side::Both };
+    if let Err(e) = commit(step, side).await {
+        return layout_refusal(&e).map(Outcome::Fail).ok_or(e);
+    }
+    if !planned {
+        fenced_by_git(step);
+    }
     Ok(Outcome::Advance)
+}
+
+/// A change the repository's layout cannot take ends the Transition; anything else (network,
+/// credentials, a racing push) is retried.
+pub fn layout_refusal(e: &Error) -> Option<Refusal> {
+    match e {
+        Error::Git {
+            repo,
+            source: crate::gitops::repo::GitError::Edit(edit),
+            ..
+        } => Some(Refusal::GitLayout {
+            repo: repo.clone(),
+            reason: edit.to_string(),
+        }),
+        _ => None,
+    }
+}
+
+/// After the fence commit: the source's desired state no longer has the package.
+fn fenced_by_git(step: &mut Step<'_>) {
+    use kube::Resource;
+    use transition_crds::conditions::{self, Status};
+    let generation = step.transition.meta().generation;
+    let dir = step.plan.failover.source_dir.display().to_string();
+    let tainted = conditions::find(&step.status.conditions, crate::transition::FENCED)
+        .is_some_and(|c| c.status == "True");
+    let (reason, message) = if tainted {
+        let prev = conditions::find(&step.status.conditions, crate::transition::FENCED)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        (
+            "OutOfService",
+            format!("{prev}; the package left {dir} in Git"),
+        )
+    } else {
+        (
+            "GitFence",
+            format!("the package left {dir} in Git (the node could not be tainted)"),
+        )
+    };
+    conditions::set(
+        &mut step.status.conditions,
+        crate::transition::FENCED,
+        Status::True,
+        reason,
+        message,
+        generation,
+        step.now,
+    );
 }
 
 /// Where to clone `url` from, with the credentials of the operator's Git Secret.

@@ -23,8 +23,12 @@ const ATTEMPTS: usize = 3;
 
 pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
     let t = step.transition;
-    if t.spec.trigger.type_ == TriggerType::Planned {
-        commit(step, Side::Fence).await?;
+    if t.spec.trigger.type_ == TriggerType::Planned
+        && let Err(e) = commit(step, Side::Fence).await
+    {
+        return super::committing::layout_refusal(&e)
+            .map(Outcome::Fail)
+            .ok_or(e);
     }
     let (state, reason, message) = fence_node(step).await;
     let generation = t.meta().generation;
@@ -59,35 +63,37 @@ enum TaintError {
 /// source is fenced by Git only.
 async fn fence_node(step: &Step<'_>) -> (Status, &'static str, String) {
     let t = step.transition;
-    let Some(node) = t.spec.trigger.node.as_deref() else {
-        return (
-            Status::True,
-            "GitOnly",
-            "no node named: the source is fenced by removing the package from its kustomization"
-                .into(),
-        );
-    };
     if t.spec.trigger.type_ == TriggerType::Planned {
+        // The fence commit above has just removed it.
         return (
             Status::True,
             "GitFence",
             "package removed from the source's kustomization".into(),
         );
     }
+    let Some(node) = t.spec.trigger.node.as_deref() else {
+        return (
+            Status::False,
+            "NoNodeToTaint",
+            "no node named: the package leaves the source's kustomization in the Git commit next"
+                .into(),
+        );
+    };
     match taint(step, node).await {
         Ok(()) => (
             Status::True,
             "OutOfService",
             format!(
-                "node {node} tainted {OUT_OF_SERVICE_TAINT}=nodeshutdown:NoExecute in {}, and the package leaves its kustomization",
+                "node {node} tainted {OUT_OF_SERVICE_TAINT}=nodeshutdown:NoExecute in {}",
                 t.spec.source_cluster
             ),
         ),
+        // Nothing is fenced yet: the Git fence (Committing) is what will hold.
         Err(e) => (
-            Status::True,
-            "GitOnly",
+            Status::False,
+            "TaintFailed",
             format!(
-                "could not taint node {node} ({e}); the package leaves the source's kustomization"
+                "could not taint node {node} ({e}); the package leaves the source's kustomization in the Git commit next"
             ),
         ),
     }

@@ -47,6 +47,16 @@ pub enum Refusal {
         seconds: u64,
         why: String,
     },
+    /// The repository does not have the layout the change needs (package folder, kustomization).
+    #[error("the Git repository {repo} cannot take the change: {reason}")]
+    GitLayout { repo: String, reason: String },
+    /// A step kept failing: given up after this many attempts.
+    #[error("gave up in phase {phase:?} after {attempts} failed attempts: {error}")]
+    GaveUp {
+        phase: TransitionPhase,
+        attempts: u32,
+        error: String,
+    },
 }
 
 impl Refusal {
@@ -58,6 +68,8 @@ impl Refusal {
             Refusal::Plan(_) => "Invalid",
             Refusal::FreshCheckpointFailed { .. } => "FreshCheckpointFailed",
             Refusal::TimedOut { .. } => "TimedOut",
+            Refusal::GitLayout { .. } => "GitLayout",
+            Refusal::GaveUp { .. } => "GaveUp",
         }
     }
 }

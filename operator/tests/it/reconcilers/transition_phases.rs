@@ -390,7 +390,7 @@ async fn a_planned_move_checkpoints_first_and_fences_last_in_a_second_commit() {
     assert_eq!(s.transition().status.unwrap().images[0].digest, fresh);
     assert_eq!(
         s.condition("Fenced"),
-        ("True".into(), "GitOnly".into()),
+        ("True".into(), "GitFence".into()),
         "no node to taint: Git alone fences"
     );
     assert_eq!(
@@ -532,4 +532,61 @@ async fn in_all_mode_a_package_nobody_listed_fails_over_to_its_discovered_folder
     assert!(k.contains("../../catalog/counter"), "{k}");
     s.target_deployment(&format!("{IMAGE}@{DIGEST}"), 1);
     s.until(TransitionPhase::Completed, 3).await;
+}
+
+#[tokio::test]
+async fn a_repository_without_the_package_ends_the_transition_failed_not_retried_forever() {
+    let s = scenario(json!({"type": "Manual"}), |_| {});
+    let mut policy = s.mgmt.get(POLICY).unwrap();
+    policy["spec"]["packageSelectors"][0]["packagePath"] = json!("catalog/nope");
+    s.mgmt.set(POLICY, policy);
+    s.until(TransitionPhase::Failed, 8).await;
+    let status = s.transition().status.unwrap();
+    let msg = status.message.unwrap();
+    assert!(
+        msg.contains("cannot take the change") && msg.contains("catalog/nope"),
+        "{msg}"
+    );
+    assert_eq!(s.condition("Ready"), ("False".into(), "GitLayout".into()));
+    assert_eq!(commits(&s.repo, "transition:"), 0);
+}
+
+#[tokio::test]
+async fn a_step_that_keeps_failing_ends_failed_after_bounded_attempts() {
+    use transition_operator::transition::{MAX_STEP_ATTEMPTS, error_policy, reconcile};
+    let s = scenario(json!({"type": "Manual"}), |_| {});
+    let mut policy = s.mgmt.get(POLICY).unwrap();
+    policy["spec"]["clusterSelector"]["repo"] = json!("file:///nonexistent/transition-test.git");
+    s.mgmt.set(POLICY, policy);
+    s.until(TransitionPhase::Committing, 6).await;
+    let mut attempts = 0;
+    while s.phase() == Some(TransitionPhase::Committing) && attempts < MAX_STEP_ATTEMPTS + 2 {
+        let t = Arc::new(s.transition());
+        if let Err(e) = reconcile(t.clone(), s.ctx.clone()).await {
+            // What the controller does with a failed reconcile: count it, back off.
+            let _ = error_policy(t, &e, s.ctx.clone());
+        }
+        attempts += 1;
+    }
+    assert_eq!(s.phase(), Some(TransitionPhase::Failed), "bounded");
+    assert_eq!(attempts, MAX_STEP_ATTEMPTS);
+    let msg = s.transition().status.unwrap().message.unwrap();
+    assert!(
+        msg.contains("gave up in phase Committing") && msg.contains("nonexistent"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_be_tainted_is_not_called_fenced_until_the_git_fence_lands() {
+    let s = scenario(json!({"type": "NodeFault", "node": "worker-9"}), |_| {});
+    s.until(TransitionPhase::Committing, 6).await;
+    let (state, reason) = s.condition("Fenced");
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "TaintFailed"),
+        "nothing fenced yet"
+    );
+    s.until(TransitionPhase::Syncing, 2).await;
+    assert_eq!(s.condition("Fenced"), ("True".into(), "GitFence".into()));
 }
