@@ -21,7 +21,7 @@ pub const MAX_CHECKPOINT_HISTORY: usize = 10;
     namespaced,
     status = "CheckpointStatus",
     shortname = "ckpt",
-    category = "transition",
+    category = "transition-all",
     derive = "PartialEq",
     printcolumn = r#"{"name":"Pod","type":"string","jsonPath":".spec.podRef.name"}"#,
     printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule"}"#,

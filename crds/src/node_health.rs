@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "NodeHealthStatus",
     shortname = "nh",
-    category = "transition",
+    category = "transition-all",
     derive = "PartialEq",
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName"}"#,
     printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".status.cluster_name"}"#,

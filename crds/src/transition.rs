@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "TransitionStatus",
     shortname = "tr",
-    category = "transition",
+    category = "transition-all",
     derive = "PartialEq",
     printcolumn = r#"{"name":"Package","type":"string","jsonPath":".spec.package"}"#,
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.sourceCluster"}"#,

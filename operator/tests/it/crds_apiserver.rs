@@ -228,3 +228,53 @@ async fn a_node_fault_transition_without_a_node_is_rejected_and_a_complete_one_i
     let typed: Transition = Api::namespaced(client, &ns).get("fault").await.unwrap();
     assert_eq!(typed.spec.trigger.node.as_deref(), Some("worker-1"));
 }
+
+/// `kubectl get transition NAME` is the Transition, not the category (it used to be both: kubectl
+/// 1.20 refused with "only one resource"), and the short names do not collide with Kyverno's
+/// `cpol`: checked with the lab's real kubectl against the real apiserver.
+#[tokio::test]
+async fn kubectl_resolves_the_kind_names_and_short_names_and_the_category_lists_all_kinds() {
+    let client = mgmt().await;
+    let lab = Lab::get().unwrap();
+    let ns = fresh_namespace(&client, "names").await.unwrap();
+    let t: Transition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "transition.dcnlab.ssu.ac.kr/v1alpha1", "kind": "Transition",
+        "metadata": {"name": "x", "namespace": ns},
+        "spec": {"policyRef": {"name": "p"}, "package": "counter", "sourceCluster": "a",
+                 "targetCluster": "b", "trigger": {"type": "Manual"}}
+    }))
+    .unwrap();
+    Api::<Transition>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &t)
+        .await
+        .unwrap();
+    let kubeconfig = lab.cluster(&lab.clusters()[0]).unwrap().kubeconfig;
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new(lab.tool("kubectl").unwrap())
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["-n", &ns])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = kubectl(&["get", "transition", "x", "-o", "name"]);
+    assert!(
+        ok && out.trim() == "transition.transition.dcnlab.ssu.ac.kr/x",
+        "{out}"
+    );
+    let (ok, out) = kubectl(&["get", "tr", "x", "-o", "name"]);
+    assert!(ok && out.contains("/x"), "{out}");
+    let (ok, out) = kubectl(&["get", "tpol"]);
+    assert!(ok, "the ClusterPolicy short name resolves: {out}");
+    let (ok, out) = kubectl(&["get", "transition-all", "-o", "name"]);
+    assert!(
+        ok && out.contains("transition.transition.dcnlab.ssu.ac.kr/x"),
+        "{out}"
+    );
+}
