@@ -55,10 +55,10 @@ C2=("$LAB_KUBECTL" --kubeconfig "$LAB_CLUSTER2_AWS_KUBECONFIG")
 W="$TRANSITION_LAB_DIR/e2e"
 run_id="$(date +%s)"
 pids=()
-operator_pid="" agent_pid="" shim1_pid="" shim2_pid=""
+operator_pid="" agent_pid="" agent2_pid="" shim1_pid="" shim2_pid=""
 cleanup() {
   local rc=$?
-  for p in "$operator_pid" "$agent_pid" "$shim1_pid" "$shim2_pid" "${pids[@]}"; do
+  for p in "$operator_pid" "$agent_pid" "$agent2_pid" "$shim1_pid" "$shim2_pid" "${pids[@]}"; do
     [ -n "$p" ] && kill "$p" 2>/dev/null
   done
   for d in "$W"/worker-*/pods/*/; do [ -d "$d" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
@@ -184,8 +184,10 @@ EOF
 
 hb_port=$(free_port) metrics_port=$(free_port)
 hb_token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf 'cluster1-azure=%s\n' "$hb_token" >"$W/heartbeat-tokens" && chmod 0600 "$W/heartbeat-tokens"
-printf %s "$hb_token" >"$W/heartbeat-token" && chmod 0600 "$W/heartbeat-token"
+hb_token2=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf 'cluster1-azure=%s\ncluster2-aws=%s\n' "$hb_token" "$hb_token2" >"$W/heartbeat-tokens" && chmod 0600 "$W/heartbeat-tokens"
+printf %s "$hb_token" >"$W/heartbeat-token" && printf %s "$hb_token2" >"$W/heartbeat-token2" \
+  && chmod 0600 "$W/heartbeat-token" "$W/heartbeat-token2"
 printf %s "$LAB_S3_ACCESS_KEY" >"$W/s3-access" && printf %s "$LAB_S3_SECRET_KEY" >"$W/s3-secret" && chmod 0600 "$W/s3-access" "$W/s3-secret"
 mkdir -p "$W/kubeconfigs" && cp "$LAB_CLUSTER1_AZURE_KUBECONFIG" "$W/kubeconfigs/cluster1-azure.kubeconfig" \
   && cp "$LAB_CLUSTER2_AWS_KUBECONFIG" "$W/kubeconfigs/cluster2-aws.kubeconfig"
@@ -214,6 +216,18 @@ step "starting checkpoint-agent on worker-1 (watches the shim's checkpoint folde
   --controller-url "http://127.0.0.1:$hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
   >"$W/agent.log" 2>&1 &
 agent_pid=$!
+# The agent on the target's worker reports what it can restore: real CRIU and runc versions and
+# the kernel; the lab's "runtime" is the kubelet shim restoring with runc + CRIU directly (no
+# containerd/CRI-O config to read), so restore is declared on.
+step "starting checkpoint-agent on worker-2 (cluster2-aws): reports its restore capability"
+mkdir -p "$W/worker-2/checkpoints"
+"$BIN/checkpoint-agent" --node-name worker-2 --cluster-name cluster2-aws --no-kube \
+  --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
+  --checkpoint-dir "$W/worker-2/checkpoints" --state-dir "$W/agent2-state" --metrics-addr "127.0.0.1:$(free_port)" \
+  --controller-url "http://127.0.0.1:$hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token2" \
+  --runtime runc --restore-enabled true --criu-bin "$LAB_CRIU" --runc-bin "$(command -v runc)" \
+  >"$W/agent2.log" 2>&1 &
+agent2_pid=$!
 
 ckpt="checkpoint-counter-policy-$src_pod-counter"
 ck() { "${MGMT[@]}" get checkpoint "$ckpt" -n default -o json 2>/dev/null; }
@@ -273,7 +287,7 @@ kill -9 "$shim1_pid" 2>/dev/null; shim1_pid=""
 for d in "$W"/worker-1/pods/*/; do bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
 t_kill=$(date +%s.%N)
 
-tr_name="counter-policy-counter-worker-1"
+tr_name="counter-policy-counter-1"  # <policy>-<package>-<occurrence>
 trj() { "${MGMT[@]}" get transitions.transition.dcnlab.ssu.ac.kr "$tr_name" -n default -o json 2>/dev/null; }
 tr_exists() { trj >/dev/null; }
 wait_for "the fault to become Transition $tr_name" 90 tr_exists
@@ -325,6 +339,7 @@ digest_registry=$(curl -fsS -u "$LAB_REGISTRY_USER:$LAB_REGISTRY_PASSWORD" -o /d
   "http://$LAB_REGISTRY/v2/$repo_path/manifests/$digest_git" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
 src_left=$("${C1[@]}" get deployment counter -n default --ignore-not-found -o name)
 taint=$("${C1[@]}" get node worker-1 -o 'jsonpath={.spec.taints[?(@.key=="node.kubernetes.io/out-of-service")].effect}' 2>/dev/null || true)
+can_restore=$(trj | jget '[c["status"] + " " + c["message"] for c in d["status"]["conditions"] if c["type"] == "TargetCanRestore"][0]' 2>/dev/null || true)
 
 trj >"$W/transition.json"
 python3 - "$W/transition.json" "$t_kill" "$t_detected" "$t_done" <<'PY' >&2
@@ -374,6 +389,7 @@ check "manual token handled exactly once ($manual_runs)" '[ "$manual_runs" = 1 ]
 check "exactly one failover commit ($failover_commits)" '[ "$failover_commits" = 1 ]'
 check "digest in Git equals digest in the registry ($digest_git)" '[ -n "$digest_git" ] && [ "$digest_git" = "$digest_registry" ]'
 check "Transition Completed" '[ "$phase" = Completed ]'
+check "the target's agent said it can restore ($can_restore)" '[[ "$can_restore" == "True node worker-2"* ]]'
 check "source fenced: package gone from cluster1 and node tainted out-of-service" '[ -z "$src_left" ] && [ "$taint" = NoExecute ]'
 [ "$kill_phases" = 0 ] || check "operator killed in every phase ($killed)" '[ "$(echo $killed | wc -w)" = 4 ]'
 [ "$ok" = 1 ] || die "end-to-end checks failed (see $W)"

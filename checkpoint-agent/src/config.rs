@@ -50,6 +50,8 @@ pub struct Config {
     pub upload: UploadArgs,
     #[command(flatten)]
     pub heartbeat: HeartbeatArgs,
+    #[command(flatten)]
+    pub capability: CapabilityArgs,
     /// Address of /healthz and /metrics.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -185,6 +187,29 @@ pub struct HeartbeatArgs {
         default_value_t = 800
     )]
     pub timeout_ms: u64,
+}
+
+/// What the agent reports about restoring checkpoints on this node (sent with the heartbeats;
+/// agents on target clusters' workers report it too).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CapabilityArgs {
+    /// Runtime name when the Node's CRI socket does not tell (`containerd`, `cri-o`, `runc`).
+    #[arg(long = "runtime", env = "RUNTIME_NAME")]
+    pub runtime: Option<String>,
+    /// The runtime's configuration file (default `/etc/containerd/config.toml` or
+    /// `/etc/crio/crio.conf` + `crio.conf.d/`), read to tell whether restore is turned on.
+    #[arg(long = "runtime-config", env = "RUNTIME_CONFIG")]
+    pub runtime_config: Option<PathBuf>,
+    /// Says whether this node restores from checkpoint images, instead of reading the runtime's
+    /// configuration (for runtimes the agent cannot read).
+    #[arg(long = "restore-enabled", env = "RESTORE_ENABLED")]
+    pub restore_enabled: Option<bool>,
+    /// CRIU binary whose `--version` is reported.
+    #[arg(long = "criu-bin", env = "CRIU_BIN", default_value = "criu")]
+    pub criu_bin: String,
+    /// runc binary whose `--version` is reported.
+    #[arg(long = "runc-bin", env = "RUNC_BIN", default_value = "runc")]
+    pub runc_bin: String,
 }
 
 /// Why the configuration is unusable.

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use transition_crds::heartbeat::{Heartbeat, LastUpload, Timestamp, WireTime};
+use transition_crds::heartbeat::{Heartbeat, LastUpload, RestoreCapability, Timestamp, WireTime};
 
-use crate::config::{HeartbeatArgs, Secret};
+use crate::config::{CapabilityArgs, HeartbeatArgs, Secret};
 use crate::metrics::{Label, Metrics};
 use crate::node::NodeMeta;
 
@@ -40,12 +40,14 @@ pub struct Load {
     pub mem_used_bytes: u64,
 }
 
-/// The payload (pure): the Go agent's fields plus agent version and last upload.
+/// The payload (pure): the Go agent's fields plus agent version, last upload and what this node
+/// can restore.
 pub fn payload(
     node_name: &str,
     meta: &NodeMeta,
     load: Load,
     last: Option<LastUpload>,
+    restore: Option<RestoreCapability>,
     now: Timestamp,
 ) -> Heartbeat {
     Heartbeat {
@@ -67,6 +69,7 @@ pub fn payload(
         cri_socket: meta.cri_socket.clone(),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         last_upload: last,
+        restore,
         other: Default::default(),
     }
 }
@@ -114,10 +117,14 @@ pub async fn send(
     Ok(())
 }
 
+/// How often the restore capability is probed again.
+const CAPABILITY_REFRESH: Duration = Duration::from_secs(300);
+
 /// Sends heartbeats every interval until `stop`. A failed heartbeat is counted and logged (at
 /// most once per minute while failures continue) and the next one goes out on time.
 pub async fn run(
     args: HeartbeatArgs,
+    capability: CapabilityArgs,
     node_name: String,
     meta: NodeMeta,
     last_upload: LastUploadCell,
@@ -134,6 +141,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(Duration::from_millis(args.interval_ms.max(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_warn: Option<Instant> = None;
+    let mut restore: Option<(Instant, RestoreCapability)> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -150,7 +158,23 @@ pub async fn run(
             }
         });
         let last = last_upload.lock().ok().and_then(|g| g.clone());
-        let body = payload(&node_name, &meta, load, last, Timestamp::now());
+        // Probed at start and every few minutes (a runtime reconfigured later is seen).
+        if restore
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > CAPABILITY_REFRESH)
+        {
+            let found = crate::capability::probe(&capability, &meta.cri_socket).await;
+            debug!(?found, "restore capability probed");
+            restore = Some((Instant::now(), found));
+        }
+        let body = payload(
+            &node_name,
+            &meta,
+            load,
+            last,
+            restore.as_ref().map(|(_, r)| r.clone()),
+            Timestamp::now(),
+        );
         let started = Instant::now();
         match send(&client, &args.controller_url, token.as_ref(), &body).await {
             Ok(()) => {
@@ -201,6 +225,11 @@ mod tests {
                 ..Default::default()
             },
             Some(last),
+            Some(RestoreCapability {
+                runtime: "containerd".into(),
+                restore_enabled: Some(false),
+                ..Default::default()
+            }),
             Timestamp::UNIX_EPOCH,
         );
         let json = serde_json::to_value(&hb).unwrap();
@@ -223,6 +252,7 @@ mod tests {
             "cri_socket",
             "agent_version",
             "last_upload",
+            "restore",
         ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }

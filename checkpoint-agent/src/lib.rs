@@ -4,6 +4,7 @@
 //! can stall the other.
 
 pub mod archive;
+pub mod capability;
 pub mod config;
 pub mod heartbeat;
 pub mod metrics;
@@ -149,6 +150,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let heartbeats = (!config.heartbeat.controller_url.is_empty()).then(|| {
         tokio::spawn(heartbeat::run(
             config.heartbeat.clone(),
+            config.capability.clone(),
             config.node.node_name.clone(),
             meta.clone(),
             last_upload.clone(),

@@ -270,6 +270,9 @@ pub struct ClusterPolicyStatus {
     /// The target a failover would choose now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_cluster: Option<String>,
+    /// Each preferred target and whether it can restore the checkpoints, from its agents' reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
     /// Number of packages this policy protects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_packages: Option<i32>,
@@ -279,6 +282,18 @@ pub struct ClusterPolicyStatus {
     /// The last transitions (at most [`MAX_TRANSITION_HISTORY`], newest last).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitioned_packages: Vec<TransitionedPackage>,
+}
+
+/// A preferred target cluster and whether it can restore the checkpoints.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    pub name: String,
+    /// `Capable`, `Unknown` (no agent report says it cannot, but not all is known) or
+    /// `CannotRestore` (skipped by target choice).
+    pub restore: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// Per-package status.

@@ -2,8 +2,8 @@
 //!
 //! Accepts every field the Go agent sends (`node, ip, os, arch, cpus, cpu_usage_percent,
 //! mem_total_bytes, mem_used_bytes, ts, cluster_name, cluster_namespace, machine, owner_kind,
-//! owner_name, provided_node_ip, cri_socket`) plus ours (`agent_version`, `last_upload`); unknown
-//! fields are kept in [`Heartbeat::other`], never rejected.
+//! owner_name, provided_node_ip, cri_socket`) plus ours (`agent_version`, `last_upload`,
+//! `restore`); unknown fields are kept in [`Heartbeat::other`], never rejected.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +55,10 @@ pub struct Heartbeat {
     /// The agent's most recent completed upload (ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_upload: Option<LastUpload>,
+    /// What this node can restore (ours): runtime, whether restore from checkpoint images is on,
+    /// CRIU/runc/kernel versions. Agents on target clusters' workers send it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreCapability>,
     /// Fields this version does not know; kept so nothing is lost.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -73,6 +77,30 @@ pub struct LastUpload {
     /// RFC 3339 completion time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+}
+
+/// What a node reports about restoring checkpoints (every field may be empty: unknown).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct RestoreCapability {
+    /// Container runtime: `containerd`, `cri-o`, `runc` (a kubelet driving runc directly), ….
+    #[serde(default)]
+    pub runtime: String,
+    #[serde(default)]
+    pub runtime_version: String,
+    /// Whether the runtime creates containers from checkpoint images (`None`: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_enabled: Option<bool>,
+    /// Where `restore_enabled` was read, e.g. `/etc/containerd/config.toml:
+    /// enable_experimental_restore_via_create = false`.
+    #[serde(default)]
+    pub restore_source: String,
+    #[serde(default)]
+    pub criu_version: String,
+    #[serde(default)]
+    pub runc_version: String,
+    /// Kernel release (`uname -r`).
+    #[serde(default)]
+    pub kernel: String,
 }
 
 /// A timestamp as the Go agent (RFC 3339 string) or other senders (Unix number) encode it.
@@ -163,6 +191,24 @@ impl Heartbeat {
         if let Some(ts) = &self.ts {
             ts.to_timestamp()?;
         }
+        if let Some(r) = &self.restore {
+            let fields = [
+                ("restore.runtime", &r.runtime),
+                ("restore.runtime_version", &r.runtime_version),
+                ("restore.restore_source", &r.restore_source),
+                ("restore.criu_version", &r.criu_version),
+                ("restore.runc_version", &r.runc_version),
+                ("restore.kernel", &r.kernel),
+            ];
+            for (name, value) in fields {
+                if value.len() > 512 || value.chars().any(char::is_control) {
+                    return field(
+                        name,
+                        "is longer than 512 characters or holds control characters",
+                    );
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -222,6 +268,21 @@ mod tests {
         assert!(err.to_string().contains("`node`"), "{err}");
         let err = Heartbeat::from_json(br#"{"node":""}"#).unwrap_err();
         assert!(err.to_string().contains("`node` is empty"), "{err}");
+    }
+
+    #[test]
+    fn a_restore_capability_is_read_and_an_odd_one_refused_with_the_field_named() {
+        let hb = Heartbeat::from_json(
+            br#"{"node":"n","restore":{"runtime":"containerd","runtime_version":"2.2.0",
+                "restore_enabled":false,"criu_version":"4.1.1","kernel":"6.1.0"}}"#,
+        )
+        .unwrap();
+        let r = hb.restore.unwrap();
+        assert_eq!(r.restore_enabled, Some(false));
+        assert_eq!(r.runc_version, "", "missing: unknown");
+        let err =
+            Heartbeat::from_json(br#"{"node":"n","restore":{"kernel":"6.1\n0"}}"#).unwrap_err();
+        assert!(err.to_string().contains("`restore.kernel`"), "{err}");
     }
 
     #[test]

@@ -324,3 +324,57 @@ async fn sigterm_after_the_grace_period_aborts_the_multipart_upload_cleanly() {
         "no partial object"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_say_what_the_node_can_restore_read_from_the_runtime_config_and_real_tools() {
+    // The lab's REAL CRIU 4.1.1 and runc report their versions; the containerd config file is
+    // the one a containerd 2.2 node would have (restore not opted in).
+    let lab = transition_testlab::Lab::get().unwrap();
+    let (criu, runc) = (lab.tool("criu").unwrap(), lab.tool("runc").unwrap());
+    let s3 = S3Server::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "# containerd 2.2\nversion = 3\n[plugins.\"io.containerd.cri.v1.runtime\"]\n  enable_experimental_restore_via_create = false\n",
+    )
+    .unwrap();
+    let (url, seen) = operator_stub().await;
+    let _agent = Agent::start(
+        &s3,
+        dir.path(),
+        &dir.path().join("state"),
+        &[
+            "--controller-url",
+            &url,
+            "--heartbeat-interval-ms",
+            "100",
+            "--runtime",
+            "containerd",
+            "--runtime-config",
+            config.to_str().unwrap(),
+            "--criu-bin",
+            criu.to_str().unwrap(),
+            "--runc-bin",
+            runc.to_str().unwrap(),
+        ],
+    );
+    eventually(15, "a heartbeat", || !seen.lock().unwrap().is_empty()).await;
+    let (_, hb) = seen.lock().unwrap()[0].clone();
+    let r = hb.restore.expect("the restore capability is reported");
+    assert_eq!(r.runtime, "containerd");
+    assert_eq!(r.restore_enabled, Some(false));
+    assert!(
+        r.restore_source
+            .contains("enable_experimental_restore_via_create = false"),
+        "{}",
+        r.restore_source
+    );
+    assert_eq!(r.criu_version, "4.1.1", "from the real criu --version");
+    assert!(
+        r.runc_version.split('.').count() >= 2,
+        "from the real runc --version: {:?}",
+        r.runc_version
+    );
+    assert!(!r.kernel.is_empty(), "the kernel release is read");
+}

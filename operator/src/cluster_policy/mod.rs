@@ -9,6 +9,7 @@
 pub mod checkpoints;
 pub mod discover;
 pub mod source;
+pub mod targets;
 pub mod validate;
 pub mod workload;
 
@@ -136,6 +137,7 @@ async fn apply(policy: &ClusterPolicy, ctx: &Context) -> Result<Action, Error> {
     if eval.errors.is_empty() {
         sync_checkpoints(policy, &ns, ctx, &mut eval.status, now).await;
         not_ready_without_discovery(&mut eval.status, policy.meta().generation, now);
+        restore_capability(policy, ctx, &mut eval.status, now);
     }
     if old != Some(&eval.status) {
         // The transition history belongs to the Transition controller's field manager.
@@ -383,6 +385,39 @@ fn not_ready_without_discovery(
         "DiscoveryFailed",
         message,
         generation,
+        now,
+    );
+}
+
+/// Whether each preferred target can restore this policy's checkpoints, from the heartbeats of
+/// both sides ([`targets::record`]); nothing without a heartbeat endpoint.
+fn restore_capability(
+    policy: &ClusterPolicy,
+    ctx: &Context,
+    status: &mut ClusterPolicyStatus,
+    now: Timestamp,
+) {
+    let Some(beats) = ctx.beats.as_deref() else {
+        return;
+    };
+    let source = &policy.spec.cluster_selector.name;
+    let nodes = targets::source_nodes(status);
+    let verdicts: Vec<(String, crate::detect::restore::Verdict)> = policy
+        .spec
+        .target_cluster_policy
+        .iter()
+        .flat_map(|t| &t.prefer_clusters)
+        .filter(|c| &c.name != source)
+        .map(|c| {
+            let v = crate::detect::restore::verdict(Some(beats), source, &nodes, &c.name);
+            (c.name.clone(), v)
+        })
+        .collect();
+    targets::record(
+        &policy.spec,
+        status,
+        &verdicts,
+        policy.meta().generation,
         now,
     );
 }

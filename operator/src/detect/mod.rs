@@ -2,6 +2,7 @@
 //! corroboration by the workload cluster's API ([`tracker`]).
 
 pub mod phi;
+pub mod restore;
 pub mod run;
 pub mod server;
 pub mod tracker;

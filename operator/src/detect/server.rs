@@ -191,6 +191,7 @@ async fn nodes(State(beats): State<Arc<Beats>>, headers: HeaderMap) -> Response 
                 "ip": beat.map(|b| b.payload.ip.clone()),
                 "agentVersion": beat.and_then(|b| b.payload.agent_version.clone()),
                 "lastUpload": beat.and_then(|b| b.payload.last_upload.as_ref().map(|u| u.key.clone())),
+                "restore": beat.and_then(|b| b.payload.restore.clone()),
             })
         })
         .collect();

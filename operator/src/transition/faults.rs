@@ -1,21 +1,30 @@
 //! From a confirmed node fault to Transitions: the packages of each automatic policy with a
-//! workload on the node, each moved to the best healthy target — exactly one Transition per
-//! policy + package + node, whatever the number of fault events.
+//! live-state workload on the node, each moved to the best healthy target.
+//!
+//! One Transition per package *occurrence*: while a Transition of the package is under way, a
+//! fault on another of its nodes (or the same fault reported again) adds none; once the package
+//! has moved away, faults of its old home move nothing; after a failback (or a failed attempt) a
+//! new fault is a new occurrence. Names are `<policy>-<package>-<n>` with `n` one above the
+//! highest occurrence so far, so two handlers racing for the same occurrence create one object
+//! (the second gets 409).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use tracing::{info, warn};
 use transition_crds::cluster_policy::TransitionMode;
-use transition_crds::transition::{PolicyRef, TransitionSpec, Trigger, TriggerType};
+use transition_crds::transition::{
+    PolicyRef, TransitionPhase, TransitionSpec, Trigger, TriggerType,
+};
 use transition_crds::{ClusterPolicy, Transition};
 
 use crate::cluster_policy::discover::{LABEL_PACKAGE, LABEL_POLICY, policy_label};
 use crate::cluster_policy::validate::choose_target_excluding;
 use crate::context::Context;
+use crate::detect::restore::verdict;
 use crate::detect::run::FaultEvent;
 use crate::names::unique_name;
 use crate::observe::locks::lock;
@@ -32,6 +41,12 @@ pub enum FaultError {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to list the Transitions in namespace {namespace}: {source}")]
+    ListTransitions {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to create Transition {transition}: {source}")]
     Create {
         transition: String,
@@ -40,13 +55,17 @@ pub enum FaultError {
     },
 }
 
-/// The Transition a fault asks for (pure): one per policy + package + node, so a repeated fault
-/// event never creates a second one.
+/// Label on fault Transitions: the package occurrence they carry out (`1`, `2`, …).
+pub const LABEL_OCCURRENCE: &str = "transition.dcnlab.ssu.ac.kr/occurrence";
+
+/// The Transition a fault asks for (pure), for the package's `occurrence`-th move: the same
+/// occurrence always gets the same name, so it is created once.
 pub fn fault_transition(
     policy: &ClusterPolicy,
     package: &str,
     fault: &FaultEvent,
     unhealthy: &[String],
+    occurrence: u32,
 ) -> Result<Transition, FaultError> {
     let policy_name = policy.name_any();
     let target = choose_target_excluding(&policy.spec, unhealthy).ok_or_else(|| {
@@ -59,7 +78,7 @@ pub fn fault_transition(
             },
         }
     })?;
-    let name = unique_name(&format!("{policy_name}-{package}-{}", fault.node), 253);
+    let name = unique_name(&format!("{policy_name}-{package}-{occurrence}"), 253);
     let mut t = Transition::new(
         &name,
         TransitionSpec {
@@ -81,11 +100,77 @@ pub fn fault_transition(
     t.metadata.labels = Some(BTreeMap::from([
         (LABEL_POLICY.to_owned(), policy_label(&policy_name)),
         (LABEL_PACKAGE.to_owned(), unique_name(package, 63)),
+        (LABEL_OCCURRENCE.to_owned(), occurrence.to_string()),
     ]));
     Ok(t)
 }
 
-/// The packages of `policy` with a workload on the faulty node (pure).
+/// What a fault means for one package, given the Transitions that exist (pure).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Occurrence {
+    /// A Transition of the package is under way: nothing new.
+    InProgress { transition: String },
+    /// The package's last move took it to `cluster`, away from the faulty source: nothing moves.
+    MovedAway { transition: String, cluster: String },
+    /// A new occurrence, to be created with this number.
+    New(u32),
+}
+
+/// [`Occurrence`] of `package` of `policy` from `transitions` (any in the namespace).
+pub fn occurrence(
+    policy: &ClusterPolicy,
+    package: &str,
+    source: &str,
+    transitions: &[Transition],
+) -> Occurrence {
+    let policy_name = policy.name_any();
+    let mut mine: Vec<&Transition> = transitions
+        .iter()
+        .filter(|t| t.spec.policy_ref.name == policy_name && t.spec.package == package)
+        .collect();
+    if let Some(t) = mine.iter().find(|t| {
+        !t.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_terminal())
+    }) {
+        return Occurrence::InProgress {
+            transition: t.name_any(),
+        };
+    }
+    // The newest completed move says where the package lives now.
+    mine.sort_by_key(|t| {
+        (
+            t.status
+                .as_ref()
+                .and_then(|s| s.completed_at.clone())
+                .map(|c| c.0),
+            t.metadata.creation_timestamp.clone().map(|c| c.0),
+        )
+    });
+    let completed = mine
+        .iter()
+        .rev()
+        .find(|t| t.status.as_ref().and_then(|s| s.phase) == Some(TransitionPhase::Completed));
+    if let Some(t) = completed
+        && t.spec.target_cluster != source
+    {
+        return Occurrence::MovedAway {
+            transition: t.name_any(),
+            cluster: t.spec.target_cluster.clone(),
+        };
+    }
+    let highest = mine
+        .iter()
+        .filter_map(|t| t.labels().get(LABEL_OCCURRENCE)?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    Occurrence::New(highest.saturating_add(1))
+}
+
+/// The packages of `policy` that lose state with the faulty node (pure): for a live-state package,
+/// those with a checkpointable workload on it (a node holding only its stateless parts moves
+/// nothing); for a stateless package, any workload on it.
 pub fn packages_on_node(policy: &ClusterPolicy, fault: &FaultEvent) -> Vec<String> {
     if policy.spec.cluster_selector.name != fault.cluster
         || policy.spec.transition_mode.unwrap_or_default() != TransitionMode::Automatic
@@ -96,7 +181,11 @@ pub fn packages_on_node(policy: &ClusterPolicy, fault: &FaultEvent) -> Vec<Strin
         .status
         .iter()
         .flat_map(|s| &s.packages)
-        .filter(|p| p.workloads.iter().any(|w| w.nodes.contains(&fault.node)))
+        .filter(|p| {
+            p.workloads
+                .iter()
+                .any(|w| w.nodes.contains(&fault.node) && (w.checkpointable || !p.live_state))
+        })
         .map(|p| p.name.clone())
         .collect()
 }
@@ -129,7 +218,7 @@ const CONCURRENT_FAULTS: usize = 16;
 /// Attempts per fault before it is given up (logged; the detector's NodeHealth keeps the record).
 const FAULT_ATTEMPTS: u32 = 5;
 
-/// Turns confirmed faults into Transitions (exactly one per policy + package + node).
+/// Turns confirmed faults into Transitions (one per package occurrence).
 pub async fn handle_faults(ctx: Arc<Context>, mut faults: tokio::sync::mpsc::Receiver<FaultEvent>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_FAULTS));
     while let Some(fault) = faults.recv().await {
@@ -178,31 +267,99 @@ pub async fn on_fault(
     let mut created = 0;
     for policy in &policies {
         for package in packages_on_node(policy, fault) {
-            let t = match fault_transition(policy, &package, fault, unhealthy) {
-                Ok(t) => t,
-                Err(e) => {
-                    warn!(error = %e, "no transition");
-                    continue;
-                }
-            };
-            let ns = t.namespace().unwrap_or_default();
-            let api: Api<Transition> = Api::namespaced(ctx.client.clone(), &ns);
-            match api.create(&PostParams::default(), &t).await {
-                Ok(_) => {
-                    created += 1;
-                    info!(transition = %t.name_any(), package = %package, target = %t.spec.target_cluster, "transition created");
-                }
-                Err(e) if crate::k8s::is_status(&e, 409) => {
-                    info!(transition = %t.name_any(), "transition already exists (exactly once)");
-                }
-                Err(source) => {
-                    return Err(FaultError::Create {
-                        transition: format!("{ns}/{}", t.name_any()),
-                        source,
-                    });
-                }
+            if create_occurrence(ctx, policy, &package, fault, unhealthy).await? {
+                created += 1;
             }
         }
     }
     Ok(created)
+}
+
+/// The preferred targets of `policy` that cannot restore what the faulty node checkpointed.
+fn cannot_restore(ctx: &Context, policy: &ClusterPolicy, fault: &FaultEvent) -> Vec<String> {
+    let nodes = [fault.node.clone()];
+    policy
+        .spec
+        .target_cluster_policy
+        .iter()
+        .flat_map(|t| &t.prefer_clusters)
+        .filter(|c| {
+            let v = verdict(ctx.beats.as_deref(), &fault.cluster, &nodes, &c.name);
+            if v.cannot() {
+                info!(target = %c.name, reason = %v.message(), "target skipped: it cannot restore");
+            }
+            v.cannot()
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Attempts at creating one occurrence when another handler takes the number first.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// Creates the next occurrence of `package` unless one is under way or the package has moved
+/// away; `true` when this call created it.
+async fn create_occurrence(
+    ctx: &Context,
+    policy: &ClusterPolicy,
+    package: &str,
+    fault: &FaultEvent,
+    unhealthy: &[String],
+) -> Result<bool, FaultError> {
+    let ns = policy.namespace().unwrap_or_default();
+    let api: Api<Transition> = Api::namespaced(ctx.client.clone(), &ns);
+    for _ in 0..CREATE_ATTEMPTS {
+        let existing = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| FaultError::ListTransitions {
+                namespace: ns.clone(),
+                source,
+            })?
+            .items;
+        let n = match occurrence(policy, package, &fault.cluster, &existing) {
+            Occurrence::New(n) => n,
+            Occurrence::InProgress { transition } => {
+                info!(%transition, package, node = %fault.node, "a transition of the package is under way; no new one");
+                return Ok(false);
+            }
+            Occurrence::MovedAway {
+                transition,
+                cluster,
+            } => {
+                info!(%transition, package, %cluster, node = %fault.node, "the package already moved away from the faulty cluster; nothing moves");
+                return Ok(false);
+            }
+        };
+        // Targets that cannot restore are skipped; with none left the Transition still goes to
+        // the best healthy one, where Pending fails it with the reason before Git is touched.
+        let mut excluded = unhealthy.to_vec();
+        excluded.extend(cannot_restore(ctx, policy, fault));
+        let t = match fault_transition(policy, package, fault, &excluded, n)
+            .or_else(|_| fault_transition(policy, package, fault, unhealthy, n))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "no transition");
+                return Ok(false);
+            }
+        };
+        match api.create(&PostParams::default(), &t).await {
+            Ok(_) => {
+                info!(transition = %t.name_any(), package, target = %t.spec.target_cluster, "transition created");
+                return Ok(true);
+            }
+            // Another handler took this occurrence number: look again.
+            Err(e) if crate::k8s::is_status(&e, 409) => {
+                info!(transition = %t.name_any(), "transition already exists; looking again");
+            }
+            Err(source) => {
+                return Err(FaultError::Create {
+                    transition: format!("{ns}/{}", t.name_any()),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(false)
 }

@@ -32,7 +32,10 @@ use crate::context::Context;
 use crate::k8s::id_of;
 use crate::names::unique_name;
 
-pub use faults::{fault_transition, handle_faults, on_fault, packages_on_node, unhealthy_clusters};
+pub use faults::{
+    Occurrence, fault_transition, handle_faults, occurrence, on_fault, packages_on_node,
+    unhealthy_clusters,
+};
 pub use history::HISTORY_MANAGER;
 pub use plan::{Plan, images_for, next_phase, phases as phase_order, plan};
 
@@ -44,6 +47,8 @@ pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 pub const FENCED: &str = "Fenced";
 /// Condition: the package is redeployed without state.
 pub const STATELESS: &str = "StatelessRedeploy";
+/// Condition: whether the target cluster can restore the checkpoints (from its agents' reports).
+pub const TARGET_CAN_RESTORE: &str = "TargetCanRestore";
 /// Condition: how the target's GitOps agent was asked to sync.
 pub const SYNC: &str = "SyncRequested";
 
@@ -276,29 +281,137 @@ spec:
         let p = policy();
         assert_eq!(packages_on_node(&p, &fault("worker-1")), vec!["counter"]);
         assert!(packages_on_node(&p, &fault("worker-2")).is_empty());
-        let t = fault_transition(&p, "counter", &fault("worker-1"), &[]).unwrap();
-        assert_eq!(t.name_any(), "p1-counter-worker-1");
+        let t = fault_transition(&p, "counter", &fault("worker-1"), &[], 1).unwrap();
+        assert_eq!(t.name_any(), "p1-counter-1");
         assert_eq!(t.spec.target_cluster, "cluster2-aws");
         assert_eq!(t.spec.trigger.node.as_deref(), Some("worker-1"));
-        let again = fault_transition(&p, "counter", &fault("worker-1"), &[]).unwrap();
+        let again = fault_transition(&p, "counter", &fault("worker-1"), &[], 1).unwrap();
         assert_eq!(
             again.name_any(),
             t.name_any(),
-            "same fault, same name: created once"
+            "same occurrence, same name: created once"
+        );
+    }
+
+    fn with_phase(mut t: Transition, phase: TransitionPhase, second: i64) -> Transition {
+        let status = t.status.get_or_insert_with(Default::default);
+        status.phase = Some(phase);
+        if phase == TransitionPhase::Completed {
+            status.completed_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                Timestamp::from_second(second).unwrap(),
+            ));
+        }
+        t
+    }
+
+    #[test]
+    fn a_package_under_way_gets_no_second_transition_from_a_fault_on_another_node() {
+        let p = policy();
+        let first = fault_transition(&p, "counter", &fault("worker-1"), &[], 1).unwrap();
+        assert_eq!(
+            occurrence(
+                &p,
+                "counter",
+                "cluster1-azure",
+                std::slice::from_ref(&first)
+            ),
+            Occurrence::InProgress {
+                transition: "p1-counter-1".into()
+            },
+            "no phase yet counts as under way"
+        );
+        let running = with_phase(first, TransitionPhase::Verifying, 0);
+        assert!(matches!(
+            occurrence(&p, "counter", "cluster1-azure", &[running]),
+            Occurrence::InProgress { .. }
+        ));
+        assert_eq!(
+            occurrence(&p, "redis", "cluster1-azure", &[]),
+            Occurrence::New(1),
+            "another package is its own occurrence"
+        );
+    }
+
+    #[test]
+    fn after_a_failover_faults_of_the_old_home_move_nothing_and_after_failback_a_new_occurrence_starts()
+     {
+        let p = policy();
+        let out = with_phase(
+            fault_transition(&p, "counter", &fault("worker-1"), &[], 1).unwrap(),
+            TransitionPhase::Completed,
+            100,
+        );
+        assert_eq!(
+            occurrence(&p, "counter", "cluster1-azure", std::slice::from_ref(&out)),
+            Occurrence::MovedAway {
+                transition: "p1-counter-1".into(),
+                cluster: "cluster2-aws".into()
+            }
+        );
+        // Failback: a Planned move from cluster2-aws home to cluster1-azure, completed later.
+        let mut back = fault_transition(&p, "counter", &fault("worker-1"), &[], 2).unwrap();
+        back.spec.source_cluster = "cluster2-aws".into();
+        back.spec.target_cluster = "cluster1-azure".into();
+        back.spec.trigger.type_ = TriggerType::Planned;
+        let back = with_phase(back, TransitionPhase::Completed, 200);
+        assert_eq!(
+            occurrence(&p, "counter", "cluster1-azure", &[out.clone(), back]),
+            Occurrence::New(3),
+            "home again: the same node failing again is the third occurrence"
+        );
+        let failed = with_phase(
+            fault_transition(&p, "counter", &fault("worker-1"), &[], 2).unwrap(),
+            TransitionPhase::Failed,
+            0,
+        );
+        let mut home = out;
+        home.spec.target_cluster = "cluster1-azure".into();
+        assert_eq!(
+            occurrence(&p, "counter", "cluster1-azure", &[home, failed]),
+            Occurrence::New(3),
+            "a failed attempt leaves the package where it was"
+        );
+    }
+
+    #[test]
+    fn a_node_holding_only_stateless_parts_of_a_live_state_package_moves_nothing() {
+        let mut p = policy();
+        let status = p.status.as_mut().unwrap();
+        status.packages[0].workloads.push(
+            serde_json::from_value(serde_json::json!({
+                "kind": "Deployment", "namespace": "default", "name": "frontend",
+                "nodes": ["worker-2"], "checkpointable": false
+            }))
+            .unwrap(),
+        );
+        assert!(packages_on_node(&p, &fault("worker-2")).is_empty());
+        assert_eq!(packages_on_node(&p, &fault("worker-1")), vec!["counter"]);
+        p.status.as_mut().unwrap().packages[0].live_state = false;
+        assert_eq!(
+            packages_on_node(&p, &fault("worker-2")),
+            vec!["counter"],
+            "a stateless package moves with any of its workloads"
         );
     }
 
     #[test]
     fn an_unhealthy_target_is_skipped_and_none_left_is_an_error() {
         let p = policy();
-        let t =
-            fault_transition(&p, "counter", &fault("worker-1"), &["cluster2-aws".into()]).unwrap();
+        let t = fault_transition(
+            &p,
+            "counter",
+            &fault("worker-1"),
+            &["cluster2-aws".into()],
+            1,
+        )
+        .unwrap();
         assert_eq!(t.spec.target_cluster, "cluster3");
         let err = fault_transition(
             &p,
             "counter",
             &fault("w"),
             &["cluster2-aws".into(), "cluster3".into()],
+            1,
         )
         .unwrap_err();
         let err = err.to_string();
@@ -328,7 +441,7 @@ spec:
     fn the_plan_targets_the_right_repositories_and_refuses_bad_targets() {
         let p = policy();
         let images = images_for("counter", &[checkpoint("a", 10, 'a')]);
-        let mut t = fault_transition(&p, "counter", &fault("worker-1"), &[]).unwrap();
+        let mut t = fault_transition(&p, "counter", &fault("worker-1"), &[], 1).unwrap();
         let plan1 = plan(&t.spec, "ops/p1", &p.spec, &images).unwrap();
         assert_eq!(
             plan1.source_repo, plan1.target_repo,
@@ -386,7 +499,7 @@ spec:
             vec!["counter", "redis"],
             "the unlisted package is on the node too"
         );
-        let t = fault_transition(&p, "redis", &fault("worker-1"), &[]).unwrap();
+        let t = fault_transition(&p, "redis", &fault("worker-1"), &[], 1).unwrap();
         let plan = plan::plan_for(&t.spec, "ops/p1", &p, &[]).unwrap();
         assert_eq!(plan.failover.package_path, PathBuf::from("apps/redis"));
         assert!(plan.selector.live_state_package);

@@ -14,6 +14,7 @@ mod controllers_faults;
 mod crds_apiserver;
 mod detection;
 mod e2e;
+mod fault_occurrences;
 mod gitops_git;
 mod heartbeat_http;
 mod image_registry;

@@ -50,6 +50,10 @@ pub enum Refusal {
     /// The repository does not have the layout the change needs (package folder, kustomization).
     #[error("the Git repository {repo} cannot take the change: {reason}")]
     GitLayout { repo: String, reason: String },
+    /// The target cluster cannot restore the checkpoints (restore turned off, another
+    /// architecture, older CRIU/runc/kernel than the source): found before Git is touched.
+    #[error("target cluster {target} cannot restore the checkpoints: {reason}")]
+    TargetCannotRestore { target: String, reason: String },
     /// A step kept failing: given up after this many attempts.
     #[error("gave up in phase {phase:?} after {attempts} failed attempts: {error}")]
     GaveUp {
@@ -69,6 +73,7 @@ impl Refusal {
             Refusal::FreshCheckpointFailed { .. } => "FreshCheckpointFailed",
             Refusal::TimedOut { .. } => "TimedOut",
             Refusal::GitLayout { .. } => "GitLayout",
+            Refusal::TargetCannotRestore { .. } => "TargetCannotRestore",
             Refusal::GaveUp { .. } => "GaveUp",
         }
     }

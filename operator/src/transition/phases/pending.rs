@@ -1,13 +1,15 @@
 //! Pending: records the images and workloads the Transition moves, says whether the state comes
-//! along, announces the start (Event, policy history).
+//! along, checks that the target can restore it (before Git is touched), announces the start
+//! (Event, policy history).
 
 use kube::Resource;
 use kube::runtime::events::EventType;
 use transition_crds::cluster_policy::PackageTransitionCondition;
 use transition_crds::conditions::{self, Status};
 
-use super::{Outcome, Step};
-use crate::transition::{Error, STATELESS, history};
+use super::{Outcome, Refusal, Step};
+use crate::detect::restore::{Verdict, verdict};
+use crate::transition::{Error, STATELESS, TARGET_CAN_RESTORE, history};
 
 pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
     let t = step.transition;
@@ -51,6 +53,43 @@ pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
         generation,
         now,
     );
+    if live && !step.images.is_empty() {
+        // The source nodes: the faulty one first, then those the package's live pods ran on.
+        let mut nodes: Vec<String> = t.spec.trigger.node.iter().cloned().collect();
+        nodes.extend(
+            step.status
+                .workloads
+                .iter()
+                .filter(|w| w.checkpointable)
+                .flat_map(|w| w.nodes.iter().cloned()),
+        );
+        let v = verdict(
+            step.ctx.beats.as_deref(),
+            &t.spec.source_cluster,
+            &nodes,
+            &t.spec.target_cluster,
+        );
+        if let Verdict::Cannot(reason) = v {
+            return Ok(Outcome::Fail(Refusal::TargetCannotRestore {
+                target: t.spec.target_cluster.clone(),
+                reason,
+            }));
+        }
+        let state = if matches!(v, Verdict::Capable { .. }) {
+            Status::True
+        } else {
+            Status::Unknown
+        };
+        conditions::set(
+            &mut step.status.conditions,
+            TARGET_CAN_RESTORE,
+            state,
+            v.word(),
+            v.message(),
+            generation,
+            now,
+        );
+    }
     conditions::set(
         &mut step.status.conditions,
         conditions::PROGRESSING,

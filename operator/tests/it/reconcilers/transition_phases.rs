@@ -70,6 +70,14 @@ struct Scenario {
 }
 
 fn scenario(trigger: Value, settings: impl FnOnce(&mut Settings)) -> Scenario {
+    build(trigger, settings, None)
+}
+
+fn build(
+    trigger: Value,
+    settings: impl FnOnce(&mut Settings),
+    beats: Option<Arc<transition_operator::detect::server::Beats>>,
+) -> Scenario {
     let dir = tempfile::tempdir().unwrap();
     let repo = seeded_repo(dir.path());
     let mgmt = FakeApi::new();
@@ -129,6 +137,10 @@ fn scenario(trigger: Value, settings: impl FnOnce(&mut Settings)) -> Scenario {
     )
     .with_settings(s)
     .with_clusters(clusters);
+    let ctx = match beats {
+        Some(b) => ctx.with_beats(b),
+        None => ctx,
+    };
     Scenario {
         mgmt,
         source,
@@ -589,4 +601,108 @@ async fn a_node_that_cannot_be_tainted_is_not_called_fenced_until_the_git_fence_
     );
     s.until(TransitionPhase::Syncing, 2).await;
     assert_eq!(s.condition("Fenced"), ("True".into(), "GitFence".into()));
+}
+
+/// The operator's heartbeat endpoint (the real router over HTTP) fed the agents' reports:
+/// `(cluster, node, restore capability)`.
+async fn heartbeats(
+    reports: &[(&str, &str, Value)],
+) -> Arc<transition_operator::detect::server::Beats> {
+    use transition_operator::detect::server::{Tokens, router};
+    let mut tokens = Tokens::default();
+    for (cluster, _, _) in reports {
+        tokens.insert(cluster, &format!("{cluster}-token-0123456789"));
+    }
+    let (beats, _changes) = transition_operator::detect::beats(tokens, Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/heartbeat", listener.local_addr().unwrap());
+    let app = router(beats.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    for (cluster, node, restore) in reports {
+        let body =
+            json!({"node": node, "arch": "x86_64", "cluster_name": cluster, "restore": restore});
+        let resp = http
+            .post(&url)
+            .bearer_auth(format!("{cluster}-token-0123456789"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    beats
+}
+
+#[tokio::test]
+async fn a_target_that_cannot_restore_fails_the_transition_in_pending_before_fencing_or_git() {
+    let beats = heartbeats(&[
+        (
+            "cluster1-azure",
+            "worker-1",
+            json!({"runtime": "runc", "restore_enabled": true, "criu_version": "4.1.1"}),
+        ),
+        (
+            "cluster2-aws",
+            "t-1",
+            json!({"runtime": "containerd", "runtime_version": "2.2.0", "restore_enabled": false,
+                   "restore_source": "/etc/containerd/config.toml: enable_experimental_restore_via_create not set (off by default since containerd 2.2; this is 2.2.0)",
+                   "criu_version": "4.1.1"}),
+        ),
+    ])
+    .await;
+    let s = build(
+        json!({"type": "NodeFault", "node": "worker-1"}),
+        |_| {},
+        Some(beats),
+    );
+    s.until(TransitionPhase::Failed, 4).await;
+    let status = s.transition().status.unwrap();
+    let failed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed" || c.reason == "TargetCannotRestore")
+        .unwrap();
+    assert_eq!(failed.reason, "TargetCannotRestore");
+    assert!(
+        failed.message.contains("node t-1")
+            && failed
+                .message
+                .contains("enable_experimental_restore_via_create"),
+        "{}",
+        failed.message
+    );
+    assert_eq!(commits(&s.repo, "transition:"), 0, "Git was not touched");
+    let node = s.source.get("/api/v1/nodes/worker-1").unwrap();
+    assert!(
+        !node.to_string().contains("out-of-service"),
+        "the source was not fenced: {node}"
+    );
+}
+
+#[tokio::test]
+async fn a_target_whose_agent_can_restore_says_so_and_the_move_goes_on() {
+    let beats = heartbeats(&[
+        (
+            "cluster1-azure",
+            "worker-1",
+            json!({"criu_version": "4.1.1", "restore_enabled": true}),
+        ),
+        (
+            "cluster2-aws",
+            "t-1",
+            json!({"criu_version": "4.1.1", "restore_enabled": true}),
+        ),
+    ])
+    .await;
+    let s = build(
+        json!({"type": "NodeFault", "node": "worker-1"}),
+        |_| {},
+        Some(beats),
+    );
+    s.until(TransitionPhase::Fencing, 3).await;
+    assert_eq!(
+        s.condition("TargetCanRestore"),
+        ("True".to_owned(), "Capable".to_owned())
+    );
 }
