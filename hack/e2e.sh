@@ -218,7 +218,8 @@ step "starting checkpoint-agent on worker-1 (watches the shim's checkpoint folde
 agent_pid=$!
 # The agent on the target's worker reports what it can restore: real CRIU and runc versions and
 # the kernel; the lab's "runtime" is the kubelet shim restoring with runc + CRIU directly (no
-# containerd/CRI-O config to read), so restore is declared on.
+# containerd/CRI-O config to read), so restore is declared on. It is also a vantage point: it
+# checks the source API, so the operator can tell a partition from a source outage.
 step "starting checkpoint-agent on worker-2 (cluster2-aws): reports its restore capability"
 mkdir -p "$W/worker-2/checkpoints"
 "$BIN/checkpoint-agent" --node-name worker-2 --cluster-name cluster2-aws --no-kube \
@@ -226,6 +227,7 @@ mkdir -p "$W/worker-2/checkpoints"
   --checkpoint-dir "$W/worker-2/checkpoints" --state-dir "$W/agent2-state" --metrics-addr "127.0.0.1:$(free_port)" \
   --controller-url "http://127.0.0.1:$hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token2" \
   --runtime runc --restore-enabled true --criu-bin "$LAB_CRIU" --runc-bin "$(command -v runc)" \
+  --watch-api "cluster1-azure=$LAB_CLUSTER1_AZURE_URL" \
   >"$W/agent2.log" 2>&1 &
 agent2_pid=$!
 

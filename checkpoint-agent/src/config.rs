@@ -50,8 +50,6 @@ pub struct Config {
     pub upload: UploadArgs,
     #[command(flatten)]
     pub heartbeat: HeartbeatArgs,
-    #[command(flatten)]
-    pub capability: CapabilityArgs,
     /// Address of /healthz and /metrics.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -187,6 +185,33 @@ pub struct HeartbeatArgs {
         default_value_t = 800
     )]
     pub timeout_ms: u64,
+    #[command(flatten)]
+    pub capability: CapabilityArgs,
+    #[command(flatten)]
+    pub vantage: VantageArgs,
+}
+
+/// Other clusters' API servers this node checks (it is then a vantage point: the operator tells
+/// a management↔source partition from a whole-source outage by what vantage points see).
+#[derive(Args, Debug, Clone, Default)]
+pub struct VantageArgs {
+    /// `cluster=https://api:6443`, repeatable or comma-separated: the API servers to check.
+    #[arg(long = "watch-api", env = "WATCH_APIS", value_delimiter = ',')]
+    pub watch_api: Vec<String>,
+    /// Milliseconds between two checks of each API server.
+    #[arg(
+        long = "watch-every-ms",
+        env = "WATCH_EVERY_MS",
+        default_value_t = 2000
+    )]
+    pub watch_every_ms: u64,
+    /// Deadline of one check in milliseconds.
+    #[arg(
+        long = "watch-timeout-ms",
+        env = "WATCH_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub watch_timeout_ms: u64,
 }
 
 /// What the agent reports about restoring checkpoints on this node (sent with the heartbeats;
@@ -223,6 +248,35 @@ pub enum ConfigError {
     },
     #[error("failed to configure S3: {0} is not set (flag, env or *_FILE)")]
     Missing(&'static str),
+    #[error("failed to read --watch-api {value:?}: {reason}")]
+    WatchApi { value: String, reason: &'static str },
+}
+
+impl VantageArgs {
+    /// The `(cluster, url)` pairs to check.
+    pub fn targets(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        self.watch_api
+            .iter()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                let bad = |reason| ConfigError::WatchApi {
+                    value: v.clone(),
+                    reason,
+                };
+                let (cluster, url) = v
+                    .split_once('=')
+                    .ok_or_else(|| bad("expected cluster=url"))?;
+                let (cluster, url) = (cluster.trim(), url.trim());
+                if cluster.is_empty() {
+                    return Err(bad("the cluster name is empty"));
+                }
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(bad("the URL must start with https:// or http://"));
+                }
+                Ok((cluster.to_owned(), url.to_owned()))
+            })
+            .collect()
+    }
 }
 
 /// Reads a secret from its flag/env value or its file (file wins; trailing newline trimmed).

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use transition_crds::heartbeat::{Heartbeat, LastUpload, RestoreCapability, Timestamp, WireTime};
 
-use crate::config::{CapabilityArgs, HeartbeatArgs, Secret};
+use crate::config::{HeartbeatArgs, Secret};
 use crate::metrics::{Label, Metrics};
 use crate::node::NodeMeta;
 
@@ -22,6 +22,10 @@ pub enum HeartbeatError {
     },
     #[error("failed to build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error(transparent)]
+    Vantage(crate::config::ConfigError),
+    #[error(transparent)]
+    Reach(#[from] transition_runtime::reach::ReachError),
     #[error("failed to send heartbeat to {url}: {reason}")]
     Send { url: String, reason: String },
     #[error("failed to deliver heartbeat to {url}: the operator answered {status}")]
@@ -70,6 +74,7 @@ pub fn payload(
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         last_upload: last,
         restore,
+        reach: Vec::new(),
         other: Default::default(),
     }
 }
@@ -124,7 +129,6 @@ const CAPABILITY_REFRESH: Duration = Duration::from_secs(300);
 /// most once per minute while failures continue) and the next one goes out on time.
 pub async fn run(
     args: HeartbeatArgs,
-    capability: CapabilityArgs,
     node_name: String,
     meta: NodeMeta,
     last_upload: LastUploadCell,
@@ -132,6 +136,8 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), HeartbeatError> {
     let token = read_token(&args)?;
+    let targets = args.vantage.targets().map_err(HeartbeatError::Vantage)?;
+    let reach = crate::vantage::spawn(targets, &args.vantage, stop.clone())?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(args.timeout_ms))
         .build()
@@ -163,11 +169,11 @@ pub async fn run(
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() > CAPABILITY_REFRESH)
         {
-            let found = crate::capability::probe(&capability, &meta.cri_socket).await;
+            let found = crate::capability::probe(&args.capability, &meta.cri_socket).await;
             debug!(?found, "restore capability probed");
             restore = Some((Instant::now(), found));
         }
-        let body = payload(
+        let mut body = payload(
             &node_name,
             &meta,
             load,
@@ -175,6 +181,7 @@ pub async fn run(
             restore.as_ref().map(|(_, r)| r.clone()),
             Timestamp::now(),
         );
+        body.reach = crate::vantage::current(&reach);
         let started = Instant::now();
         match send(&client, &args.controller_url, token.as_ref(), &body).await {
             Ok(()) => {

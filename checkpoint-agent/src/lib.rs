@@ -12,6 +12,7 @@ pub mod node;
 pub mod server;
 pub mod store;
 pub mod upload;
+pub mod vantage;
 pub mod watch;
 
 use std::sync::{Arc, Mutex};
@@ -150,7 +151,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let heartbeats = (!config.heartbeat.controller_url.is_empty()).then(|| {
         tokio::spawn(heartbeat::run(
             config.heartbeat.clone(),
-            config.capability.clone(),
             config.node.node_name.clone(),
             meta.clone(),
             last_upload.clone(),

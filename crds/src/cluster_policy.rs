@@ -86,6 +86,13 @@ pub struct FaultDetection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub recovery_beats: Option<u32>,
+    /// Whether a whole-source outage fails over (default true): the source's API unreachable
+    /// from the management cluster and from every vantage point (agents on other clusters with
+    /// `--watch-api`) for `unreachableGraceSeconds`. With `false`, such nodes are held in
+    /// `SourceUnreachable` and nothing moves. A partition (a vantage point still reaches the
+    /// API) never fails over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_outage_failover: Option<bool>,
 }
 
 /// The source cluster and the Git repository holding its packages.

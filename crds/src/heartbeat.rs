@@ -59,6 +59,10 @@ pub struct Heartbeat {
     /// CRIU/runc/kernel versions. Agents on target clusters' workers send it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreCapability>,
+    /// Whether this node reaches other clusters' API servers (ours): the vantage points that
+    /// tell a management↔source partition from a whole-source outage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reach: Vec<Reach>,
     /// Fields this version does not know; kept so nothing is lost.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -102,6 +106,23 @@ pub struct RestoreCapability {
     #[serde(default)]
     pub kernel: String,
 }
+
+/// Whether a cluster's API server answered this node's last check.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct Reach {
+    /// The cluster whose API was checked.
+    pub cluster: String,
+    pub reachable: bool,
+    /// Why not, when unreachable.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// How long before this heartbeat the check ran, in ms.
+    #[serde(default)]
+    pub age_ms: u64,
+}
+
+/// Most `reach` entries a heartbeat may carry.
+pub const MAX_REACH: usize = 64;
 
 /// A timestamp as the Go agent (RFC 3339 string) or other senders (Unix number) encode it.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -190,6 +211,19 @@ impl Heartbeat {
         }
         if let Some(ts) = &self.ts {
             ts.to_timestamp()?;
+        }
+        if self.reach.len() > MAX_REACH {
+            return field("reach", "has more than 64 entries");
+        }
+        if self
+            .reach
+            .iter()
+            .any(|r| r.cluster.is_empty() || r.cluster.len() > 253 || r.error.len() > 1024)
+        {
+            return field(
+                "reach",
+                "has an entry with an empty or over-long cluster or error",
+            );
         }
         if let Some(r) = &self.restore {
             let fields = [

@@ -378,3 +378,50 @@ async fn heartbeats_say_what_the_node_can_restore_read_from_the_runtime_config_a
     );
     assert!(!r.kernel.is_empty(), "the kernel release is read");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_vantage_point_the_agent_reports_which_api_servers_answer() {
+    // The lab's REAL source kube-apiserver answers; nothing listens on port 1.
+    let lab = transition_testlab::Lab::get().unwrap();
+    let api = lab.cluster("cluster1-azure").unwrap().url;
+    let s3 = S3Server::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = operator_stub().await;
+    let watch = format!("cluster1-azure={api},gone=https://127.0.0.1:1");
+    let _agent = Agent::start(
+        &s3,
+        dir.path(),
+        &dir.path().join("state"),
+        &[
+            "--controller-url",
+            &url,
+            "--heartbeat-interval-ms",
+            "100",
+            "--watch-api",
+            &watch,
+            "--watch-every-ms",
+            "200",
+        ],
+    );
+    eventually(20, "a heartbeat with both checks", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(_, hb)| hb.reach.len() == 2)
+    })
+    .await;
+    let got = seen.lock().unwrap().clone();
+    let (_, hb) = got
+        .iter()
+        .rev()
+        .find(|(_, hb)| hb.reach.len() == 2)
+        .unwrap();
+    let of = |c: &str| hb.reach.iter().find(|r| r.cluster == c).unwrap().clone();
+    assert!(of("cluster1-azure").reachable, "{:?}", hb.reach);
+    let gone = of("gone");
+    assert!(
+        !gone.reachable && gone.error == "connection failed",
+        "{gone:?}"
+    );
+    assert!(of("cluster1-azure").age_ms < 10_000);
+}

@@ -101,7 +101,7 @@ fn ours(trace: &Trace, cfg: &TrackerConfig) -> Outcome {
                     ready: None,
                     lease_renewed_ms: lease_renewed(trace, now),
                 });
-                if let Verdict::NodeFailed(_) = decide(&view, now, None, cfg) {
+                if let Verdict::NodeFailed(_) = decide(&view, now, None, cfg, &Default::default()) {
                     failed_at = Some(now);
                     if trace.death_ms.is_none_or(|dm| now < dm) {
                         false_failovers += 1;

@@ -92,5 +92,8 @@ pub fn config_from_policy(
     if let Some(v) = fd.recovery_beats {
         c.recovery_beats = v;
     }
+    if let Some(v) = fd.cluster_outage_failover {
+        c.outage_failover = v;
+    }
     c
 }

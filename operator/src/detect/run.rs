@@ -18,7 +18,7 @@ use transition_crds::conditions::{self, Status};
 use transition_crds::node_health::NodeCondition;
 
 use super::server::{Beats, LastBeat, now_ms};
-use super::tracker::{Change, Health, NodeKey, NodeView, ProbeError};
+use super::tracker::{Change, Health, NodeKey, NodeView, ProbeError, Vantage};
 use crate::k8s::FIELD_MANAGER;
 
 /// A confirmed node failure, for the transition orchestrator.
@@ -139,6 +139,38 @@ impl ClusterProbe for KubeProbe {
             lease_renewed_ms,
         })
     }
+}
+
+/// What the vantage points say about `cluster`'s API (pure): the `reach` reports of agents on
+/// other clusters whose check ran at most `fresh_ms` before `now_ms`.
+pub fn vantage_of(
+    cluster: &str,
+    last: &HashMap<NodeKey, LastBeat>,
+    now_ms: u64,
+    fresh_ms: u64,
+) -> Vantage {
+    let mut v = Vantage::default();
+    for (reporter, beat) in last {
+        if reporter.cluster == cluster {
+            continue;
+        }
+        for r in beat.payload.reach.iter().filter(|r| r.cluster == cluster) {
+            let age = now_ms
+                .saturating_sub(beat.received_ms)
+                .saturating_add(r.age_ms);
+            if age > fresh_ms {
+                continue;
+            }
+            if r.reachable {
+                v.reached_by.push(reporter.to_string());
+            } else {
+                v.unreached_by.push(reporter.to_string());
+            }
+        }
+    }
+    v.reached_by.sort();
+    v.unreached_by.sort();
+    v
 }
 
 /// Writes NodeHealth objects (named `<cluster>-<node>`) in one namespace.
@@ -334,12 +366,24 @@ impl<P: ClusterProbe> Detector<P> {
             }))
             .await;
             let now = now_ms();
+            let vantages: Vec<Vantage> = {
+                let t = crate::observe::locks::lock(&self.beats.tracker, "detector tracker");
+                let last = crate::observe::locks::lock(&self.beats.last, "last heartbeats");
+                to_probe
+                    .iter()
+                    .map(|k| {
+                        let fresh = t.config_for(&k.cluster).vantage_fresh_ms;
+                        vantage_of(&k.cluster, &last, now, fresh)
+                    })
+                    .collect()
+            };
             let outcomes: Vec<Change> = {
                 let mut t = crate::observe::locks::lock(&self.beats.tracker, "detector tracker");
                 to_probe
                     .iter()
                     .zip(&views)
-                    .filter_map(|(k, v)| t.probed(k, v, now))
+                    .zip(&vantages)
+                    .filter_map(|((k, v), vantage)| t.probed(k, v, now, vantage))
                     .collect()
             };
             for c in outcomes {
@@ -362,6 +406,47 @@ impl<P: ClusterProbe> Detector<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vantage_points_are_other_clusters_agents_with_fresh_reports() {
+        use transition_crds::heartbeat::{Heartbeat, Reach};
+        let beat = |cluster: &str, node: &str, received_ms, reach: Vec<Reach>| {
+            (
+                NodeKey {
+                    cluster: cluster.into(),
+                    node: node.into(),
+                },
+                LastBeat {
+                    received_ms,
+                    payload: Heartbeat {
+                        node: node.into(),
+                        reach,
+                        ..Default::default()
+                    },
+                },
+            )
+        };
+        let reach = |reachable, age_ms| {
+            vec![Reach {
+                cluster: "c1".into(),
+                reachable,
+                error: String::new(),
+                age_ms,
+            }]
+        };
+        let last: HashMap<NodeKey, LastBeat> = [
+            beat("c2", "a", 10_000, reach(true, 500)),
+            beat("c3", "b", 10_000, reach(false, 0)),
+            beat("c3", "stale", 1_000, reach(true, 0)),
+            beat("c2", "old-check", 10_000, reach(true, 9_000)),
+            beat("c1", "self", 10_000, reach(true, 0)),
+        ]
+        .into_iter()
+        .collect();
+        let v = vantage_of("c1", &last, 11_000, 5_000);
+        assert_eq!(v.reached_by, vec!["c2/a"]);
+        assert_eq!(v.unreached_by, vec!["c3/b"]);
+    }
 
     #[test]
     fn node_health_names_are_dns_safe() {

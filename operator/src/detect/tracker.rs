@@ -2,9 +2,14 @@
 //!
 //! ```text
 //! Healthy --φ ≥ threshold--> Suspect --probe: lease fresh--> AgentDown (alert only)
-//!                               |  \--probe: lease stale / NotReady / API gone > grace--> NodeFailed (fail over)
+//!                               |  \--probe: lease stale / NotReady--> NodeFailed (fail over)
+//!                               |--API unreachable, a vantage point reaches it--> SourceUnreachable (hold)
+//!                               \--API unreachable from every vantage point > grace--> NodeFailed (outage)
 //!  any state --`recovery_beats` good beats in a row--> Healthy
 //! ```
+//!
+//! A management↔source partition and a whole-source outage look the same from the management
+//! cluster; agents on other clusters that check the source's API (`--watch-api`) tell them apart.
 //! Suspicion alone never fails over: only a corroborating probe of the workload cluster's API
 //! (the Node's Ready condition and its kubelet Lease) turns Suspect into NodeFailed. No node is
 //! suspected during the warm-up after an operator start, so a restart never causes a storm.
@@ -27,6 +32,11 @@ pub struct TrackerConfig {
     pub unreachable_grace_ms: u64,
     /// Minimum time between two probes of the same node.
     pub probe_every_ms: u64,
+    /// Whether a whole-cluster outage (API unreachable from every vantage point for the grace)
+    /// fails over; `false` holds in `SourceUnreachable` instead.
+    pub outage_failover: bool,
+    /// A vantage point's report counts when its check ran at most this long ago.
+    pub vantage_fresh_ms: u64,
 }
 
 impl Default for TrackerConfig {
@@ -38,6 +48,8 @@ impl Default for TrackerConfig {
             lease_fresh_ms: 15_000,
             unreachable_grace_ms: 30_000,
             probe_every_ms: 1_000,
+            outage_failover: true,
+            vantage_fresh_ms: 10_000,
         }
     }
 }
@@ -65,6 +77,18 @@ pub enum Health {
     AgentDown,
     /// Heartbeats stopped and the workload cluster confirms the node is gone: fail over.
     NodeFailed,
+    /// Heartbeats stopped and the management cluster cannot reach the cluster's API, but a vantage
+    /// point on another cluster can (a partition), or cluster-outage failover is off: hold.
+    SourceUnreachable,
+}
+
+/// What the vantage points (agents on other clusters checking this cluster's API) say now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vantage {
+    /// Fresh reports that reached the API (`cluster/node` of the reporter).
+    pub reached_by: Vec<String>,
+    /// Fresh reports that did not.
+    pub unreached_by: Vec<String>,
 }
 
 /// What the workload cluster's API says about a node.
@@ -81,6 +105,8 @@ pub struct NodeView {
 pub enum Verdict {
     AgentDown,
     NodeFailed(String),
+    /// The management cluster cannot reach the API but must not fail over (why).
+    Hold(String),
     /// Not enough evidence yet (API unreachable for less than the grace); ask again later.
     Wait,
 }
@@ -104,12 +130,13 @@ pub enum ProbeError {
     TimedOut(String),
 }
 
-/// Decides from a probe result (pure).
+/// Decides from a probe result and what the vantage points see (pure).
 pub fn decide(
     view: &Result<NodeView, ProbeError>,
     now_ms: u64,
     unreachable_since_ms: Option<u64>,
     cfg: &TrackerConfig,
+    vantage: &Vantage,
 ) -> Verdict {
     match view {
         Ok(v) => {
@@ -129,15 +156,35 @@ pub fn decide(
                 ))
             }
         }
-        Err(e) => match unreachable_since_ms {
-            Some(since) if now_ms.saturating_sub(since) >= cfg.unreachable_grace_ms => {
-                Verdict::NodeFailed(format!(
-                    "its cluster's API has been unreachable for {} ms ({e})",
-                    now_ms - since
-                ))
+        Err(e) => {
+            if !vantage.reached_by.is_empty() {
+                return Verdict::Hold(format!(
+                    "the management cluster cannot reach its cluster's API ({e}) but {} can: a partition, not an outage; holding",
+                    vantage.reached_by.join(", ")
+                ));
             }
-            _ => Verdict::Wait,
-        },
+            let since = match unreachable_since_ms {
+                Some(since) if now_ms.saturating_sub(since) >= cfg.unreachable_grace_ms => since,
+                _ => return Verdict::Wait,
+            };
+            let seen_by = if vantage.unreached_by.is_empty() {
+                "the management cluster (no vantage point reports on it)".to_owned()
+            } else {
+                format!(
+                    "the management cluster and {}",
+                    vantage.unreached_by.join(", ")
+                )
+            };
+            let what = format!(
+                "its cluster's API has been unreachable for {} ms from {seen_by}: a cluster outage ({e})",
+                now_ms - since
+            );
+            if cfg.outage_failover {
+                Verdict::NodeFailed(what)
+            } else {
+                Verdict::Hold(format!("{what}; cluster-outage failover is off"))
+            }
+        }
     }
 }
 
@@ -278,7 +325,12 @@ impl Tracker {
             let due = r
                 .last_probe_ms
                 .is_none_or(|p| now_ms.saturating_sub(p) >= cfg.probe_every_ms);
-            if matches!(r.health, Health::Suspect | Health::AgentDown) && suspect && due {
+            if matches!(
+                r.health,
+                Health::Suspect | Health::AgentDown | Health::SourceUnreachable
+            ) && suspect
+                && due
+            {
                 r.last_probe_ms = Some(now_ms);
                 probe.push(key.clone());
             }
@@ -287,30 +339,37 @@ impl Tracker {
         (changes, probe)
     }
 
-    /// Applies a probe result for a Suspect or AgentDown node.
+    /// Applies a probe result for a Suspect, AgentDown or SourceUnreachable node.
     pub fn probed(
         &mut self,
         key: &NodeKey,
         view: &Result<NodeView, ProbeError>,
         now_ms: u64,
+        vantage: &Vantage,
     ) -> Option<Change> {
         let cfg = self.config_for(&key.cluster);
         let r = self.nodes.get_mut(key)?;
-        if !matches!(r.health, Health::Suspect | Health::AgentDown) {
+        if !matches!(
+            r.health,
+            Health::Suspect | Health::AgentDown | Health::SourceUnreachable
+        ) {
             return None;
         }
+        // "Unreachable since" counts from when no vantage point reached the API any more.
         match view {
             Ok(_) => r.unreachable_since_ms = None,
+            Err(_) if !vantage.reached_by.is_empty() => r.unreachable_since_ms = None,
             Err(_) => {
                 r.unreachable_since_ms.get_or_insert(now_ms);
             }
         }
-        let (to, reason) = match decide(view, now_ms, r.unreachable_since_ms, &cfg) {
+        let (to, reason) = match decide(view, now_ms, r.unreachable_since_ms, &cfg, vantage) {
             Verdict::AgentDown => (
                 Health::AgentDown,
                 "its kubelet Lease is fresh: the agent is down, the node is not".to_owned(),
             ),
             Verdict::NodeFailed(why) => (Health::NodeFailed, why),
+            Verdict::Hold(why) => (Health::SourceUnreachable, why),
             Verdict::Wait => return None,
         };
         if to == r.health {
@@ -435,7 +494,9 @@ mod tests {
             ready: Some(true),
             lease_renewed_ms: Some(end + 2000),
         });
-        let change = t.probed(&k, &fresh, end + 2500).unwrap();
+        let change = t
+            .probed(&k, &fresh, end + 2500, &Vantage::default())
+            .unwrap();
         assert_eq!(change.to, Health::AgentDown);
         // The agent comes back: three good beats end it.
         assert!(t.beat(&k, end + 3000).is_none());
@@ -457,14 +518,14 @@ mod tests {
             lease_renewed_ms: Some(now - 16_000),
         });
         assert_eq!(
-            t.probed(&a, &stale, now).map(|c| c.to),
+            t.probed(&a, &stale, now, &Vantage::default()).map(|c| c.to),
             Some(Health::NodeFailed)
         );
         let not_ready = Ok(NodeView {
             ready: Some(false),
             lease_renewed_ms: Some(now - 1000),
         });
-        let c = t.probed(&b, &not_ready, now).unwrap();
+        let c = t.probed(&b, &not_ready, now, &Vantage::default()).unwrap();
         assert_eq!(c.to, Health::NodeFailed);
         assert!(c.reason.contains("NotReady"), "{}", c.reason);
     }
@@ -481,14 +542,93 @@ mod tests {
         });
         t.tick(end + 3000);
         assert_eq!(
-            t.probed(&k, &down, end + 3000),
+            t.probed(&k, &down, end + 3000, &Vantage::default()),
             None,
             "wait: the API may be briefly down"
         );
-        assert_eq!(t.probed(&k, &down, end + 20_000), None);
-        let c = t.probed(&k, &down, end + 33_000).unwrap();
+        assert_eq!(t.probed(&k, &down, end + 20_000, &Vantage::default()), None);
+        let c = t
+            .probed(&k, &down, end + 33_000, &Vantage::default())
+            .unwrap();
         assert_eq!(c.to, Health::NodeFailed);
         assert!(c.reason.contains("unreachable"));
+    }
+
+    fn unreachable() -> Result<NodeView, ProbeError> {
+        Err(ProbeError::Read {
+            what: "Node",
+            node: "w".into(),
+            reason: "connection refused".into(),
+        })
+    }
+
+    #[test]
+    fn a_partition_holds_when_a_vantage_point_still_reaches_the_source_api() {
+        let mut t = Tracker::new(cfg(), 0);
+        let k = key("w1");
+        let (end, _) = run(&mut t, &k, 0, 50, 1000, |_| 0);
+        t.tick(end + 3000);
+        let partition = Vantage {
+            reached_by: vec!["cluster2-aws/worker-2".into()],
+            unreached_by: vec![],
+        };
+        let c = t
+            .probed(&k, &unreachable(), end + 3000, &partition)
+            .unwrap();
+        assert_eq!(c.to, Health::SourceUnreachable, "held at once");
+        assert!(
+            c.reason.contains("cluster2-aws/worker-2 can"),
+            "{}",
+            c.reason
+        );
+        assert_eq!(
+            t.probed(&k, &unreachable(), end + 60_000, &partition),
+            None,
+            "a partition never fails over, however long"
+        );
+        // The vantage point loses the source too: an outage once that has lasted the grace.
+        let outage = Vantage {
+            reached_by: vec![],
+            unreached_by: vec!["cluster2-aws/worker-2".into()],
+        };
+        assert_eq!(
+            t.probed(&k, &unreachable(), end + 61_000, &outage),
+            None,
+            "unreachable from everywhere only just now"
+        );
+        let c = t.probed(&k, &unreachable(), end + 91_000, &outage).unwrap();
+        assert_eq!(c.to, Health::NodeFailed);
+        assert!(
+            c.reason.contains(
+                "from the management cluster and cluster2-aws/worker-2: a cluster outage"
+            ),
+            "{}",
+            c.reason
+        );
+    }
+
+    #[test]
+    fn with_cluster_outage_failover_off_an_outage_holds() {
+        let mut t = Tracker::new(cfg(), 0);
+        t.set_cluster_config(
+            "cluster1-azure",
+            TrackerConfig {
+                outage_failover: false,
+                ..cfg()
+            },
+        );
+        let k = key("w1");
+        let (end, _) = run(&mut t, &k, 0, 50, 1000, |_| 0);
+        t.tick(end + 3000);
+        let none = Vantage::default();
+        assert_eq!(t.probed(&k, &unreachable(), end + 3000, &none), None);
+        let c = t.probed(&k, &unreachable(), end + 40_000, &none).unwrap();
+        assert_eq!(c.to, Health::SourceUnreachable);
+        assert!(
+            c.reason.contains("cluster-outage failover is off"),
+            "{}",
+            c.reason
+        );
     }
 
     #[test]

@@ -190,7 +190,8 @@ pub fn packages_on_node(policy: &ClusterPolicy, fault: &FaultEvent) -> Vec<Strin
         .collect()
 }
 
-/// Clusters none of whose known nodes is healthy (from the detector's view).
+/// Clusters none of whose known nodes is healthy (from the detector's view; a cluster the
+/// management cluster cannot reach is not healthy as a target).
 pub fn unhealthy_clusters(beats: Option<&crate::detect::server::Beats>) -> Vec<String> {
     use crate::detect::tracker::Health;
     let Some(beats) = beats else {

@@ -20,6 +20,7 @@ mod heartbeat_http;
 mod image_registry;
 mod kubelet_shim;
 mod manifests_apiserver;
+mod partition;
 mod policy_controller;
 mod reconcilers;
 mod support;
