@@ -45,6 +45,10 @@ pub struct TransitionSpec {
     /// Why the move happens.
     #[schemars(schema_with = "trigger_schema")]
     pub trigger: Trigger,
+    /// Only show what the move would change: the Git diff is recorded in `status.dryRun` and the
+    /// Transition ends in phase `DryRun`; nothing is fenced, committed or synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
 }
 
 /// Reference to a `ClusterPolicy` (same namespace unless given).
@@ -143,6 +147,8 @@ pub enum TransitionPhase {
     Verifying,
     Completed,
     Failed,
+    /// A dry run ended: `status.dryRun` holds the diff; nothing was changed.
+    DryRun,
 }
 
 impl TransitionPhase {
@@ -156,13 +162,16 @@ impl TransitionPhase {
             Committing => Some(Syncing),
             Syncing => Some(Verifying),
             Verifying => Some(Completed),
-            Completed | Failed => None,
+            Completed | Failed | DryRun => None,
         }
     }
 
-    /// `Completed` or `Failed`.
+    /// `Completed`, `Failed` or `DryRun`.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TransitionPhase::Completed | TransitionPhase::Failed)
+        matches!(
+            self,
+            TransitionPhase::Completed | TransitionPhase::Failed | TransitionPhase::DryRun
+        )
     }
 }
 
@@ -195,7 +204,28 @@ pub struct TransitionStatus {
     /// The package's workloads when the transition started (what Verifying waits for).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<crate::cluster_policy::ProtectedWorkload>,
+    /// What a dry run would change (`spec.dryRun`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<DryRunChange>,
 }
+
+/// The change a dry run would push to one repository.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunChange {
+    pub repo: String,
+    /// The cluster folder the change is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Unified diff against the repository's head (empty: nothing would change).
+    pub diff: String,
+    /// The diff was cut to [`MAX_DRY_RUN_DIFF`] bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// Largest diff kept per repository in `status.dryRun`, in bytes.
+pub const MAX_DRY_RUN_DIFF: usize = 32 * 1024;
 
 /// When a phase started and ended.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

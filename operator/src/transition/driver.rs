@@ -62,10 +62,14 @@ pub async fn step(t: &Transition, ctx: &Context) -> Result<Action, Error> {
     if status.phase.is_some() && in_phase(&status, now) < pause {
         return Ok(Action::requeue(pause - in_phase(&status, now)));
     }
-    let (policy, policy_ns, plan, images) = match dereference(ctx, t, &status, phase).await? {
+    let found = match dereference(ctx, t, &status, phase).await? {
         Ok(found) => found,
         Err(refusal) => return fail(ctx, t, status, refusal).await,
     };
+    if t.spec.dry_run == Some(true) {
+        return dry_run(ctx, t, status, found).await;
+    }
+    let (policy, policy_ns, plan, images) = found;
     if status.phase.is_none() {
         enter(ctx, t, &mut status, TransitionPhase::Pending).await?;
         if !pause.is_zero() {
@@ -111,6 +115,68 @@ type Dereferenced = (
     super::plan::Plan,
     Vec<transition_crds::transition::ImageRecord>,
 );
+
+/// A dry run: the diffs the Git change would push, recorded in `status.dryRun`; the Transition
+/// ends `DryRun` with nothing fenced, committed or synced.
+async fn dry_run(
+    ctx: &Context,
+    t: &Transition,
+    mut status: TransitionStatus,
+    (policy, policy_ns, plan, images): Dereferenced,
+) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let changes = {
+        let step = Step {
+            ctx,
+            transition: t,
+            policy: &policy,
+            policy_ns,
+            plan,
+            images: images.clone(),
+            status: &mut status,
+            now,
+        };
+        match phases::committing::preview(&step).await {
+            Ok(c) => c,
+            Err(e) => match phases::committing::layout_refusal(&e) {
+                Some(refusal) => return fail(ctx, t, status, refusal).await,
+                None => return Err(e),
+            },
+        }
+    };
+    let files: usize = changes
+        .iter()
+        .map(|c| c.diff.lines().filter(|l| l.starts_with("+++ ")).count())
+        .sum();
+    let note = format!(
+        "dry run: moving {} from {} to {} would change {files} file(s) in {} repository change(s) ({} checkpoint image(s)); nothing was changed — the diff is in status.dryRun",
+        t.spec.package,
+        t.spec.source_cluster,
+        t.spec.target_cluster,
+        changes.len(),
+        images.len()
+    );
+    status.images = images;
+    status.dry_run = changes;
+    status.message = Some(note.clone());
+    let generation = t.meta().generation;
+    conditions::set(
+        &mut status.conditions,
+        conditions::READY,
+        Status::True,
+        "DryRun",
+        &note,
+        generation,
+        now,
+    );
+    status.enter_phase(TransitionPhase::DryRun, now);
+    write_status(ctx, t, &status).await?;
+    count(ctx, "dry_run");
+    ctx.publish(t, EventType::Normal, "TransitionDryRun", &note)
+        .await;
+    info!(%note, "dry run");
+    Ok(Action::await_change())
+}
 
 /// Reads the policy (cache, else API) and builds the plan; `Ok(Err(_))`: the Transition cannot
 /// go ahead.

@@ -94,6 +94,7 @@ pub fn fault_transition(
                 node: Some(fault.node.clone()),
                 reason: Some(fault.reason.clone()),
             },
+            dry_run: None,
         },
     );
     t.metadata.namespace = policy.namespace();

@@ -2,7 +2,7 @@
 //! checkpoint images and (for a failover) the package removed from the source. Idempotent: a
 //! change already in the repository commits nothing and records the current head instead.
 
-use transition_crds::transition::{CommitRecord, TriggerType};
+use transition_crds::transition::{CommitRecord, DryRunChange, MAX_DRY_RUN_DIFF, TriggerType};
 
 use super::{Outcome, Refusal, Step};
 use crate::context::Context;
@@ -119,10 +119,20 @@ fn changes(step: &Step<'_>, side: Side) -> Vec<(String, Side)> {
     }
 }
 
-/// Makes the Git change(s) of `side`, recording each commit in the status.
-pub async fn commit(step: &mut Step<'_>, side: Side) -> Result<(), Error> {
+/// One repository's change, made or previewed.
+struct Applied {
+    url: String,
+    what: Side,
+    /// The commit (or `<head> (already applied)`); empty for a preview.
+    sha: String,
+    diff: String,
+}
+
+/// Makes (or with `dry_run` only diffs) the Git change(s) of `side`.
+async fn apply_changes(step: &Step<'_>, side: Side, dry_run: bool) -> Result<Vec<Applied>, Error> {
     let ns = kube::ResourceExt::namespace(step.transition).unwrap_or_default();
     let id = step.id();
+    let mut done = Vec::new();
     for (url, what) in changes(step, side) {
         let lock = step.ctx.git_lock(&url);
         let _guard = lock.lock().await;
@@ -141,17 +151,19 @@ pub async fn commit(step: &mut Step<'_>, side: Side) -> Result<(), Error> {
         } else {
             format!("{}Transition: {id}\n", writer::message(&fp))
         };
-        let sha = run_blocking(&url, step.ctx.settings.git_timeout, move || {
+        let (sha, diff) = run_blocking(&url, step.ctx.settings.git_timeout, move || {
             let repo = GitRepo::open_or_clone(config)?;
-            let outcome = repo.change(&message, false, &|root| match what {
+            let outcome = repo.change(&message, dry_run, &|root| match what {
                 Side::Both => writer::apply(root, &fp).map(|_| ()),
                 Side::Target => writer::apply_target(root, &fp).map(|_| ()),
                 Side::Fence => writer::apply_fence(root, &fp).map(|_| ()),
             })?;
-            match outcome.commit {
-                Some(sha) => Ok(sha),
-                None => repo.sync().map(|head| format!("{head} (already applied)")),
-            }
+            let sha = match outcome.commit {
+                Some(sha) => sha,
+                None if dry_run => String::new(),
+                None => format!("{} (already applied)", repo.sync()?),
+            };
+            Ok((sha, outcome.diff))
         })
         .await
         .map_err(|source| Error::Git {
@@ -159,24 +171,74 @@ pub async fn commit(step: &mut Step<'_>, side: Side) -> Result<(), Error> {
             repo: url.clone(),
             source,
         })?;
-        tracing::info!(repo = %url, %sha, ?what, "GitOps change");
-        let dir = match what {
-            Side::Fence => &step.plan.failover.source_dir,
-            _ => &step.plan.failover.target_dir,
-        };
-        let path = dir.display().to_string();
+        done.push(Applied {
+            url,
+            what,
+            sha,
+            diff,
+        });
+    }
+    Ok(done)
+}
+
+/// The cluster folder a change of `what` is about.
+fn dir_of(step: &Step<'_>, what: Side) -> String {
+    match what {
+        Side::Fence => &step.plan.failover.source_dir,
+        _ => &step.plan.failover.target_dir,
+    }
+    .display()
+    .to_string()
+}
+
+/// Makes the Git change(s) of `side`, recording each commit in the status.
+pub async fn commit(step: &mut Step<'_>, side: Side) -> Result<(), Error> {
+    for a in apply_changes(step, side, false).await? {
+        tracing::info!(repo = %a.url, sha = %a.sha, what = ?a.what, "GitOps change");
+        let path = dir_of(step, a.what);
         let commits = &mut step.status.commits;
         if !commits
             .iter()
-            .any(|c| c.repo == url && c.path.as_deref() == Some(&path))
+            .any(|c| c.repo == a.url && c.path.as_deref() == Some(&path))
         {
             commits.push(CommitRecord {
-                repo: url.clone(),
-                sha,
+                repo: a.url,
+                sha: a.sha,
                 branch: Some("main".into()),
                 path: Some(path),
             });
         }
     }
     Ok(())
+}
+
+/// The diffs every Git change of this Transition would push (nothing pushed): a failover's
+/// target + fence, a planned move's target then fence.
+pub async fn preview(step: &Step<'_>) -> Result<Vec<DryRunChange>, Error> {
+    let sides: &[Side] = if step.transition.spec.trigger.type_ == TriggerType::Planned {
+        &[Side::Target, Side::Fence]
+    } else {
+        &[Side::Both]
+    };
+    let mut out = Vec::new();
+    for side in sides {
+        for a in apply_changes(step, *side, true).await? {
+            let truncated = a.diff.len() > MAX_DRY_RUN_DIFF;
+            let mut diff = a.diff;
+            if truncated {
+                let mut cut = MAX_DRY_RUN_DIFF;
+                while !diff.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                diff.truncate(cut);
+            }
+            out.push(DryRunChange {
+                repo: a.url,
+                path: Some(dir_of(step, a.what)),
+                diff,
+                truncated,
+            });
+        }
+    }
+    Ok(out)
 }

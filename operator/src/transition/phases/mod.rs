@@ -114,7 +114,9 @@ pub async fn run(phase: TransitionPhase, step: &mut Step<'_>) -> Result<Outcome,
         TransitionPhase::Committing => committing::run(step).await,
         TransitionPhase::Syncing => syncing::run(step).await,
         TransitionPhase::Verifying => verifying::run(step).await,
-        TransitionPhase::Completed | TransitionPhase::Failed => Ok(Outcome::Advance),
+        TransitionPhase::Completed | TransitionPhase::Failed | TransitionPhase::DryRun => {
+            Ok(Outcome::Advance)
+        }
     }
 }
 

@@ -706,3 +706,62 @@ async fn a_target_whose_agent_can_restore_says_so_and_the_move_goes_on() {
         ("True".to_owned(), "Capable".to_owned())
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_records_the_diff_real_git_would_apply_and_changes_nothing() {
+    let s = scenario(json!({"type": "NodeFault", "node": "worker-1"}), |_| {});
+    let mut t = s.mgmt.get(&format!("{TRANSITIONS}/move")).unwrap();
+    t["spec"]["dryRun"] = json!(true);
+    s.mgmt.set(&format!("{TRANSITIONS}/move"), t);
+    s.step().await;
+    assert_eq!(s.phase(), Some(TransitionPhase::DryRun));
+    let status = s.transition().status.unwrap();
+    assert_eq!(status.dry_run.len(), 1, "one repository, one change");
+    let diff = &status.dry_run[0].diff;
+    assert!(
+        diff.contains("clusters/cluster2-aws") && diff.contains(DIGEST),
+        "the target pinned to the checkpoint digest: {diff}"
+    );
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("nothing was changed"),
+        "{:?}",
+        status.message
+    );
+    assert_eq!(commits(&s.repo, "transition:"), 0, "nothing pushed");
+    assert!(
+        !s.source
+            .get("/api/v1/nodes/worker-1")
+            .unwrap()
+            .to_string()
+            .contains("out-of-service"),
+        "nothing fenced"
+    );
+    // Real git applies the recorded diff cleanly to a fresh clone of the repository.
+    let dir = tempfile::tempdir().unwrap();
+    let clone = dir.path().join("c");
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            s.repo.trim_start_matches("file://"),
+            clone.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(dir.path().join("change.diff"), diff).unwrap();
+    git(
+        &clone,
+        &[
+            "apply",
+            "--check",
+            dir.path().join("change.diff").to_str().unwrap(),
+        ],
+    );
+    // A second reconcile does nothing more.
+    s.step().await;
+    assert_eq!(s.phase(), Some(TransitionPhase::DryRun));
+}
