@@ -396,7 +396,82 @@ check "source fenced: package gone from cluster1 and node tainted out-of-service
 [ "$kill_phases" = 0 ] || check "operator killed in every phase ($killed)" '[ "$(echo $killed | wc -w)" = 4 ]'
 [ "$ok" = 1 ] || die "end-to-end checks failed (see $W)"
 log "end to end: OK — the counter came back on cluster2-aws with its memory state"
+
+# Failback: worker-1 is repaired; the package, protected on cluster2-aws meanwhile, goes home with
+# the state it has now (a Planned move: fresh checkpoint on cluster2-aws, cluster1-azure pinned to
+# it, verified there, cluster2-aws fenced last; the failover's node taint removed).
+step "worker-1 repaired: kubelet shim and checkpoint-agent back"
+python3 hack/kubelet-shim.py --node worker-1 --kubeconfig "$LAB_CLUSTER1_AZURE_KUBECONFIG" \
+  --state-dir "$W/worker-1" --registry-user "$LAB_REGISTRY_USER" --registry-password-file "$W/registry-password" \
+  >>"$W/shim-1.log" 2>&1 &
+shim1_pid=$!
+"$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
+  --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
+  --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$(free_port)" \
+  --controller-url "http://127.0.0.1:$hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
+  >>"$W/agent.log" 2>&1 &
+agent_pid=$!
+NODE=worker-1 wait_for "node worker-1 Ready again" 90 node_ready "${C1[@]}"
+away_ckpt() { "${MGMT[@]}" get checkpoints -n default -l transition.dcnlab.ssu.ac.kr/cluster=cluster2-aws -o json 2>/dev/null; }
+away_image() { away_ckpt | jget 'sum(1 for c in d["items"] if "@sha256:" in (c.get("status") or {}).get("lastCheckpointImage", ""))' | grep -qv '^0$'; }
+wait_for "the package checkpointed in its new home (cluster2-aws)" 120 away_image
+step "protected on cluster2-aws: $(away_ckpt | jget '[c["metadata"]["name"] for c in d["items"]][0]')"
+count_fb_start=$(bash hack/runc-pod.sh count "$dst_dir")
+fb_name="counter-policy-counter-failback"
+printf '%s\n' "apiVersion: transition.dcnlab.ssu.ac.kr/v1alpha1" "kind: Transition" \
+  "metadata: {name: $fb_name, namespace: default}" "spec:" "  policyRef: {name: counter-policy}" \
+  "  package: counter" "  sourceCluster: cluster2-aws" "  targetCluster: cluster1-azure" \
+  "  trigger: {type: Planned, reason: \"worker-1 repaired: fail back\"}" >"$W/failback.yaml"
+step "failback: Transition $fb_name (Planned, cluster2-aws -> cluster1-azure) at count $count_fb_start"
+"${MGMT[@]}" apply -f "$W/failback.yaml" >/dev/null
+t_fb=$(date +%s.%N)
+fbj() { "${MGMT[@]}" get transitions.transition.dcnlab.ssu.ac.kr "$fb_name" -n default -o json 2>/dev/null; }
+home_synced="" old_fenced=""
+deadline=$((SECONDS + 300))
+while :; do
+  fb_phase=$(fbj | jget 'd.get("status",{}).get("phase")')
+  if git -C "$W/seed" fetch -q "$AUTHED" main 2>/dev/null; then
+    if [ -z "$home_synced" ] && git -C "$W/seed" show FETCH_HEAD:clusters/cluster1-azure/kustomization.yaml 2>/dev/null | grep -q 'catalog/counter'; then
+      home_synced=$(render_apply cluster1-azure "${C1[@]}")
+      step "GitOps sync of cluster1-azure at $home_synced: the package is back in its home folder"
+    fi
+    if [ -n "$home_synced" ] && [ -z "$old_fenced" ] && ! git -C "$W/seed" show FETCH_HEAD:clusters/cluster2-aws/kustomization.yaml 2>/dev/null | grep -q 'catalog/counter'; then
+      old_fenced=$(render_apply cluster2-aws "${C2[@]}")
+      "${C2[@]}" delete deployment counter -n default --ignore-not-found --wait=false >/dev/null 2>&1
+      step "GitOps sync of cluster2-aws at $old_fenced: the counter left its temporary home (fenced)"
+    fi
+  fi
+  [ "$fb_phase" = Completed ] || [ "$fb_phase" = Failed ] && break
+  [ $SECONDS -lt $deadline ] || die "failback still in phase $fb_phase after 300s"
+  sleep 0.5
+done
+[ "$fb_phase" = Completed ] || die "failback $fb_name ended $fb_phase: $(fbj | jget 'd["status"].get("message")')"
+t_fb_done=$(date +%s.%N)
+home_pod=$("${C1[@]}" get pods -n default -l app=counter --field-selector status.phase=Running -o 'jsonpath={.items[0].metadata.name}')
+home_dir="$W/worker-1/pods/default_${home_pod}_counter"
+fb_restored=$(cat "$home_dir/restored-from" 2>/dev/null || echo "")
+sleep 2
+fb_after=$(bash hack/runc-pod.sh count "$home_dir")
+home_taint=$("${C1[@]}" get node worker-1 -o 'jsonpath={.spec.taints[?(@.key=="node.kubernetes.io/out-of-service")].effect}' 2>/dev/null || true)
+c2_left=$("${C2[@]}" get deployment counter -n default --ignore-not-found -o name)
+fbj >"$W/failback.json"
+python3 - "$W/failback.json" "$t_fb" "$t_fb_done" <<'PY' >&2
+import json, sys
+t = json.load(open(sys.argv[1])); start, done = map(float, sys.argv[2:4])
+print("\n  failback timeline (Transition created at t=0)")
+for p in t["status"].get("phaseTimings", []):
+    print(f"  {'  ' + p['phase']:<44} {p.get('durationMs', 0)/1000:7.1f} s")
+print(f"  {'total (create -> Completed)':<44} {done-start:7.1f} s")
+PY
+log "failback checks:"
+ok=1
+check "the counter went home with the state it had on cluster2-aws (restored $fb_restored >= $count_fb_start, now $fb_after)" '[ -n "$fb_restored" ] && [ "$fb_restored" -ge "$count_fb_start" ] && [ "$fb_after" -gt "$fb_restored" ]'
+check "state from cluster2-aws, not from the first checkpoint ($fb_restored > $restored_from)" '[ "$fb_restored" -gt "$restored_from" ]'
+check "the failover's taint is gone from worker-1 ($home_taint)" '[ -z "$home_taint" ]'
+check "the old home is fenced: no counter on cluster2-aws" '[ -z "$c2_left" ]'
+[ "$ok" = 1 ] || die "failback checks failed (see $W)"
+log "failback: OK — the counter went back to cluster1-azure with its memory state"
 if [ "$keep" = 1 ]; then
-  operator_pid="" shim2_pid=""
-  log "left running: operator, worker-2 shim and the lab (stop: hack/lab.sh down)"
+  operator_pid="" shim1_pid=""
+  log "left running: operator, worker-1 shim and the lab (stop: hack/lab.sh down)"
 fi

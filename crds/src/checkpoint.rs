@@ -191,6 +191,10 @@ pub struct CheckpointStatus {
     /// The last `checkpoint-now` token handled (each token triggers once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_manual_token: Option<String>,
+    /// The last `checkpoint-for` token handled (a Transition asking for a fresh checkpoint; kept
+    /// apart from `checkpoint-now`, so a person's token and a Transition's never undo each other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_token: Option<String>,
     /// The run in progress, persisted before each step so a restarted operator resumes it
     /// instead of starting another one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -322,9 +322,13 @@ pub struct PackageStatus {
     pub last_checkpoint_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint_image: Option<String>,
-    /// The annotated workloads found in the source cluster.
+    /// The annotated workloads found in the source cluster (or where the package runs now).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<ProtectedWorkload>,
+    /// Where the package runs now when a Transition moved it away from the source: its
+    /// Checkpoints are taken there, and a Planned Transition back to the source fails it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_cluster: Option<String>,
 }
 
 /// A workload of a protected package, as discovered in the source cluster.

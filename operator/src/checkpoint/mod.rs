@@ -211,6 +211,7 @@ async fn start(
     };
     match &due {
         Due::Manual(token) => status.last_manual_token = Some(token.clone()),
+        Due::ForTransition(token) => status.last_transition_token = Some(token.clone()),
         Due::Scheduled(slot) => status.last_scheduled_run = Some(Time(*slot)),
     }
     status.run = Some(CheckpointRun {

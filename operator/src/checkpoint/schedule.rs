@@ -41,6 +41,9 @@ pub fn next_run(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
 
 /// Annotation that asks for a checkpoint now; its value is a token, handled once.
 pub const CHECKPOINT_NOW: &str = "transition.dcnlab.ssu.ac.kr/checkpoint-now";
+/// Annotation a Transition puts on a Checkpoint for a fresh checkpoint (each token once; the
+/// policy never copies it, so its own `checkpoint-now` cannot overwrite it).
+pub const CHECKPOINT_FOR: &str = "transition.dcnlab.ssu.ac.kr/checkpoint-for";
 
 /// The scheduled slot to run now, if any: the latest slot at or before `now` that is after
 /// `since` (the last run, or the object's creation). Older missed slots are skipped.
@@ -73,6 +76,8 @@ pub fn period(cron: &Cron, now: Timestamp) -> Option<std::time::Duration> {
 pub enum Due {
     Scheduled(Timestamp),
     Manual(String),
+    /// A Transition's `checkpoint-for` token.
+    ForTransition(String),
 }
 
 impl Due {
@@ -80,6 +85,7 @@ impl Due {
         match self {
             Due::Scheduled(t) => format!("schedule:{t}"),
             Due::Manual(token) => format!("manual:{token}"),
+            Due::ForTransition(token) => format!("transition:{token}"),
         }
     }
 }
@@ -90,13 +96,23 @@ pub fn decide(
     now: Timestamp,
 ) -> Result<(Option<Due>, Option<std::time::Duration>), CronError> {
     let status = c.status.clone().unwrap_or_default();
-    let token = c
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CHECKPOINT_NOW))
-        .map(String::as_str);
-    if let Some(t) = manual_trigger(token, status.last_manual_token.as_deref()) {
+    let annotation = |key: &str| {
+        c.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .map(String::as_str)
+    };
+    if let Some(t) = manual_trigger(
+        annotation(CHECKPOINT_FOR),
+        status.last_transition_token.as_deref(),
+    ) {
+        return Ok((Some(Due::ForTransition(t.to_owned())), None));
+    }
+    if let Some(t) = manual_trigger(
+        annotation(CHECKPOINT_NOW),
+        status.last_manual_token.as_deref(),
+    ) {
         return Ok((Some(Due::Manual(t.to_owned())), None));
     }
     let exprs: Vec<&str> = std::iter::once(c.spec.schedule.as_str())

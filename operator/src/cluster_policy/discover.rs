@@ -53,6 +53,31 @@ pub struct Discovered {
     pub unlisted: BTreeMap<String, String>,
 }
 
+impl Discovered {
+    /// Keeps only the packages `keep` says yes to.
+    pub fn retain_packages(&mut self, keep: impl Fn(&str) -> bool) {
+        self.checkpoints.retain(|c| {
+            c.spec
+                .cluster_ref
+                .as_ref()
+                .and_then(|r| r.package_name.as_deref())
+                .is_none_or(&keep)
+        });
+        self.workloads.retain(|p, _| keep(p));
+        self.unlisted.retain(|p, _| keep(p));
+    }
+
+    /// Adds what `other` found (another cluster's listing).
+    pub fn merge(&mut self, other: Discovered) {
+        self.checkpoints.extend(other.checkpoints);
+        self.checkpoints
+            .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        self.workloads.extend(other.workloads);
+        self.refused.extend(other.refused);
+        self.unlisted.extend(other.unlisted);
+    }
+}
+
 /// The name of the Checkpoint of `pod` for `package` (the Go original's convention).
 pub fn checkpoint_name(policy: &str, pod: &str, package: &str) -> String {
     unique_name(&format!("checkpoint-{policy}-{pod}-{package}"), 253)
@@ -65,8 +90,26 @@ pub fn discover(
     pods: &[Pod],
     defaults: &Defaults,
 ) -> Discovered {
+    discover_in(
+        policy,
+        &policy.spec.cluster_selector.name,
+        workloads,
+        pods,
+        defaults,
+    )
+}
+
+/// [`discover`] from the listing of `cluster`: the policy's source, or a cluster a package moved
+/// to (its Checkpoints then carry that cluster, point home as their target, and have the
+/// cluster in their name so a StatefulSet's `x-0` on both sides never clash).
+pub fn discover_in(
+    policy: &ClusterPolicy,
+    cluster: &str,
+    workloads: &[Workload],
+    pods: &[Pod],
+    defaults: &Defaults,
+) -> Discovered {
     let spec = &policy.spec;
-    let policy_name = policy.metadata.name.clone().unwrap_or_default();
     let mut out = Discovered::default();
     for w in workloads {
         let Some(package) = w.package() else {
@@ -152,7 +195,7 @@ pub fn discover(
         }
         for pod in my_pods {
             if let Some(c) =
-                build_checkpoint(policy, &policy_name, package, &schedules, w, pod, defaults)
+                build_checkpoint(policy, cluster, package, &schedules, w, pod, defaults)
             {
                 out.checkpoints.push(c);
             }
@@ -165,7 +208,7 @@ pub fn discover(
 
 fn build_checkpoint(
     policy: &ClusterPolicy,
-    policy_name: &str,
+    cluster: &str,
     package: &str,
     schedules: &[String],
     w: &Workload,
@@ -185,21 +228,42 @@ fn build_checkpoint(
         })
         .filter(|c| !c.image.is_empty())
         .collect();
-    let source = &spec.cluster_selector;
-    let target = super::validate::choose_target(spec).map(|t| ClusterRef {
-        name: t.to_owned(),
-        repository: target_repo(spec, t),
-        package_name: Some(package.to_owned()),
-    });
-    let labels = checkpoint_labels(policy_name, package, &node, &source.name, w);
+    let policy_name = policy.metadata.name.clone().unwrap_or_default();
+    let home = &spec.cluster_selector;
+    let at_home = cluster == home.name;
+    // From home a failover goes to the chosen target; from elsewhere the way is home.
+    let target = if at_home {
+        super::validate::choose_target(spec).map(|t| ClusterRef {
+            name: t.to_owned(),
+            repository: target_repo(spec, t),
+            package_name: Some(package.to_owned()),
+        })
+    } else {
+        Some(ClusterRef {
+            name: home.name.clone(),
+            repository: Some(home.repo.clone()),
+            package_name: Some(package.to_owned()),
+        })
+    };
+    let repository = if at_home {
+        Some(home.repo.clone())
+    } else {
+        target_repo(spec, cluster)
+    };
+    let labels = checkpoint_labels(&policy_name, package, &node, cluster, w);
+    let name = if at_home {
+        checkpoint_name(&policy_name, &pod_name, package)
+    } else {
+        checkpoint_name(&policy_name, &format!("{cluster}-{pod_name}"), package)
+    };
     let mut c = Checkpoint::new(
-        &checkpoint_name(policy_name, &pod_name, package),
+        &name,
         CheckpointSpec {
             schedule: schedules.first().cloned().unwrap_or_default(),
             additional_schedules: schedules.iter().skip(1).cloned().collect(),
             cluster_ref: Some(ClusterRef {
-                name: source.name.clone(),
-                repository: Some(source.repo.clone()),
+                name: cluster.to_owned(),
+                repository,
                 package_name: Some(package.to_owned()),
             }),
             target_cluster_ref: target,
@@ -213,7 +277,7 @@ fn build_checkpoint(
     c.metadata.namespace = policy.metadata.namespace.clone();
     c.metadata.labels = Some(labels);
     c.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
-    c.metadata.owner_references = Some(vec![owner_ref(policy, policy_name)]);
+    c.metadata.owner_references = Some(vec![owner_ref(policy, &policy_name)]);
     Some(c)
 }
 

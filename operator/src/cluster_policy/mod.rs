@@ -6,6 +6,7 @@
 //! [`Context::resync`] since the last listing — never because a Checkpoint's status changed:
 //! those changes only refresh the newest-checkpoint figures, read from the cache.
 
+pub mod away;
 pub mod checkpoints;
 pub mod discover;
 pub mod source;
@@ -219,7 +220,9 @@ async fn sync_checkpoints(
             return;
         }
     };
-    discover_and_apply(policy, ns, ctx, status, &existing, now).await;
+    let moved = away::list_away(policy, ns, ctx, status).await;
+    discover_and_apply(policy, ns, ctx, status, &existing, &moved, now).await;
+    away::report(policy, status, &moved, generation, now);
     checkpoints::report_newest(status, &existing);
     if let Some(why) = checkpoints::unprotected(status, now) {
         conditions::set(
@@ -253,18 +256,27 @@ fn set_discovered(
     );
 }
 
-/// The source cluster's protected workloads and their pods: the cached listing, else a new one.
-async fn source_listing(policy: &ClusterPolicy, ns: &str, ctx: &Context) -> Listing {
-    let key = id_of(policy);
+/// `cluster`'s protected workloads and their pods (the source's, or where moved packages run):
+/// the cached listing, else a new one.
+async fn cluster_listing(
+    policy: &ClusterPolicy,
+    ns: &str,
+    ctx: &Context,
+    cluster: &str,
+) -> Listing {
+    let key = if cluster == policy.spec.cluster_selector.name {
+        id_of(policy)
+    } else {
+        format!("{}@{cluster}", id_of(policy))
+    };
     let generation = policy.meta().generation;
     if let Some(listing) = ctx.listings.fresh(&key, generation, ctx.resync) {
         return listing;
     }
-    let source = &policy.spec.cluster_selector.name;
     let annotations = policy.metadata.annotations.clone().unwrap_or_default();
     let found = async {
-        let client = ctx.clusters.client(source, ns, &annotations).await?;
-        source::list_workloads(source, &client).await
+        let client = ctx.clusters.client(cluster, ns, &annotations).await?;
+        source::list_workloads(cluster, &client).await
     }
     .await;
     let listing = Arc::new(found.map_err(|e| e.to_string()));
@@ -272,18 +284,20 @@ async fn source_listing(policy: &ClusterPolicy, ns: &str, ctx: &Context) -> List
     listing
 }
 
-/// Applies the Checkpoints the source cluster's workloads call for and records what was found.
+/// Applies the Checkpoints the source cluster's workloads call for (and, for packages that moved
+/// away, those of the cluster they run on now) and records what was found.
 async fn discover_and_apply(
     policy: &ClusterPolicy,
     ns: &str,
     ctx: &Context,
     status: &mut ClusterPolicyStatus,
     existing: &[Arc<Checkpoint>],
+    moved: &std::collections::BTreeMap<String, away::Away>,
     now: Timestamp,
 ) {
     let generation = policy.meta().generation;
     let source = &policy.spec.cluster_selector.name;
-    let listing = source_listing(policy, ns, ctx).await;
+    let listing = cluster_listing(policy, ns, ctx, source).await;
     let (workloads, pods) = match listing.as_ref() {
         Ok(x) => x,
         Err(e) => {
@@ -307,7 +321,25 @@ async fn discover_and_apply(
                 repository: String::new(),
                 secret_ref: None,
             });
-    let desired = discover::discover(policy, workloads, pods, &discover::Defaults { registry });
+    let defaults = discover::Defaults { registry };
+    let mut desired = discover::discover(policy, workloads, pods, &defaults);
+    desired.retain_packages(|p| !moved.contains_key(p));
+    let mut elsewhere: Vec<&str> = moved.values().map(|a| a.cluster.as_str()).collect();
+    elsewhere.sort_unstable();
+    elsewhere.dedup();
+    let mut away_problems = Vec::new();
+    for cluster in elsewhere {
+        match cluster_listing(policy, ns, ctx, cluster).await.as_ref() {
+            Ok((w, p)) => {
+                let mut found = discover::discover_in(policy, cluster, w, p, &defaults);
+                found.retain_packages(|pk| moved.get(pk).is_some_and(|a| a.cluster == cluster));
+                desired.merge(found);
+            }
+            Err(e) => away_problems.push(format!(
+                "failed to list {cluster}, where moved packages run: {e}"
+            )),
+        }
+    }
     for p in &mut status.packages {
         p.workloads = desired.workloads.get(&p.name).cloned().unwrap_or_default();
     }
@@ -318,8 +350,9 @@ async fn discover_and_apply(
         Vec::new()
     };
     let count: usize = desired.workloads.values().map(Vec::len).sum();
-    let (state, reason, message) = if !problems.is_empty() {
-        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let (state, reason, message) = if !problems.is_empty() || !away_problems.is_empty() {
+        let mut text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        text.extend(away_problems);
         (Status::False, "ApplyFailed", text.join("; "))
     } else if ctx.settings.registry.is_none() {
         (
@@ -362,6 +395,7 @@ fn add_unlisted_packages(status: &mut ClusterPolicyStatus, desired: &discover::D
                 last_checkpoint_time: None,
                 last_checkpoint_image: None,
                 workloads: desired.workloads.get(name).cloned().unwrap_or_default(),
+                current_cluster: None,
             });
     }
     status.protected_packages = Some(i32::try_from(status.packages.len()).unwrap_or(i32::MAX));

@@ -272,6 +272,27 @@ pub fn add_entry(kustomization: &Path, field: &str, entry: &str) -> Result<bool,
     change_list(kustomization, field, entry, true)
 }
 
+/// Removes `entry` from the list `field` of the kustomization, if the file exists. Returns whether
+/// the file changed.
+pub fn remove_entry(kustomization: &Path, field: &str, entry: &str) -> Result<bool, EditError> {
+    if !kustomization.exists() {
+        return Ok(false);
+    }
+    change_list(kustomization, field, entry, false)
+}
+
+/// Deletes `path` if it exists. Returns whether it did.
+pub fn remove_file(path: &Path) -> Result<bool, EditError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(EditError::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// Writes `text` to `path` unless it already holds exactly that. Returns whether it changed.
 pub fn write_if_changed(path: &Path, text: &str) -> Result<bool, EditError> {
     if std::fs::read_to_string(path).is_ok_and(|t| t == text) {

@@ -232,13 +232,20 @@ pub fn apply_target(root: &Path, plan: &FailoverPlan) -> Result<Applied, EditErr
     Ok(applied)
 }
 
-/// The fence only: the package leaves the source cluster's kustomization (idempotent).
+/// The fence only: the package leaves the source cluster's kustomization, with the patch an
+/// earlier move pinned it with there (a failback's old home), so the folder still builds
+/// (idempotent).
 pub fn apply_fence(root: &Path, plan: &FailoverPlan) -> Result<bool, EditError> {
-    let source_k = root.join(&plan.source_dir).join("kustomization.yaml");
+    let source = root.join(&plan.source_dir);
+    let source_k = source.join("kustomization.yaml");
     let source_entry = edit::relative(&plan.source_dir, &plan.package_path)
         .display()
         .to_string();
-    edit::remove_base(&source_k, &source_entry)
+    let mut changed = edit::remove_base(&source_k, &source_entry)?;
+    let patch = patch_file(&plan.package);
+    changed |= edit::remove_entry(&source_k, "patchesStrategicMerge", &patch)?;
+    changed |= edit::remove_file(&source.join(&patch))?;
+    Ok(changed)
 }
 
 /// The commit message (template: what moved, why, and the exact images).

@@ -27,7 +27,7 @@ use kube::runtime::watcher;
 use tracing::instrument;
 use transition_crds::{Checkpoint, ClusterPolicy, Transition};
 
-use crate::cluster_policy::discover::{LABEL_PACKAGE, LABEL_POLICY, policy_label};
+use crate::cluster_policy::discover::{LABEL_CLUSTER, LABEL_PACKAGE, LABEL_POLICY, policy_label};
 use crate::context::Context;
 use crate::k8s::id_of;
 use crate::names::unique_name;
@@ -49,6 +49,8 @@ pub const FENCED: &str = "Fenced";
 pub const STATELESS: &str = "StatelessRedeploy";
 /// Condition: whether the target cluster can restore the checkpoints (from its agents' reports).
 pub const TARGET_CAN_RESTORE: &str = "TargetCanRestore";
+/// Condition (failback): the home nodes a failover fenced are untainted.
+pub const HOME_UNFENCED: &str = "HomeUnfenced";
 /// Condition: how the target's GitOps agent was asked to sync.
 pub const SYNC: &str = "SyncRequested";
 
@@ -127,9 +129,15 @@ pub async fn package_checkpoints_of(
 ) -> Result<Vec<Arc<Checkpoint>>, Error> {
     let policy_name = kube::ResourceExt::name_any(policy);
     let (p, k) = (policy_label(&policy_name), unique_name(&t.spec.package, 63));
+    // Only the side the package leaves: a failback restores what its current home checkpointed.
+    let c = unique_name(&t.spec.source_cluster, 63);
     ctx.checkpoints(
         ns,
-        &[(LABEL_POLICY, p.as_str()), (LABEL_PACKAGE, k.as_str())],
+        &[
+            (LABEL_POLICY, p.as_str()),
+            (LABEL_PACKAGE, k.as_str()),
+            (LABEL_CLUSTER, c.as_str()),
+        ],
     )
     .await
     .map_err(|source| Error::ListCheckpoints {
@@ -476,6 +484,48 @@ spec:
                 .unwrap_err()
                 .to_string()
                 .contains("no package")
+        );
+    }
+
+    #[test]
+    fn a_failback_goes_from_a_preferred_target_home_planned_with_the_old_home_fenced_last() {
+        let p = policy();
+        let images = images_for("counter", &[checkpoint("a", 10, 'a')]);
+        let mut t = fault_transition(&p, "counter", &fault("worker-1"), &[], 2).unwrap();
+        t.spec.source_cluster = "cluster3".into();
+        t.spec.target_cluster = "cluster1-azure".into();
+        t.spec.trigger.type_ = TriggerType::Planned;
+        let back = plan(&t.spec, "ops/p1", &p.spec, &images).unwrap();
+        assert_eq!(
+            back.failover.target_dir,
+            PathBuf::from("clusters/cluster1-azure")
+        );
+        assert_eq!(back.failover.source_dir, PathBuf::from("clusters/cluster3"));
+        assert_eq!(
+            back.target_repo, "http://git/c1.git",
+            "home: the policy's repository"
+        );
+        assert_eq!(
+            back.source_repo, "http://git/c3.git",
+            "the old home's own repository"
+        );
+        assert!(
+            !back.failover.fence,
+            "make-before-break: fenced in its own, last step"
+        );
+        t.spec.trigger.type_ = TriggerType::Manual;
+        assert_eq!(
+            plan(&t.spec, "ops/p1", &p.spec, &images).unwrap_err(),
+            plan::PlanError::FailbackNotPlanned
+        );
+        t.spec.source_cluster = "cluster9".into();
+        t.spec.trigger.type_ = TriggerType::Planned;
+        assert!(
+            matches!(
+                plan(&t.spec, "ops/p1", &p.spec, &images),
+                Err(plan::PlanError::WrongSource { .. })
+            ),
+            "only from a preferred target"
         );
     }
 

@@ -25,6 +25,10 @@ pub enum PlanError {
     },
     #[error("targetCluster is the source cluster")]
     TargetIsSource,
+    #[error(
+        "a failback (from a preferred target back to the policy's source cluster) must be trigger type Planned: a fresh checkpoint first, the old home fenced last"
+    )]
+    FailbackNotPlanned,
     #[error("targetCluster {target:?} is in the policy's avoidClusters")]
     AvoidedTarget { target: String },
 }
@@ -180,17 +184,21 @@ fn plan_with(
     selector: PackageSelector,
     images: &[ImageRecord],
 ) -> Result<Plan, PlanError> {
-    let source = &policy.cluster_selector.name;
-    if &spec.source_cluster != source {
+    let home = &policy.cluster_selector.name;
+    let tcp = policy.target_cluster_policy.clone().unwrap_or_default();
+    let failback = is_failback(spec, policy);
+    if !failback && &spec.source_cluster != home {
         return Err(PlanError::WrongSource {
             given: spec.source_cluster.clone(),
-            source_cluster: source.clone(),
+            source_cluster: home.clone(),
         });
     }
-    if spec.target_cluster == *source {
+    if spec.target_cluster == spec.source_cluster {
         return Err(PlanError::TargetIsSource);
     }
-    let tcp = policy.target_cluster_policy.clone().unwrap_or_default();
+    if failback && spec.trigger.type_ != TriggerType::Planned {
+        return Err(PlanError::FailbackNotPlanned);
+    }
     if tcp
         .avoid_clusters
         .iter()
@@ -200,12 +208,17 @@ fn plan_with(
             target: spec.target_cluster.clone(),
         });
     }
-    let target_repo = tcp
-        .prefer_clusters
-        .iter()
-        .find(|c| c.name == spec.target_cluster)
-        .and_then(|c| c.repo.clone())
-        .unwrap_or_else(|| policy.cluster_selector.repo.clone());
+    // A cluster's repository: the source's is the policy's, a preferred target's its own
+    // `repo` (else the policy's).
+    let repo_of = |cluster: &str| {
+        tcp.prefer_clusters
+            .iter()
+            .find(|c| c.name == cluster && cluster != home)
+            .and_then(|c| c.repo.clone())
+            .unwrap_or_else(|| policy.cluster_selector.repo.clone())
+    };
+    let target_repo = repo_of(&spec.target_cluster);
+    let source_repo = repo_of(&spec.source_cluster);
     let fault = match spec.trigger.type_ {
         TriggerType::NodeFault => format!(
             "NodeFailed{}",
@@ -222,7 +235,7 @@ fn plan_with(
         policy: policy_key.to_owned(),
         package: spec.package.clone(),
         package_path: PathBuf::from(selector.package_path.trim_end_matches('/')),
-        source_dir: PathBuf::from("clusters").join(source),
+        source_dir: PathBuf::from("clusters").join(&spec.source_cluster),
         target_dir: PathBuf::from("clusters").join(&spec.target_cluster),
         images: images
             .iter()
@@ -251,8 +264,19 @@ fn plan_with(
     };
     Ok(Plan {
         selector,
-        source_repo: policy.cluster_selector.repo.clone(),
+        source_repo,
         target_repo,
         failover,
     })
+}
+
+/// A failback: the package goes home to the policy's source cluster from one of its preferred
+/// targets (a planned, make-before-break move).
+pub fn is_failback(spec: &TransitionSpec, policy: &ClusterPolicySpec) -> bool {
+    spec.target_cluster == policy.cluster_selector.name
+        && policy
+            .target_cluster_policy
+            .iter()
+            .flat_map(|t| &t.prefer_clusters)
+            .any(|c| c.name == spec.source_cluster)
 }

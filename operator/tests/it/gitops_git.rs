@@ -461,3 +461,71 @@ fn two_workloads_sharing_an_image_each_get_their_own_checkpoint_in_the_rendered_
         );
     }
 }
+
+#[tokio::test]
+async fn a_failback_pins_the_home_to_the_fresh_checkpoint_and_leaves_the_old_home_building() {
+    use transition_operator::gitops::edit::WorkloadRef;
+    const FRESH: &str = "127.0.0.1:5000/checkpoints/default/counter@sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    let lab = Lab::get().unwrap();
+    let (ep, url, authed) = seeded(&lab, &format!("failback-{}", std::process::id()));
+    let cache = tempfile::tempdir().unwrap();
+    let repo = GitRepo::open_or_clone(config(&ep, &url, cache.path(), &ep.password)).unwrap();
+    let counter = WorkloadRef {
+        kind: "Deployment".into(),
+        name: "counter".into(),
+        namespace: Some("default".into()),
+    };
+    // The failover: cluster2-aws pinned by a workload patch, cluster1-azure fenced.
+    let mut out = plan(Strategy::WorkloadPatch, "catalog/counter");
+    out.images[0].target = Some((counter.clone(), "counter".into()));
+    repo.change(&writer::message(&out), false, &|root| {
+        writer::apply(root, &out).map(|_| ())
+    })
+    .unwrap();
+    // The failback (planned): home pinned to the fresh checkpoint taken on cluster2-aws, then
+    // cluster2-aws fenced — its kustomization and patch file both lose the package.
+    let mut back = out.clone();
+    back.source_dir = "clusters/cluster2-aws".into();
+    back.target_dir = "clusters/cluster1-azure".into();
+    back.images[0].reference = FRESH.into();
+    back.fence = false;
+    repo.change("transition: fail back counter", false, &|root| {
+        writer::apply_target(root, &back).map(|_| ())
+    })
+    .unwrap();
+    repo.change(
+        "transition: fence counter on cluster2-aws",
+        false,
+        &|root| writer::apply_fence(root, &back).map(|_| ()),
+    )
+    .unwrap();
+    let clone = fresh_clone(&authed);
+    assert!(
+        !clone
+            .path()
+            .join("clusters/cluster2-aws/transition-counter.yaml")
+            .exists(),
+        "the old home's pin is gone"
+    );
+    let kubectl = lab.tool("kubectl").unwrap();
+    let render = |dir: &str| {
+        let out = Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(clone.path().join(dir))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{dir} builds: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let home = render("clusters/cluster1-azure");
+    assert!(
+        home.contains(&format!("image: {FRESH}")),
+        "home runs the fresh checkpoint:\n{home}"
+    );
+    let old = render("clusters/cluster2-aws");
+    assert!(!old.contains("name: counter\n"), "old home fenced:\n{old}");
+}

@@ -1,5 +1,5 @@
 //! Checkpointing (planned moves): a fresh checkpoint of every pod of the package, asked for with
-//! a `checkpoint-now` token (the Transition's uid) on each Checkpoint, then its images chosen.
+//! a `checkpoint-for` token (the Transition's uid) on each Checkpoint, then its images chosen.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use transition_crds::Checkpoint;
 use transition_crds::checkpoint::CheckpointPhase;
 
 use super::{Outcome, Refusal, Step};
-use crate::checkpoint::schedule::CHECKPOINT_NOW;
+use crate::checkpoint::schedule::CHECKPOINT_FOR;
 use crate::transition::plan::images_for;
 use crate::transition::{Error, package_checkpoints};
 
@@ -20,6 +20,13 @@ const POLL: Duration = Duration::from_secs(1);
 
 pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
     let checkpoints = package_checkpoints(step).await?;
+    // A planned move of a live-state package never goes ahead without its state.
+    if checkpoints.is_empty() && step.plan.selector.live_state_package {
+        return Ok(Outcome::Fail(Refusal::NothingToCheckpoint {
+            package: step.transition.spec.package.clone(),
+            cluster: step.transition.spec.source_cluster.clone(),
+        }));
+    }
     let token = format!(
         "planned-{}",
         step.transition
@@ -31,7 +38,7 @@ pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
     let mut waiting = Vec::new();
     for c in &checkpoints {
         let status = c.status.clone().unwrap_or_default();
-        let handled = status.last_manual_token.as_deref() == Some(token.as_str());
+        let handled = status.last_transition_token.as_deref() == Some(token.as_str());
         if handled && status.run.is_none() {
             if status.phase == Some(CheckpointPhase::Failed) {
                 return Ok(Outcome::Fail(Refusal::FreshCheckpointFailed {
@@ -59,12 +66,12 @@ pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
 
 /// Puts the token on `c` unless it is already there.
 async fn ask(step: &Step<'_>, c: &Arc<Checkpoint>, token: &str) -> Result<(), Error> {
-    let asked = c.annotations().get(CHECKPOINT_NOW).map(String::as_str) == Some(token);
+    let asked = c.annotations().get(CHECKPOINT_FOR).map(String::as_str) == Some(token);
     if asked {
         return Ok(());
     }
     let api: Api<Checkpoint> = Api::namespaced(step.ctx.client.clone(), &step.policy_ns);
-    let patch = json!({"metadata": {"annotations": {CHECKPOINT_NOW: token}}});
+    let patch = json!({"metadata": {"annotations": {CHECKPOINT_FOR: token}}});
     api.patch(
         &c.name_any(),
         &PatchParams::default(),

@@ -44,9 +44,9 @@ pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
     Ok(Outcome::Advance)
 }
 
-/// Why the taint could not be set (the fence then holds by Git alone).
+/// Why the taint could not be set (the fence then holds by Git alone) or removed.
 #[derive(Debug, thiserror::Error)]
-enum TaintError {
+pub enum TaintError {
     #[error(transparent)]
     Cluster(#[from] crate::k8s::clusters::ClusterError),
     #[error("no answer within {}s", CALL_TIMEOUT.as_secs())]
@@ -139,4 +139,73 @@ async fn taint(step: &Step<'_>, node: &str) -> Result<(), TaintError> {
         }
     }
     Err(TaintError::Contended)
+}
+
+/// Whether `node` carries the out-of-service taint a failover set (`nodeshutdown`).
+fn fenced_by_us(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|t| {
+            t.iter().any(|x| {
+                x.key == OUT_OF_SERVICE_TAINT && x.value.as_deref() == Some("nodeshutdown")
+            })
+        })
+}
+
+fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A failback's first step at home: the nodes a failover fenced (`out-of-service=nodeshutdown`)
+/// that are Ready again lose the taint, so the package can be scheduled there. Returns the
+/// nodes untainted; each write is guarded by the node's resourceVersion.
+pub async fn unfence_home(step: &Step<'_>) -> Result<Vec<String>, TaintError> {
+    let client = step
+        .ctx
+        .clusters
+        .client(
+            &step.transition.spec.target_cluster,
+            &step.policy_ns,
+            &step.annotations(),
+        )
+        .await?;
+    let nodes: Api<Node> = Api::all(client);
+    let list = tokio::time::timeout(CALL_TIMEOUT, nodes.list(&Default::default()))
+        .await
+        .map_err(|_| TaintError::Timeout)??;
+    let mut done = Vec::new();
+    for n in list.items.iter().filter(|n| fenced_by_us(n) && is_ready(n)) {
+        let name = kube::ResourceExt::name_any(n);
+        let mut current = n.clone();
+        for attempt in 0..ATTEMPTS {
+            let taints: Vec<Taint> = current
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|x| x.key != OUT_OF_SERVICE_TAINT)
+                .collect();
+            let patch = json!({"metadata": {"resourceVersion": current.metadata.resource_version},
+                               "spec": {"taints": taints}});
+            let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+            let call = nodes.patch(&name, &params, &merge);
+            match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                Err(_) => return Err(TaintError::Timeout),
+                Ok(Ok(_)) => {
+                    done.push(name.clone());
+                    break;
+                }
+                Ok(Err(e)) if crate::k8s::is_status(&e, 409) && attempt + 1 < ATTEMPTS => {
+                    current = nodes.get(&name).await?;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(done)
 }

@@ -39,6 +39,10 @@ pub enum Refusal {
     TransitionsOff { policy: String },
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(
+        "package {package} has no Checkpoint on {cluster} to take a fresh checkpoint with (is it running there, and discovered?): a planned move never goes without its state"
+    )]
+    NothingToCheckpoint { package: String, cluster: String },
     #[error("the fresh checkpoint {checkpoint} failed: {message}")]
     FreshCheckpointFailed { checkpoint: String, message: String },
     #[error("{what} within {seconds}s: {why}")]
@@ -71,6 +75,7 @@ impl Refusal {
             Refusal::TransitionsOff { .. } => "TransitionsOff",
             Refusal::Plan(_) => "Invalid",
             Refusal::FreshCheckpointFailed { .. } => "FreshCheckpointFailed",
+            Refusal::NothingToCheckpoint { .. } => "NothingToCheckpoint",
             Refusal::TimedOut { .. } => "TimedOut",
             Refusal::GitLayout { .. } => "GitLayout",
             Refusal::TargetCannotRestore { .. } => "TargetCannotRestore",

@@ -9,7 +9,7 @@ use transition_crds::conditions::{self, Status};
 
 use super::{Outcome, Refusal, Step};
 use crate::detect::restore::{Verdict, verdict};
-use crate::transition::{Error, STATELESS, TARGET_CAN_RESTORE, history};
+use crate::transition::{Error, HOME_UNFENCED, STATELESS, TARGET_CAN_RESTORE, history};
 
 pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
     let t = step.transition;
@@ -86,6 +86,43 @@ pub async fn run(step: &mut Step<'_>) -> Result<Outcome, Error> {
             state,
             v.word(),
             v.message(),
+            generation,
+            now,
+        );
+    }
+    if crate::transition::plan::is_failback(&t.spec, &step.policy.spec) {
+        let (state, reason, message) = match super::fencing::unfence_home(step).await {
+            Ok(nodes) if nodes.is_empty() => (
+                Status::True,
+                "NothingFenced",
+                format!(
+                    "no Ready node of {} carries the out-of-service taint",
+                    t.spec.target_cluster
+                ),
+            ),
+            Ok(nodes) => (
+                Status::True,
+                "Untainted",
+                format!(
+                    "node(s) {} of {} are Ready again: the out-of-service taint of the failover is removed",
+                    nodes.join(", "),
+                    t.spec.target_cluster
+                ),
+            ),
+            Err(e) => (
+                Status::False,
+                "UntaintFailed",
+                format!(
+                    "could not remove the out-of-service taint at home ({e}); Verifying waits for the workloads"
+                ),
+            ),
+        };
+        conditions::set(
+            &mut step.status.conditions,
+            HOME_UNFENCED,
+            state,
+            reason,
+            message,
             generation,
             now,
         );

@@ -99,7 +99,8 @@ fn build(
         "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "Checkpoint",
         "metadata": {"name": "checkpoint-p1-counter-a-counter", "namespace": "ops",
                      "labels": {"transition.dcnlab.ssu.ac.kr/policy": "p1",
-                                "transition.dcnlab.ssu.ac.kr/package": "counter"}},
+                                "transition.dcnlab.ssu.ac.kr/package": "counter",
+                                "transition.dcnlab.ssu.ac.kr/cluster": "cluster1-azure"}},
         "spec": {"schedule": "@manual", "clusterRef": {"name": "cluster1-azure", "packageName": "counter"},
                  "podRef": {"namespace": "default", "name": "counter-a", "containerRef": {"containers": [{"name": "counter"}]}},
                  "resourceRef": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "default", "name": "counter"},
@@ -376,14 +377,14 @@ async fn a_planned_move_checkpoints_first_and_fences_last_in_a_second_commit() {
     );
     let ck_path = "/apis/transition.dcnlab.ssu.ac.kr/v1/namespaces/ops/checkpoints/checkpoint-p1-counter-a-counter";
     let mut ck = s.mgmt.get(ck_path).unwrap();
-    let token = ck["metadata"]["annotations"]["transition.dcnlab.ssu.ac.kr/checkpoint-now"]
+    let token = ck["metadata"]["annotations"]["transition.dcnlab.ssu.ac.kr/checkpoint-for"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(token.starts_with("planned-"), "{token}");
     // The Checkpoint controller's answer: the token handled and a newer image.
     let fresh = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-    ck["status"]["lastManualToken"] = json!(token);
+    ck["status"]["lastTransitionToken"] = json!(token);
     ck["status"]["history"] = json!([{"time": "2026-12-02T10:00:00Z", "container": "counter", "image": format!("{IMAGE}@{fresh}")}]);
     s.mgmt.set(ck_path, ck);
     s.until(TransitionPhase::Verifying, 6).await;
