@@ -26,6 +26,7 @@ pub const MAX_TRANSITION_HISTORY: usize = 20;
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.selectMode"}"#,
     printcolumn = r#"{"name":"Packages","type":"integer","jsonPath":".status.protectedPackages"}"#,
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.targetCluster"}"#,
+    printcolumn = r#"{"name":"Checkpointed","type":"date","jsonPath":".status.lastCheckpointTime"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -280,6 +281,10 @@ pub struct ClusterPolicyStatus {
     /// Each preferred target and whether it can restore the checkpoints, from its agents' reports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
+    /// The oldest of the live-state packages' newest checkpoints: a failover now loses the state
+    /// since then (`kubectl get` shows its age; absent while a package has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint_time: Option<Time>,
     /// Number of packages this policy protects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_packages: Option<i32>,
@@ -329,6 +334,9 @@ pub struct PackageStatus {
     /// Checkpoints are taken there, and a Planned Transition back to the source fails it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_cluster: Option<String>,
+    /// Where a failover of this package would go now (none while it runs away from the source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cluster: Option<String>,
 }
 
 /// A workload of a protected package, as discovered in the source cluster.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -165,7 +166,27 @@ pub fn report_newest(status: &mut ClusterPolicyStatus, checkpoints: &[Arc<Checkp
             p.last_checkpoint_time = s.last_checkpoint_time.clone();
             p.last_checkpoint_image = s.last_checkpoint_image.clone();
         }
+        p.target_cluster = if p.current_cluster.is_some() {
+            None
+        } else {
+            status.target_cluster.clone()
+        };
     }
+    status.last_checkpoint_time = stalest(status);
+}
+
+/// The oldest newest-checkpoint among the live-state packages with checkpointable workloads
+/// (`None` while one has none): the state a failover now would lose (pure).
+pub fn stalest(status: &ClusterPolicyStatus) -> Option<Time> {
+    let mut times = status
+        .packages
+        .iter()
+        .filter(|p| p.live_state && p.workloads.iter().any(|w| w.checkpointable))
+        .map(|p| p.last_checkpoint_time.as_ref().map(|t| t.0))
+        .peekable();
+    times.peek()?;
+    let all: Option<Vec<_>> = times.collect();
+    all?.into_iter().min().map(Time)
 }
 
 #[cfg(test)]
@@ -185,6 +206,37 @@ mod tests {
         s.packages[0].last_checkpoint_time =
             last.map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.parse().unwrap()));
         s
+    }
+
+    #[test]
+    fn the_policy_shows_the_state_a_failover_now_would_lose_and_each_packages_target() {
+        let mut s = status(Some("2026-12-02T10:00:00Z"));
+        s.target_cluster = Some("cluster2-aws".into());
+        let mut other = s.packages[0].clone();
+        other.name = "redis".into();
+        other.last_checkpoint_time = Some(Time("2026-12-02T09:00:00Z".parse().unwrap()));
+        s.packages.push(other);
+        report_newest(&mut s, &[]);
+        assert_eq!(
+            s.last_checkpoint_time.as_ref().map(|t| t.0.to_string()),
+            Some("2026-12-02T09:00:00Z".to_owned()),
+            "the least recently checkpointed package counts"
+        );
+        assert_eq!(
+            s.packages[0].target_cluster.as_deref(),
+            Some("cluster2-aws")
+        );
+        s.packages[1].last_checkpoint_time = None;
+        s.packages[1].current_cluster = Some("cluster2-aws".into());
+        report_newest(&mut s, &[]);
+        assert_eq!(
+            s.last_checkpoint_time, None,
+            "a package without a checkpoint: none"
+        );
+        assert_eq!(
+            s.packages[1].target_cluster, None,
+            "away: no failover target"
+        );
     }
 
     #[test]

@@ -396,6 +396,7 @@ fn add_unlisted_packages(status: &mut ClusterPolicyStatus, desired: &discover::D
                 last_checkpoint_image: None,
                 workloads: desired.workloads.get(name).cloned().unwrap_or_default(),
                 current_cluster: None,
+                target_cluster: None,
             });
     }
     status.protected_packages = Some(i32::try_from(status.packages.len()).unwrap_or(i32::MAX));

@@ -264,6 +264,7 @@ fn protected(
                 last_checkpoint_image: previous.and_then(|s| s.last_checkpoint_image.clone()),
                 workloads: previous.map(|s| s.workloads.clone()).unwrap_or_default(),
                 current_cluster: previous.and_then(|s| s.current_cluster.clone()),
+                target_cluster: previous.and_then(|s| s.target_cluster.clone()),
             }
         })
         .collect();

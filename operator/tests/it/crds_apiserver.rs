@@ -272,6 +272,37 @@ async fn kubectl_resolves_the_kind_names_and_short_names_and_the_category_lists_
     assert!(ok && out.contains("/x"), "{out}");
     let (ok, out) = kubectl(&["get", "tpol"]);
     assert!(ok, "the ClusterPolicy short name resolves: {out}");
+    // The printer columns: target and the age of the state a failover now would lose.
+    let policy: transition_crds::ClusterPolicy = serde_saphyr::from_str(
+        "apiVersion: transition.dcnlab.ssu.ac.kr/v1\nkind: ClusterPolicy\nmetadata: {name: cols}\nspec:\n  clusterSelector: {name: c1, repo: \"http://g/r.git\", repoType: git}\n  selectMode: Specific\n  packageSelectors: [{name: counter, packagePath: catalog/counter, packageType: Stateful}]\n",
+    )
+    .unwrap();
+    let policies = Api::<transition_crds::ClusterPolicy>::namespaced(client.clone(), &ns);
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let ten_minutes_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(600);
+    policies
+        .patch_status(
+            "cols",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {
+                "targetCluster": "c2", "lastCheckpointTime": ten_minutes_ago.to_string()}})),
+        )
+        .await
+        .unwrap();
+    let (ok, out) = kubectl(&["get", "tpol", "cols"]);
+    let header = out.lines().next().unwrap_or_default();
+    assert!(
+        ok && header.contains("TARGET") && header.contains("CHECKPOINTED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("c2") && out.contains("10m"),
+        "the age of the newest state: {out}"
+    );
     let (ok, out) = kubectl(&["get", "transition-all", "-o", "name"]);
     assert!(
         ok && out.contains("transition.transition.dcnlab.ssu.ac.kr/x"),
