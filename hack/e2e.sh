@@ -40,7 +40,7 @@ BIN="$CARGO_TARGET_DIR/debug"
 if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
   bash hack/install.sh all
   log "building transition-operator and checkpoint-agent"
-  cargo build --quiet --locked --bin transition-operator --bin checkpoint-agent
+  cargo build --quiet --locked --bin transition-operator --bin checkpoint-agent --bin kubectl-transition
 fi
 export TRANSITION_LAB_DIR="${TRANSITION_LAB_DIR:-/tmp/transition-lab}"
 export LAB_CONTROLLERS="cluster1-azure cluster2-aws"
@@ -49,6 +49,8 @@ bash hack/lab.sh up >/dev/null
 # shellcheck disable=SC1091
 source "$TRANSITION_LAB_DIR/env"
 MGMT=("$LAB_KUBECTL" --kubeconfig "$LAB_MGMT_KUBECONFIG")
+# The command line users reach for (kubectl plugin), against the management cluster.
+KT=("$BIN/kubectl-transition" --kubeconfig "$LAB_MGMT_KUBECONFIG" -n default)
 C1=("$LAB_KUBECTL" --kubeconfig "$LAB_CLUSTER1_AZURE_KUBECONFIG")
 C2=("$LAB_KUBECTL" --kubeconfig "$LAB_CLUSTER2_AWS_KUBECONFIG")
 
@@ -246,6 +248,10 @@ image=$(ck | jget '[h for h in d["status"]["history"] if h.get("trigger")=="manu
 step "manual checkpoint done: $image"
 sleep 3
 manual_runs=$(ck | jget 'sum(1 for h in d["status"].get("history",[]) if h.get("trigger")=="manual:'"$token"'")')
+step "kubectl transition checkpoint counter-policy (the CLI's own fresh checkpoint, followed to its image)"
+NO_COLOR=1 "${KT[@]}" checkpoint counter-policy --timeout 120 >&2 || die "kubectl transition checkpoint failed"
+step "kubectl transition status (before the node loss):"
+NO_COLOR=1 "${KT[@]}" status >&2 || die "kubectl transition status failed"
 
 if [ -n "${E2E_MEASURE_RUNS:-}" ]; then
   # The source API server's own request counters, by verb and resource (v1.20 has no client label;
@@ -396,6 +402,8 @@ check "source fenced: package gone from cluster1 and node tainted out-of-service
 [ "$kill_phases" = 0 ] || check "operator killed in every phase ($killed)" '[ "$(echo $killed | wc -w)" = 4 ]'
 [ "$ok" = 1 ] || die "end-to-end checks failed (see $W)"
 log "end to end: OK — the counter came back on cluster2-aws with its memory state"
+step "kubectl transition status (after the failover):"
+NO_COLOR=1 "${KT[@]}" status >&2 || die "kubectl transition status failed"
 
 # Failback: worker-1 is repaired; the package, protected on cluster2-aws meanwhile, goes home with
 # the state it has now (a Planned move: fresh checkpoint on cluster2-aws, cluster1-azure pinned to
@@ -471,6 +479,7 @@ check "the failover's taint is gone from worker-1 ($home_taint)" '[ -z "$home_ta
 check "the old home is fenced: no counter on cluster2-aws" '[ -z "$c2_left" ]'
 [ "$ok" = 1 ] || die "failback checks failed (see $W)"
 log "failback: OK — the counter went back to cluster1-azure with its memory state"
+NO_COLOR=1 "${KT[@]}" history >&2 || die "kubectl transition history failed"
 if [ "$keep" = 1 ]; then
   operator_pid="" shim1_pid=""
   log "left running: operator, worker-1 shim and the lab (stop: hack/lab.sh down)"

@@ -19,7 +19,7 @@ S3S_VERSION="0.14.1"
 
 install_apt() {
   apt_install ca-certificates curl git python3 python3-venv openssl lighttpd apache2-utils docker-registry \
-    skopeo jq file procps iproute2 util-linux libssl-dev pkg-config cmake
+    skopeo jq file procps iproute2 util-linux libssl-dev pkg-config cmake tmux
 }
 
 install_kube() {

@@ -8,6 +8,7 @@
 //! * [`heartbeat`] — the agent → operator heartbeat payload (accepts every field of the Go agent).
 //! * [`storage`] — the S3 object-key layout for checkpoint archives.
 
+pub mod annotations;
 pub mod checkpoint;
 pub mod cluster_policy;
 pub mod conditions;

@@ -39,11 +39,11 @@ pub fn next_run(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
         .map(|z| z.timestamp())
 }
 
+/// Annotation a Transition (or the CLI) puts on a Checkpoint for a fresh checkpoint (each token
+/// once; the policy never copies it, so its own `checkpoint-now` cannot overwrite it).
+pub use transition_crds::annotations::CHECKPOINT_FOR;
 /// Annotation that asks for a checkpoint now; its value is a token, handled once.
-pub const CHECKPOINT_NOW: &str = "transition.dcnlab.ssu.ac.kr/checkpoint-now";
-/// Annotation a Transition puts on a Checkpoint for a fresh checkpoint (each token once; the
-/// policy never copies it, so its own `checkpoint-now` cannot overwrite it).
-pub const CHECKPOINT_FOR: &str = "transition.dcnlab.ssu.ac.kr/checkpoint-for";
+pub use transition_crds::annotations::CHECKPOINT_NOW;
 
 /// The scheduled slot to run now, if any: the latest slot at or before `now` that is after
 /// `since` (the last run, or the object's creation). Older missed slots are skipped.
