@@ -280,7 +280,11 @@ pub struct Detector<P> {
 
 impl<P: ClusterProbe> Detector<P> {
     async fn handle(&self, change: Change) {
-        info!(node = %change.key, from = ?change.from, to = ?change.to, reason = %change.reason, "node health changed");
+        if change.from == change.to {
+            info!(node = %change.key, health = ?change.to, reason = %change.reason, "node seen");
+        } else {
+            info!(node = %change.key, from = ?change.from, to = ?change.to, reason = %change.reason, "node health changed");
+        }
         if let Some(w) = &self.writer {
             let last = crate::observe::locks::lock(&self.beats.last, "last heartbeats")
                 .get(&change.key)

@@ -154,7 +154,22 @@ async fn heartbeat(State(beats): State<Arc<Beats>>, headers: HeaderMap, body: Bo
         node: hb.node.clone(),
     };
     let now = now_ms();
-    let change = crate::observe::locks::lock(&beats.tracker, "detector tracker").beat(&key, now);
+    let change = {
+        let mut tracker = crate::observe::locks::lock(&beats.tracker, "detector tracker");
+        // A node never seen (nor restored from NodeHealth) gets its NodeHealth at once, so its
+        // health is visible from the first heartbeat (`kubectl transition status`).
+        let first = tracker.health(&key).is_none();
+        let recovery = tracker.beat(&key, now);
+        recovery.or_else(|| {
+            first.then(|| Change {
+                key: key.clone(),
+                from: super::tracker::Health::Healthy,
+                to: super::tracker::Health::Healthy,
+                at_ms: now,
+                reason: "first heartbeat".into(),
+            })
+        })
+    };
     crate::observe::locks::lock(&beats.last, "last heartbeats").insert(
         key,
         LastBeat {

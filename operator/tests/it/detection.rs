@@ -135,7 +135,27 @@ async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirme
 
     // Both agents beat every 200 ms for 3 s, then fall silent.
     let http = reqwest::Client::new();
-    for _ in 0..15 {
+    let health: Api<transition_crds::NodeHealth> = Api::namespaced(mgmt.clone(), &ns);
+    let alive_health = node_health_name(&NodeKey {
+        cluster: CLUSTER.into(),
+        node: alive.clone(),
+    });
+    for i in 0..15 {
+        if i == 8 {
+            // A node's NodeHealth exists from its first heartbeat on (not only after a change).
+            let nh = health.get(&alive_health).await.unwrap();
+            let ready = nh
+                .status
+                .unwrap()
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap();
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("True", "Healthy")
+            );
+        }
         for node in [&alive, &dead] {
             let body = serde_json::json!({"node": node, "cluster_name": CLUSTER, "ip": "10.0.0.9"});
             let resp = http
@@ -163,7 +183,6 @@ async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirme
         fault.reason
     );
 
-    let health: Api<transition_crds::NodeHealth> = Api::namespaced(mgmt.clone(), &ns);
     let key_alive = NodeKey {
         cluster: CLUSTER.into(),
         node: alive.clone(),
