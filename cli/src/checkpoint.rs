@@ -51,6 +51,9 @@ pub struct Progress {
     pub checkpoint: String,
     /// `asked`, `kubelet`, `uploaded`, `pushed`, `done`, `failed`.
     pub stage: String,
+    /// Per container: `asked` (not checkpointed yet), `kubelet` (archive written on the node),
+    /// `uploaded` (in S3), `pushed` (image in the registry).
+    pub containers: BTreeMap<String, String>,
     /// `container → image@digest` once pushed.
     pub images: BTreeMap<String, String>,
     pub message: Option<String>,
@@ -62,6 +65,12 @@ pub fn progress(c: &Checkpoint, token: &str) -> Progress {
     let ours = status.last_transition_token.as_deref() == Some(token);
     let trigger = format!("transition:{token}");
     let mut images = BTreeMap::new();
+    let mut containers: BTreeMap<String, String> = c
+        .spec
+        .containers
+        .iter()
+        .map(|k| (k.name.clone(), "asked".to_owned()))
+        .collect();
     let stage = match (&status.run, ours) {
         (_, false) => "asked",
         (Some(run), true) => {
@@ -69,15 +78,23 @@ pub fn progress(c: &Checkpoint, token: &str) -> Progress {
                 if let Some(i) = &a.image {
                     images.insert(a.container.clone(), i.clone());
                 }
+                let at = if a.image.is_some() {
+                    "pushed"
+                } else if a.size_bytes.is_some() {
+                    "uploaded"
+                } else {
+                    "kubelet"
+                };
+                containers.insert(a.container.clone(), at.to_owned());
             }
-            if run.archives.is_empty() {
+            // The run is as far as its least advanced container.
+            let at = |stage: &str| containers.values().any(|v| v == stage);
+            if at("asked") || at("kubelet") || containers.is_empty() {
                 "kubelet"
-            } else if run.archives.iter().all(|a| a.image.is_some()) {
-                "pushed"
-            } else if run.archives.iter().any(|a| a.size_bytes.is_some()) {
+            } else if at("uploaded") {
                 "uploaded"
             } else {
-                "kubelet"
+                "pushed"
             }
         }
         (None, true) if status.phase == Some(CheckpointPhase::Failed) => "failed",
@@ -89,6 +106,7 @@ pub fn progress(c: &Checkpoint, token: &str) -> Progress {
             {
                 if let Some(i) = &r.image {
                     images.insert(r.container.clone(), i.clone());
+                    containers.insert(r.container.clone(), "pushed".to_owned());
                 }
             }
             "done"
@@ -97,6 +115,7 @@ pub fn progress(c: &Checkpoint, token: &str) -> Progress {
     Progress {
         checkpoint: name,
         stage: stage.to_owned(),
+        containers,
         images,
         message: status.message,
     }
@@ -182,9 +201,14 @@ pub async fn run(
                 .await
                 .map_err(api(format!("read Checkpoint {ns}/{name}")))?;
             let pr = progress(&c, &token);
-            if table && seen.get(name) != Some(&pr.stage) {
-                output::write(out, &format!("  {name}: {}\n", pr.stage))?;
-                seen.insert(name.clone(), pr.stage.clone());
+            if table {
+                for (container, at) in &pr.containers {
+                    let key = format!("{name}/{container}");
+                    if seen.get(&key) != Some(at) {
+                        output::write(out, &format!("  {key}: {at}\n"))?;
+                        seen.insert(key, at.clone());
+                    }
+                }
             }
             if pr.stage == "failed" {
                 return Err(Error::CheckpointFailed {
@@ -214,5 +238,44 @@ pub async fn run(
             });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_told_per_container_from_kubelet_to_pushed() {
+        let mut c: Checkpoint = serde_json::from_value(serde_json::json!({
+            "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "Checkpoint",
+            "metadata": {"name": "ck"},
+            "spec": {"schedule": "@manual", "clusterRef": {"name": "c1", "packageName": "p"},
+                     "podRef": {"namespace": "default", "name": "pod", "containerRef": {"containers": [{"name": "a"}, {"name": "b"}]}},
+                     "resourceRef": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "default", "name": "d"},
+                     "registry": {"url": "http://r", "repository": "c"},
+                     "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]},
+            "status": {"lastTransitionToken": "t", "run": {"trigger": "transition:t", "startedAt": "2026-12-02T10:00:00Z",
+                "archives": [{"container": "a", "archiveKey": "k", "sizeBytes": 10, "image": "r/a@sha256:1"},
+                             {"container": "b", "archiveKey": "k2"}]}}
+        }))
+        .unwrap();
+        let p = progress(&c, "t");
+        assert_eq!(p.stage, "kubelet");
+        assert_eq!(p.containers["a"], "pushed");
+        assert_eq!(p.containers["b"], "kubelet");
+        assert_eq!(
+            progress(&c, "other").stage,
+            "asked",
+            "another token: not ours yet"
+        );
+        let status = c.status.as_mut().unwrap();
+        status.run = None;
+        status.history = vec![serde_json::from_value(serde_json::json!({
+            "time": "2026-12-02T10:00:05Z", "container": "b", "image": "r/b@sha256:2", "trigger": "transition:t"}))
+        .unwrap()];
+        let done = progress(&c, "t");
+        assert_eq!(done.stage, "done");
+        assert_eq!(done.images["b"], "r/b@sha256:2");
     }
 }

@@ -326,3 +326,34 @@ pub async fn run(config: Config, out: &mut dyn std::io::Write) -> Result<(), Err
         Command::Completion { .. } => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_403_says_no_permission_and_what_to_ask_for_with_exit_code_2() {
+        let denied = kube::Error::Api(
+            kube::core::Status::failure(
+                "transitions is forbidden: User \"bob\" cannot create",
+                "Forbidden",
+            )
+            .with_code(403)
+            .boxed(),
+        );
+        let e = api("create a Transition in ops")(denied);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("no permission to create a Transition in ops")
+                && text.contains("cannot create")
+                && text.contains("ask for RBAC"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        let failed = Error::TransitionFailed {
+            name: "t".into(),
+            message: "x".into(),
+        };
+        assert_eq!(failed.exit_code(), 1);
+    }
+}
