@@ -239,6 +239,8 @@ has_image() { ck | jget 'd.get("status",{}).get("lastCheckpointImage")' | grep -
 wait_for "the first scheduled checkpoint of $ckpt" 120 has_image
 step "scheduled checkpoint done: $(ck | jget 'd["status"]["lastCheckpointImage"]')"
 
+step "kubectl transition checkpoint counter-policy (the CLI's own fresh checkpoint, followed to its image)"
+NO_COLOR=1 "${KT[@]}" checkpoint counter-policy --timeout 120 >&2 || die "kubectl transition checkpoint failed"
 token="e2e-$run_id"
 step "manual trigger: checkpoint-now=$token on the ClusterPolicy"
 "${MGMT[@]}" annotate clusterpolicy counter-policy -n default --overwrite "transition.dcnlab.ssu.ac.kr/checkpoint-now=$token" >/dev/null
@@ -248,8 +250,6 @@ image=$(ck | jget '[h for h in d["status"]["history"] if h.get("trigger")=="manu
 step "manual checkpoint done: $image"
 sleep 3
 manual_runs=$(ck | jget 'sum(1 for h in d["status"].get("history",[]) if h.get("trigger")=="manual:'"$token"'")')
-step "kubectl transition checkpoint counter-policy (the CLI's own fresh checkpoint, followed to its image)"
-NO_COLOR=1 "${KT[@]}" checkpoint counter-policy --timeout 120 >&2 || die "kubectl transition checkpoint failed"
 step "kubectl transition status (before the node loss):"
 NO_COLOR=1 "${KT[@]}" status >&2 || die "kubectl transition status failed"
 

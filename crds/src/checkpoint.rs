@@ -23,7 +23,9 @@ pub const MAX_CHECKPOINT_HISTORY: usize = 10;
     shortname = "ckpt",
     category = "transition-all",
     derive = "PartialEq",
+    printcolumn = r#"{"name":"Package","type":"string","jsonPath":".spec.clusterRef.packageName"}"#,
     printcolumn = r#"{"name":"Pod","type":"string","jsonPath":".spec.podRef.name"}"#,
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.podRef.nodeName"}"#,
     printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Last","type":"date","jsonPath":".status.lastCheckpointTime"}"#,
@@ -60,10 +62,13 @@ pub struct CheckpointSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRef {
+    /// Cluster name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// URL of the cluster's GitOps repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    /// Name of the package (in the repository) concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_name: Option<String>,
 }
@@ -72,13 +77,16 @@ pub struct ClusterRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodRef {
+    /// Namespace of the pod. Defaults to the Checkpoint's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Name of the pod.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// The node the pod runs on (where the kubelet is asked to checkpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// The containers of the pod to checkpoint.
     pub container_ref: ContainerRef,
 }
 
@@ -87,6 +95,8 @@ pub struct PodRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerRef {
+    /// The containers to checkpoint, one archive each: `name` is required, `image` (the image
+    /// it runs) optional; any other `corev1.Container` field is kept as is.
     #[schemars(schema_with = "crate::schema::named_open_object_list")]
     pub containers: Vec<ContainerEntry>,
 }
@@ -94,7 +104,9 @@ pub struct ContainerRef {
 /// One container: `name`, `image` and whatever else the writer put there.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct ContainerEntry {
+    /// Container name, as in the pod spec.
     pub name: String,
+    /// The image the container runs. Defaults to the matching entry of `spec.containers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(flatten)]
@@ -105,14 +117,20 @@ pub struct ContainerEntry {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRef {
+    /// API version of the object, e.g. `apps/v1`.
     #[schemars(length(min = 1))]
     pub api_version: String,
+    /// Kind of the object, e.g. `Deployment` or `StatefulSet`.
     #[schemars(length(min = 1))]
     pub kind: String,
+    /// Namespace of the object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Name of the object.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Annotations of the object that concern the operator (its policy and package
+    /// annotations).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::schema::string_map")]
     pub annotations: BTreeMap<String, String>,
@@ -137,8 +155,10 @@ pub struct RegistryRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
+    /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Namespace of the Secret. Defaults to the Checkpoint's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -147,8 +167,10 @@ pub struct SecretRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerImage {
+    /// Container name.
     #[schemars(length(min = 1))]
     pub name: String,
+    /// The image the container runs (its original image).
     #[schemars(length(min = 1))]
     pub image: String,
 }
@@ -166,19 +188,26 @@ pub enum CheckpointPhase {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointStatus {
+    /// Phase of the last run: `Pending`, `Running`, `Completed` or `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<CheckpointPhase>,
+    /// When the last checkpoint was completed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint_time: Option<Time>,
+    /// Human-readable note on the last run (what was checkpointed) or on why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Immutable reference (`repo@sha256:…`) of the newest checkpoint image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint_image: Option<String>,
+    /// The image the container of `lastCheckpointImage` ran before it was checkpointed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_image: Option<String>,
+    /// Standard conditions: `Ready` (a checkpoint was taken), `SpecValid` (the spec, e.g. the
+    /// schedule, is accepted) and `Degraded` (the last run failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Vec<Condition>,
@@ -207,6 +236,7 @@ pub struct CheckpointStatus {
 pub struct CheckpointRun {
     /// `schedule:<slot>` or `manual:<token>`.
     pub trigger: String,
+    /// When the run started (RFC 3339).
     pub started_at: Time,
     /// One entry per container whose kubelet checkpoint was taken.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -217,14 +247,18 @@ pub struct CheckpointRun {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunArchive {
+    /// Name of the checkpointed container.
     pub container: String,
+    /// Object key of the container's checkpoint archive in S3.
     pub archive_key: String,
     /// When the kubelet wrote the archive: the agent's upload is waited for from here (a
     /// restarted operator resumes the same wait).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_at: Option<Time>,
+    /// Reference with digest (`repo@sha256:…`) of the checkpoint image, once pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Size of the archive, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<i64>,
 }
@@ -233,15 +267,17 @@ pub struct RunArchive {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointRecord {
+    /// When the checkpoint was taken (RFC 3339).
     pub time: Time,
+    /// Name of the checkpointed container.
     pub container: String,
     /// Object key of the archive in S3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_key: Option<String>,
-    /// Image reference with digest.
+    /// Reference with digest (`repo@sha256:…`) of the checkpoint image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Archive size.
+    /// Size of the archive, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<i64>,
     /// `schedule:<slot>` or `manual:<token>`.

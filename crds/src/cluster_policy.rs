@@ -24,6 +24,7 @@ pub const MAX_TRANSITION_HISTORY: usize = 20;
     derive = "PartialEq",
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.clusterSelector.name"}"#,
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.selectMode"}"#,
+    printcolumn = r#"{"name":"Failover","type":"string","priority":1,"jsonPath":".spec.transitionMode"}"#,
     printcolumn = r#"{"name":"Packages","type":"integer","jsonPath":".status.protectedPackages"}"#,
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.targetCluster"}"#,
     printcolumn = r#"{"name":"Checkpointed","type":"date","jsonPath":".status.lastCheckpointTime"}"#,
@@ -109,7 +110,8 @@ pub struct ClusterSelector {
     /// Kind of repository.
     #[serde(default)]
     pub repo_type: RepoType,
-    /// Infrastructure provider (e.g. `azure`, `aws`); informational.
+    /// Infrastructure provider (e.g. `azure`, `aws`). Informational only: the operator never reads
+    /// it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
 }
@@ -300,10 +302,12 @@ pub struct ClusterPolicyStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetStatus {
+    /// Cluster name (an entry of `spec.targetClusterPolicy.preferClusters`).
     pub name: String,
     /// `Capable`, `Unknown` (no agent report says it cannot, but not all is known) or
     /// `CannotRestore` (skipped by target choice).
     pub restore: String,
+    /// Why the cluster cannot restore, or what is not yet known (empty when `Capable`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
@@ -312,8 +316,10 @@ pub struct TargetStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PackageStatus {
+    /// Package name (its selector's `name`, or the workloads' `packageName` annotation).
     pub name: String,
     pub package_type: PackageType,
+    /// Whether the package is checkpointed with CRIU (its selector's `liveStatePackage`).
     pub live_state: bool,
     /// Folder of the package in the repository: its selector's `packagePath`, or for a package
     /// found by `selectMode: All` without a selector, its workloads' annotation
@@ -323,8 +329,10 @@ pub struct PackageStatus {
     /// Schedules and when each next fires.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<ScheduleStatus>,
+    /// When the package's newest checkpoint was taken (RFC 3339, UTC); absent while it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint_time: Option<Time>,
+    /// Immutable reference (`repo@sha256:…`) of the package's newest checkpoint image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint_image: Option<String>,
     /// The annotated workloads found in the source cluster (or where the package runs now).
@@ -343,8 +351,11 @@ pub struct PackageStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProtectedWorkload {
+    /// `Deployment` or `StatefulSet`.
     pub kind: String,
+    /// Namespace of the workload.
     pub namespace: String,
+    /// Name of the workload.
     pub name: String,
     /// Nodes its pods run on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -352,6 +363,8 @@ pub struct ProtectedWorkload {
     /// Whether its containers can be CRIU-checkpointed (false on VM runtimes such as Kata or
     /// Firecracker: the package is then handled as stateless).
     pub checkpointable: bool,
+    /// Why the workload is not checkpointable (e.g. not a live-state package, a VM runtime class,
+    /// unreplicated volumes); absent when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -360,10 +373,14 @@ pub struct ProtectedWorkload {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleStatus {
+    /// Schedule name (its `backupInformation` entry's `name`).
     pub name: String,
     pub backup_type: BackupType,
+    /// The entry's cron expression; absent for `Manual` entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_period: Option<String>,
+    /// When the schedule next fires (RFC 3339, UTC); absent for `Manual` entries or an invalid
+    /// cron expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<Time>,
 }
@@ -372,12 +389,16 @@ pub struct ScheduleStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransitionedPackage {
+    /// The policy's selector of the package that moved, as it was at the time (empty for a
+    /// package found by `selectMode: All` without a selector).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub package_selectors: Vec<PackageSelector>,
+    /// When the transition ended (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_transition_condition: Option<PackageTransitionCondition>,
+    /// The Transition's final message: a summary, or the failure reason (at most 1000 chars).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_transition_message: Option<String>,
     /// Name of the `Transition` object that carried it out.

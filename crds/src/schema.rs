@@ -18,8 +18,11 @@ pub fn named_open_object(_: &mut SchemaGenerator) -> Schema {
         "type": "object",
         "required": ["name"],
         "properties": {
-            "name": { "type": "string", "minLength": 1 },
-            "image": { "type": "string" }
+            "name": { "type": "string", "minLength": 1, "description": "Container name." },
+            "image": {
+                "type": "string",
+                "description": "The container's image (optional; other container fields are kept)."
+            }
         },
         "x-kubernetes-preserve-unknown-fields": true
     })

@@ -24,12 +24,16 @@ use serde::{Deserialize, Serialize};
     shortname = "tr",
     category = "transition-all",
     derive = "PartialEq",
+    printcolumn = r#"{"name":"Policy","type":"string","priority":1,"jsonPath":".spec.policyRef.name"}"#,
     printcolumn = r#"{"name":"Package","type":"string","jsonPath":".spec.package"}"#,
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.sourceCluster"}"#,
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.targetCluster"}"#,
     printcolumn = r#"{"name":"Trigger","type":"string","jsonPath":".spec.trigger.type"}"#,
+    printcolumn = r#"{"name":"Node","type":"string","priority":1,"jsonPath":".spec.trigger.node"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Took","type":"string","jsonPath":".status.took"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TransitionSpec {
@@ -38,8 +42,12 @@ pub struct TransitionSpec {
     /// Package name (an entry of the policy's `packageSelectors`).
     #[schemars(length(min = 1, max = 253))]
     pub package: String,
+    /// The cluster the package leaves: the policy's source cluster for a failover, or the cluster
+    /// it runs on now for a failback.
     #[schemars(length(min = 1, max = 253))]
     pub source_cluster: String,
+    /// The cluster the package moves to: one of the policy's `preferClusters`, or the policy's
+    /// source cluster for a failback.
     #[schemars(length(min = 1, max = 253))]
     pub target_cluster: String,
     /// Why the move happens.
@@ -55,8 +63,10 @@ pub struct TransitionSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyRef {
+    /// Name of the `ClusterPolicy` protecting the package.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Namespace of the `ClusterPolicy`; defaults to the Transition's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -92,9 +102,21 @@ fn trigger_schema(_: &mut SchemaGenerator) -> Schema {
         "type": "object",
         "required": ["type"],
         "properties": {
-            "type": { "type": "string", "enum": ["NodeFault", "Manual", "Planned"] },
-            "node": { "type": "string", "minLength": 1 },
-            "reason": { "type": "string" }
+            "type": {
+                "type": "string",
+                "enum": ["NodeFault", "Manual", "Planned"],
+                "description": concat!(
+                    "NodeFault (a source worker died; node names it), ",
+                    "Manual (a person asked for a failover now) ",
+                    "or Planned (make-before-break move, also used for failback)"
+                )
+            },
+            "node": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The failed node (required for NodeFault)"
+            },
+            "reason": { "type": "string", "description": "Free-form reason shown in events" }
         }
     })
 }
@@ -181,29 +203,39 @@ impl TransitionPhase {
 pub struct TransitionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<TransitionPhase>,
+    /// `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Human-readable summary of the last step, or the failure reason when `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When the transition entered its first phase (RFC 3339, microseconds, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<MicroTime>,
+    /// When the transition reached a terminal phase (`Completed`, `Failed` or `DryRun`; RFC 3339,
+    /// microseconds, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<MicroTime>,
     /// One entry per phase entered, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phase_timings: Vec<PhaseTiming>,
+    /// `Ready`, `Progressing`, `Fenced`, `StatelessRedeploy`, `TargetCanRestore`,
+    /// `SyncRequested`, `HomeUnfenced`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Vec<Condition>,
-    /// Commits written to GitOps repositories.
+    /// Git commits written to GitOps repositories (repository, commit, branch, cluster folder).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commits: Vec<CommitRecord>,
-    /// Checkpoint images deployed on the target.
+    /// Checkpoint images deployed on the target (container, workload, image reference, digest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<ImageRecord>,
     /// The package's workloads when the transition started (what Verifying waits for).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<crate::cluster_policy::ProtectedWorkload>,
+    /// Wall-clock time from the start to the end (e.g. `12.1s`), set when the Transition ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took: Option<String>,
     /// What a dry run would change (`spec.dryRun`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dry_run: Vec<DryRunChange>,
@@ -213,6 +245,7 @@ pub struct TransitionStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DryRunChange {
+    /// URL of the Git repository the change would be pushed to.
     pub repo: String,
     /// The cluster folder the change is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,9 +265,12 @@ pub const MAX_DRY_RUN_DIFF: usize = 32 * 1024;
 #[serde(rename_all = "camelCase")]
 pub struct PhaseTiming {
     pub phase: TransitionPhase,
+    /// When the phase was entered (RFC 3339, microseconds, UTC).
     pub started_at: MicroTime,
+    /// When the phase was left (RFC 3339, microseconds, UTC); absent while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<MicroTime>,
+    /// Milliseconds spent in the phase; absent while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
 }
@@ -243,10 +279,14 @@ pub struct PhaseTiming {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommitRecord {
+    /// URL of the Git repository.
     pub repo: String,
+    /// The commit SHA, or `<head> (already applied)` when the repository already held the change.
     pub sha: String,
+    /// Branch the commit was pushed to (e.g. `main`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
+    /// The cluster folder the commit changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
@@ -259,6 +299,7 @@ pub struct ImageRecord {
     /// container on the target (never to every user of the same base image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<ImageWorkload>,
+    /// Name of the checkpointed container in the workload's pod template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// Repository reference (`registry/repo:tag`).
@@ -276,7 +317,9 @@ pub struct ImageRecord {
 pub struct ImageWorkload {
     /// `Deployment` or `StatefulSet`.
     pub kind: String,
+    /// Namespace of the workload.
     pub namespace: String,
+    /// Name of the workload.
     pub name: String,
 }
 
@@ -302,6 +345,10 @@ impl TransitionStatus {
         self.phase = Some(phase);
         if phase.is_terminal() {
             self.completed_at = Some(MicroTime(now));
+            if let Some(start) = &self.started_at {
+                let ms = (now.as_millisecond() - start.0.as_millisecond()).max(0);
+                self.took = Some(format!("{}.{}s", ms / 1000, (ms % 1000) / 100));
+            }
         } else {
             self.phase_timings.push(PhaseTiming {
                 phase,
@@ -344,6 +391,7 @@ mod tests {
         assert_eq!(status.phase_timings[1].duration_ms, Some(3000));
         assert_eq!(status.completed_at, Some(MicroTime(t(15))));
         assert_eq!(status.started_at, Some(MicroTime(t(10))));
+        assert_eq!(status.took.as_deref(), Some("5.0s"), "the Took column");
     }
 
     #[test]

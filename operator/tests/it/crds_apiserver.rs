@@ -270,6 +270,11 @@ async fn kubectl_resolves_the_kind_names_and_short_names_and_the_category_lists_
     );
     let (ok, out) = kubectl(&["get", "tr", "x", "-o", "name"]);
     assert!(ok && out.contains("/x"), "{out}");
+    let (ok, out) = kubectl(&["get", "tr", "x", "-o", "wide"]);
+    let header = out.lines().next().unwrap_or_default();
+    for column in ["POLICY", "PACKAGE", "NODE", "PHASE", "TOOK", "MESSAGE"] {
+        assert!(ok && header.contains(column), "{column} in {out}");
+    }
     let (ok, out) = kubectl(&["get", "tpol"]);
     assert!(ok, "the ClusterPolicy short name resolves: {out}");
     // The printer columns: target and the age of the state a failover now would lose.
