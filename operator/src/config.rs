@@ -86,6 +86,13 @@ pub struct Config {
     /// Folder of cached Git clones.
     #[arg(long, env = "GIT_CACHE_DIR", default_value = "/tmp/transition-git")]
     pub git_cache_dir: PathBuf,
+    /// The branch the GitOps agents deploy from (commits are pushed there).
+    #[arg(long, env = "GIT_BRANCH", default_value = "main")]
+    pub git_branch: String,
+    /// Folder of the per-cluster kustomizations in the repository (`<dir>/<cluster>/`), relative
+    /// to the repository root.
+    #[arg(long, env = "GIT_CLUSTERS_DIR", default_value = "clusters")]
+    pub git_clusters_dir: PathBuf,
     /// Secret (in the policy's namespace) with the Git credentials (`username` + `password`/`token`).
     #[arg(long, env = "GIT_SECRET")]
     pub git_secret: Option<String>,

@@ -35,6 +35,10 @@ pub struct Settings {
     pub git_cache_dir: PathBuf,
     pub git_secret: Option<String>,
     pub git_timeout: Duration,
+    /// Branch commits go to.
+    pub git_branch: String,
+    /// Folder holding `<cluster>/kustomization.yaml` in every repository.
+    pub git_clusters_dir: PathBuf,
     pub verify_timeout: Duration,
     pub argocd_namespace: String,
     /// Pause after each persisted transition phase (tests and demos).
@@ -51,6 +55,8 @@ impl Default for Settings {
             git_cache_dir: std::env::temp_dir().join("transition-git"),
             git_secret: None,
             git_timeout: Duration::from_secs(120),
+            git_branch: "main".into(),
+            git_clusters_dir: PathBuf::from("clusters"),
             verify_timeout: Duration::from_secs(600),
             argocd_namespace: "argocd".into(),
             phase_pause: Duration::ZERO,
@@ -76,6 +82,8 @@ impl Settings {
             kubelet_timeout: Duration::from_secs(config.kubelet_timeout_seconds.max(1)),
             git_cache_dir: config.git_cache_dir.clone(),
             git_secret: config.git_secret.clone(),
+            git_branch: config.git_branch.clone(),
+            git_clusters_dir: config.git_clusters_dir.clone(),
             verify_timeout: Duration::from_secs(config.verify_timeout_seconds),
             argocd_namespace: config.argocd_namespace.clone(),
             phase_pause: Duration::from_millis(config.phase_pause_ms),

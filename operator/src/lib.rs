@@ -49,6 +49,10 @@ pub enum RunError {
         path: String,
         reason: String,
     },
+    #[error(
+        "failed to use --git-clusters-dir {0:?}: it must be a relative folder inside the repository (no `..`, no leading `/`)"
+    )]
+    ClustersDir(String),
     #[error("failed to bind the heartbeat endpoint to {addr}: {source}")]
     HeartbeatBind {
         addr: std::net::SocketAddr,
@@ -241,6 +245,10 @@ pub fn run_caches(
 
 /// Runs the controllers and the HTTP server until SIGINT/SIGTERM (or lost leadership).
 pub async fn run(config: config::Config, client: kube::Client) -> Result<(), RunError> {
+    let dir = config.git_clusters_dir.to_string_lossy().into_owned();
+    if !cluster_policy::validate::is_safe_relative_path(dir.trim_end_matches('/')) {
+        return Err(RunError::ClustersDir(dir));
+    }
     if config.install_crds {
         crd_install::install_crds(&client, Duration::from_secs(60)).await?;
     }

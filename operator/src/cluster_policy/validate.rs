@@ -51,7 +51,7 @@ pub struct ValidPolicy<'a> {
 }
 
 /// Whether a package path is a plain relative path inside the repository.
-fn is_safe_relative_path(path: &str) -> bool {
+pub fn is_safe_relative_path(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
         && !path.contains('\\')

@@ -211,7 +211,12 @@ async fn dereference(
         status.images.clone()
     };
     Ok(match plan_for(&t.spec, &policy_key, &policy, &images) {
-        Ok(p) => Ok((policy, policy_ns, p, images)),
+        Ok(p) => Ok((
+            policy,
+            policy_ns,
+            p.in_clusters_dir(&ctx.settings.git_clusters_dir),
+            images,
+        )),
         Err(e) => Err(Refusal::Plan(e)),
     })
 }

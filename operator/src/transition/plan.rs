@@ -270,6 +270,20 @@ fn plan_with(
     })
 }
 
+impl Plan {
+    /// The plan with the cluster folders under `dir` (`--git-clusters-dir`) instead of
+    /// `clusters/`.
+    pub fn in_clusters_dir(mut self, dir: &std::path::Path) -> Plan {
+        let f = &mut self.failover;
+        for d in [&mut f.source_dir, &mut f.target_dir] {
+            if let Some(cluster) = d.file_name().map(std::ffi::OsStr::to_os_string) {
+                *d = dir.join(cluster);
+            }
+        }
+        self
+    }
+}
+
 /// A failback: the package goes home to the policy's source cluster from one of its preferred
 /// targets (a planned, make-before-break move).
 pub fn is_failback(spec: &TransitionSpec, policy: &ClusterPolicySpec) -> bool {

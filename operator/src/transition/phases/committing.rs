@@ -96,7 +96,7 @@ async fn git_config(ctx: &Context, url: &str, ns: &str) -> Result<GitConfig, Sec
     };
     Ok(GitConfig {
         url: url.to_owned(),
-        branch: "main".into(),
+        branch: ctx.settings.git_branch.clone(),
         cache_dir: ctx.settings.git_cache_dir.clone(),
         credentials,
         author_name: "transition-operator".into(),
@@ -204,7 +204,7 @@ pub async fn commit(step: &mut Step<'_>, side: Side) -> Result<(), Error> {
             commits.push(CommitRecord {
                 repo: a.url,
                 sha: a.sha,
-                branch: Some("main".into()),
+                branch: Some(step.ctx.settings.git_branch.clone()),
                 path: Some(path),
             });
         }

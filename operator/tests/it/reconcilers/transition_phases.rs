@@ -766,3 +766,58 @@ async fn a_dry_run_records_the_diff_real_git_would_apply_and_changes_nothing() {
     s.step().await;
     assert_eq!(s.phase(), Some(TransitionPhase::DryRun));
 }
+
+#[tokio::test]
+async fn the_failover_commit_goes_to_the_configured_branch_and_cluster_folder() {
+    let s = scenario(
+        json!({"type": "NodeFault", "node": "worker-1"}),
+        |settings| {
+            settings.git_branch = "production".into();
+            settings.git_clusters_dir = "deploy/envs".into();
+        },
+    );
+    // The repository's `production` branch keeps its cluster folders under deploy/envs/.
+    let bare = s.repo.trim_start_matches("file://").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("w");
+    git(dir.path(), &["clone", "-q", &bare, work.to_str().unwrap()]);
+    git(&work, &["checkout", "-q", "-b", "production"]);
+    std::fs::create_dir_all(work.join("deploy")).unwrap();
+    git(&work, &["mv", "clusters", "deploy/envs"]);
+    let k = work.join("deploy/envs/cluster1-azure/kustomization.yaml");
+    let text = std::fs::read_to_string(&k)
+        .unwrap()
+        .replace("../../catalog", "../../../catalog");
+    std::fs::write(&k, text).unwrap();
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qam",
+            "layout",
+        ],
+    );
+    git(&work, &["push", "-q", "origin", "production"]);
+    s.until(TransitionPhase::Syncing, 6).await;
+    let log = git(Path::new(&bare), &["log", "--format=%s", "production"]);
+    assert!(
+        log.lines().next().unwrap().starts_with("transition:"),
+        "{log}"
+    );
+    assert_eq!(commits(&s.repo, "transition:"), 0, "main is untouched");
+    let status = s.transition().status.unwrap();
+    assert_eq!(status.commits[0].branch.as_deref(), Some("production"));
+    assert_eq!(
+        status.commits[0].path.as_deref(),
+        Some("deploy/envs/cluster2-aws")
+    );
+    let show = |path: &str| git(Path::new(&bare), &["show", &format!("production:{path}")]);
+    let target = show("deploy/envs/cluster2-aws/kustomization.yaml");
+    assert!(target.contains("../../../catalog/counter"), "{target}");
+    let source = show("deploy/envs/cluster1-azure/kustomization.yaml");
+    assert!(!source.contains("catalog/counter"), "fenced: {source}");
+}
