@@ -131,6 +131,32 @@ pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecErr
             "only `git` repositories can be written for a failover",
         ));
     }
+    // Accepted by the schema (the Go original's fields) but not something this operator does:
+    // refused with the reason rather than silently ignored.
+    if spec
+        .package_retention_policy
+        .as_ref()
+        .is_some_and(|r| r.retain_on_source)
+    {
+        errors.push(err(
+            "spec.packageRetentionPolicy.retainOnSource",
+            "not supported: a failover fences the source by removing the package from its \
+             kustomization (a copy kept there could run again when the node returns); remove the field",
+        ));
+    }
+    for (i, c) in spec
+        .target_cluster_policy
+        .iter()
+        .flat_map(|t| &t.prefer_clusters)
+        .enumerate()
+    {
+        if c.repo_type != RepoType::Git {
+            errors.push(err(
+                format!("spec.targetClusterPolicy.preferClusters[{i}].repoType"),
+                "only `git` repositories can be written for a failover",
+            ));
+        }
+    }
     if spec.select_mode == SelectMode::Specific && spec.package_selectors.is_empty() {
         errors.push(err(
             "spec.packageSelectors",
@@ -357,6 +383,36 @@ mod tests {
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn fields_this_operator_does_not_carry_out_are_refused_with_the_reason() {
+        let base = r#"
+clusterSelector: {name: c1, repo: "http://g/r.git", repoType: git}
+selectMode: Specific
+packageSelectors: [{name: counter, packagePath: catalog/counter, packageType: Stateful}]
+targetClusterPolicy:
+  preferClusters: [{name: c2, repoType: helm, weight: 1}, {name: c3, repoType: git, weight: 1}]
+packageRetentionPolicy: {retainOnSource: true}
+"#;
+        let errors = validate(&spec(base)).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|e| e.starts_with("spec.packageRetentionPolicy.retainOnSource: not supported")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|e| e
+                .starts_with("spec.targetClusterPolicy.preferClusters[0].repoType: only `git`")),
+            "{text:?}"
+        );
+        let fine = base
+            .replace("repoType: helm", "repoType: git")
+            .replace("retainOnSource: true", "deleteAfterTransition: true");
+        assert!(
+            validate(&spec(&fine)).is_ok(),
+            "deleteAfterTransition is what the fence does"
+        );
     }
 
     #[test]
