@@ -82,7 +82,11 @@ async fn start_detection(
     };
     let text = std::fs::read_to_string(tokens_file).map_err(|e| fail(e.to_string()))?;
     let tokens = detect::server::Tokens::parse(&text).map_err(|e| fail(e.to_string()))?;
-    let (beats, changes) = detect::beats(tokens, detect::tracker::TrackerConfig::default());
+    let (beats, changes) = detect::beats_counted(
+        tokens,
+        detect::tracker::TrackerConfig::default(),
+        metrics.beats.clone(),
+    );
     match detect::restore_from_node_health(&beats, &client, &config.operator_namespace).await {
         Ok(n) => tracing::info!(nodes = n, "restored node list from NodeHealth"),
         Err(e) => {

@@ -16,10 +16,30 @@ use tracker::{Health, NodeKey, Tracker, TrackerConfig};
 /// NodeHealth write of that recovery waits for the next change).
 pub const CHANGES_QUEUE: usize = 1024;
 
+/// The endpoint's counters (clones share their value: the operator registers them in /metrics).
+#[derive(Clone, Debug, Default)]
+pub struct BeatCounters {
+    pub accepted: prometheus_client::metrics::counter::Counter,
+    pub rejected: prometheus_client::metrics::counter::Counter,
+    pub changes_dropped: prometheus_client::metrics::counter::Counter,
+}
+
 /// The endpoint's shared state plus the receiving end of its health changes.
 pub fn beats(
     tokens: server::Tokens,
     config: TrackerConfig,
+) -> (
+    Arc<server::Beats>,
+    tokio::sync::mpsc::Receiver<tracker::Change>,
+) {
+    beats_counted(tokens, config, BeatCounters::default())
+}
+
+/// [`beats`] counting into `counters`.
+pub fn beats_counted(
+    tokens: server::Tokens,
+    config: TrackerConfig,
+    counters: BeatCounters,
 ) -> (
     Arc<server::Beats>,
     tokio::sync::mpsc::Receiver<tracker::Change>,
@@ -30,9 +50,9 @@ pub fn beats(
         tracker: Mutex::new(Tracker::new(config, server::now_ms())),
         last: Mutex::new(Default::default()),
         changes: tx,
-        accepted: Default::default(),
-        rejected: Default::default(),
-        changes_dropped: Default::default(),
+        accepted: counters.accepted,
+        rejected: counters.rejected,
+        changes_dropped: counters.changes_dropped,
     };
     (Arc::new(beats), rx)
 }

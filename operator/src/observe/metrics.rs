@@ -45,6 +45,8 @@ pub struct Metrics {
     pub phase_seconds: Family<OutcomeLabels, Histogram>,
     /// Sends that found a bounded queue full (nothing is dropped: the sender waits).
     pub queue_full: Family<QueueLabels, Counter>,
+    /// The heartbeat endpoint's counters.
+    pub beats: crate::detect::BeatCounters,
     pub registry: Registry,
 }
 
@@ -94,7 +96,24 @@ impl Default for Metrics {
             "Sends that found a bounded queue full and had to wait, by queue",
             queue_full.clone(),
         );
+        let beats = crate::detect::BeatCounters::default();
+        registry.register(
+            "heartbeats_accepted",
+            "Heartbeats accepted by the endpoint",
+            beats.accepted.clone(),
+        );
+        registry.register(
+            "heartbeats_rejected",
+            "Heartbeats refused (bad token, body, or field)",
+            beats.rejected.clone(),
+        );
+        registry.register(
+            "health_changes_dropped",
+            "Node health changes dropped because the detector's queue was full",
+            beats.changes_dropped.clone(),
+        );
         Metrics {
+            beats,
             queue_full,
             checkpoints,
             transitions,
@@ -113,5 +132,36 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_endpoints_counters_are_in_the_exposition() {
+        let m = Metrics::default();
+        let (beats, _rx) = crate::detect::beats_counted(
+            crate::detect::server::Tokens::default(),
+            Default::default(),
+            m.beats.clone(),
+        );
+        beats.accepted.inc();
+        beats.rejected.inc();
+        beats.rejected.inc();
+        let text = m.render().unwrap();
+        assert!(
+            text.contains("transition_heartbeats_accepted_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("transition_heartbeats_rejected_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("transition_health_changes_dropped_total 0"),
+            "{text}"
+        );
     }
 }
