@@ -13,6 +13,28 @@ use transition_crds::heartbeat::RestoreCapability;
 
 use crate::config::CapabilityArgs;
 
+/// A runtime configuration file that cannot be used (the capability is then reported unknown,
+/// with this as the reason).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeConfigError {
+    #[error("{path} is not valid TOML: {reason}")]
+    Toml { path: String, reason: String },
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<toml::Table, RuntimeConfigError> {
+    text.parse()
+        .map_err(|e: toml::de::Error| RuntimeConfigError::Toml {
+            path: path.display().to_string(),
+            reason: e.message().to_owned(),
+        })
+}
+
 /// How long one `--version` call may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,11 +100,9 @@ pub fn containerd_restore(
     path: &Path,
     text: &str,
     version: &str,
-) -> Result<(Option<bool>, String), String> {
+) -> Result<(Option<bool>, String), RuntimeConfigError> {
     const KEY: &str = "enable_experimental_restore_via_create";
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        format!("{} is not valid TOML: {}", path.display(), e.message())
-    })?;
+    let table = parse_toml(path, text)?;
     let mut found = Vec::new();
     find_bools(&table, "", KEY, "", &mut found);
     if let Some(on) = found.last() {
@@ -115,16 +135,16 @@ pub fn containerd_restore(
 
 /// Whether CRI-O configuration files (`crio.conf`, then its drop-ins in order; later ones win)
 /// turn container-level restore on (pure). `enable_criu_support = false` turns every restore off.
-pub fn crio_restore(files: &[(PathBuf, String)]) -> Result<(Option<bool>, String), String> {
+pub fn crio_restore(
+    files: &[(PathBuf, String)],
+) -> Result<(Option<bool>, String), RuntimeConfigError> {
     let mut answer: (Option<bool>, String) = (
         None,
         "CRI-O: [crio.runtime.checkpoint_restore] container_level_enabled not set (off by default in releases since Aug 2026)".into(),
     );
     let mut criu_off: Option<String> = None;
     for (path, text) in files {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            format!("{} is not valid TOML: {}", path.display(), e.message())
-        })?;
+        let table = parse_toml(path, text)?;
         let mut found = Vec::new();
         find_bools(
             &table,
@@ -223,18 +243,17 @@ fn restore_from_config(
         match std::fs::read_to_string(&path) {
             Ok(t) => texts.push((path, t)),
             // Drop-ins are optional; the main file is not.
-            Err(e) if texts.is_empty() => {
-                return (None, format!("failed to read {}: {e}", path.display()));
+            Err(source) if texts.is_empty() => {
+                let path = path.display().to_string();
+                return (None, RuntimeConfigError::Read { path, source }.to_string());
             }
             Err(_) => {}
         }
     }
-    let parsed = match runtime {
-        "cri-o" => crio_restore(&texts),
-        _ => match texts.first() {
-            Some((path, text)) => containerd_restore(path, text, version),
-            None => Err("no configuration file".into()),
-        },
+    let parsed = match (runtime, texts.first()) {
+        ("cri-o", _) => crio_restore(&texts),
+        (_, Some((path, text))) => containerd_restore(path, text, version),
+        (_, None) => return (None, "no runtime configuration file".into()),
     };
     parsed.unwrap_or_else(|reason| {
         (
@@ -314,7 +333,9 @@ version = 3
             None,
             "unknown, not guessed"
         );
-        let err = containerd_restore(p, "[plugins", "2.2.0").unwrap_err();
+        let err = containerd_restore(p, "[plugins", "2.2.0")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("/etc/containerd/config.toml is not valid TOML"),
             "{err}"

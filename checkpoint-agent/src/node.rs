@@ -74,26 +74,31 @@ pub async fn resolve(args: &NodeArgs) -> NodeMeta {
     }
 }
 
-async fn fetch(args: &NodeArgs) -> Result<Node, String> {
+/// Why the Node object could not be read (the agent then uses its flags).
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("failed to load the kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("failed to build a client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("failed to find the cluster's configuration: {0}")]
+    Infer(#[from] kube::config::InferConfigError),
+}
+
+async fn fetch(args: &NodeArgs) -> Result<Node, FetchError> {
     let client = match &args.kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
+            let kc = kube::config::Kubeconfig::read_from(path)?;
             let cfg = kube::Config::from_custom_kubeconfig(
                 kc,
                 &kube::config::KubeConfigOptions::default(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
-            kube::Client::try_from(cfg).map_err(|e| e.to_string())?
+            .await?;
+            kube::Client::try_from(cfg)?
         }
-        None => kube::Client::try_default()
-            .await
-            .map_err(|e| e.to_string())?,
+        None => kube::Client::try_from(kube::Config::infer().await?)?,
     };
-    kube::Api::<Node>::all(client)
-        .get(&args.node_name)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(kube::Api::<Node>::all(client).get(&args.node_name).await?)
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub fn spawn(
                     let reach = Reach {
                         cluster: cluster.clone(),
                         reachable: result.is_ok(),
-                        error: result.err().unwrap_or_default(),
+                        error: result.err().map(|e| e.to_string()).unwrap_or_default(),
                         age_ms: 0,
                     };
                     (reach, Instant::now())

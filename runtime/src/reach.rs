@@ -13,6 +13,17 @@ use std::time::Duration;
 #[error("failed to build the HTTP client for API reachability checks: {0}")]
 pub struct ReachError(#[source] reqwest::Error);
 
+/// Why an API server did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreachable {
+    #[error("no answer in time")]
+    Timeout,
+    #[error("connection failed")]
+    Connect,
+    #[error("request failed: {0}")]
+    Request(#[source] reqwest::Error),
+}
+
 /// Checks API servers, each call bounded by the timeout.
 #[derive(Clone, Debug)]
 pub struct Reacher {
@@ -31,13 +42,13 @@ impl Reacher {
     }
 
     /// `Ok(status)` when an HTTP server answered at `url` (`<url>/readyz`), else why not.
-    pub async fn check(&self, url: &str) -> Result<u16, String> {
+    pub async fn check(&self, url: &str) -> Result<u16, Unreachable> {
         let url = format!("{}/readyz", url.trim_end_matches('/'));
         match self.http.get(&url).send().await {
             Ok(resp) => Ok(resp.status().as_u16()),
-            Err(e) if e.is_timeout() => Err("no answer in time".into()),
-            Err(e) if e.is_connect() => Err("connection failed".into()),
-            Err(e) => Err(format!("request failed: {e}")),
+            Err(e) if e.is_timeout() => Err(Unreachable::Timeout),
+            Err(e) if e.is_connect() => Err(Unreachable::Connect),
+            Err(e) => Err(Unreachable::Request(e)),
         }
     }
 }
@@ -56,7 +67,7 @@ mod tests {
             .check(&format!("http://127.0.0.1:{port}"))
             .await
             .unwrap_err();
-        assert_eq!(err, "connection failed");
+        assert_eq!(err.to_string(), "connection failed");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new().route(
@@ -65,8 +76,8 @@ mod tests {
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
         assert_eq!(
-            r.check(&format!("http://{addr}/")).await,
-            Ok(403),
+            r.check(&format!("http://{addr}/")).await.ok(),
+            Some(403),
             "403 is an answer"
         );
     }

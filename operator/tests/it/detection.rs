@@ -23,6 +23,8 @@ use transition_operator::detect::{beats, phi::PhiConfig};
 use transition_operator::k8s::crd_install::install_crds;
 use transition_testlab::{Lab, fresh_namespace};
 
+use crate::support::make_node;
+
 const CLUSTER: &str = "cluster1-azure";
 const TOKEN: &str = "cluster1-token-0123456789";
 
@@ -33,25 +35,6 @@ async fn renew(leases: &Api<Lease>, name: &str) {
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-}
-
-async fn make_node(nodes: &Api<Node>, leases: &Api<Lease>, name: &str) {
-    let node: Node =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-    nodes.create(&PostParams::default(), &node).await.unwrap();
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-        "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]}});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-    let lease: Lease = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": "kube-node-lease"},
-        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": MicroTime(k8s_openapi::jiff::Timestamp::now())}
-    }))
-    .unwrap();
-    leases.create(&PostParams::default(), &lease).await.unwrap();
 }
 
 fn ready(node: &Node) -> Option<String> {

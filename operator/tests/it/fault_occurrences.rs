@@ -48,6 +48,30 @@ fn fault(node: &str) -> FaultEvent {
     }
 }
 
+/// Creates the policy of `yaml` with the status discovery would write: package `counter` with
+/// `workloads`.
+async fn create_discovered(
+    policies: &Api<ClusterPolicy>,
+    yaml: &str,
+    workloads: serde_json::Value,
+) {
+    let policy: ClusterPolicy = serde_saphyr::from_str(yaml).unwrap();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let status = json!({"status": {"packages": [{
+        "name": "counter", "packageType": "Stateful", "liveState": true, "workloads": workloads}]}});
+    policies
+        .patch_status(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await
+        .unwrap();
+}
+
 async fn names(api: &Api<Transition>) -> Vec<String> {
     let mut n: Vec<String> = api
         .list(&ListParams::default())
@@ -85,27 +109,18 @@ async fn faults_become_one_transition_per_package_occurrence_with_unique_names()
         Duration::from_secs(2),
     ));
     let policies: Api<ClusterPolicy> = Api::namespaced(client.clone(), &ns);
-    let policy: ClusterPolicy = serde_saphyr::from_str(POLICY).unwrap();
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
     // The status discovery would write: the live-state pods on occ-w1 and occ-w2, a
     // stateless part on occ-w3 (node names no other test uses: faults look at every policy).
-    policies
-        .patch_status(
-            "occ",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"packages": [{
-                "name": "counter", "packageType": "Stateful", "liveState": true,
-                "workloads": [
-                    {"kind": "StatefulSet", "namespace": "default", "name": "counter",
-                     "nodes": ["occ-w1", "occ-w2"], "checkpointable": true},
-                    {"kind": "Deployment", "namespace": "default", "name": "web",
-                     "nodes": ["occ-w3"], "checkpointable": false}]}]}})),
-        )
-        .await
-        .unwrap();
+    create_discovered(
+        &policies,
+        POLICY,
+        json!([
+            {"kind": "StatefulSet", "namespace": "default", "name": "counter",
+             "nodes": ["occ-w1", "occ-w2"], "checkpointable": true},
+            {"kind": "Deployment", "namespace": "default", "name": "web",
+             "nodes": ["occ-w3"], "checkpointable": false}]),
+    )
+    .await;
     let tr: Api<Transition> = Api::namespaced(client.clone(), &ns);
 
     // Both live-state nodes die at once: two handlers race; one Transition.
@@ -216,22 +231,13 @@ async fn a_target_whose_agents_report_restore_turned_off_is_skipped() {
         .with_beats(beats),
     );
     let policies: Api<ClusterPolicy> = Api::namespaced(client.clone(), &ns);
-    let policy: ClusterPolicy = serde_saphyr::from_str(TWO_TARGETS).unwrap();
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
-    policies
-        .patch_status(
-            "skip",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"packages": [{
-                "name": "counter", "packageType": "Stateful", "liveState": true,
-                "workloads": [{"kind": "Deployment", "namespace": "default", "name": "counter",
-                               "nodes": ["skip-w1"], "checkpointable": true}]}]}})),
-        )
-        .await
-        .unwrap();
+    create_discovered(
+        &policies,
+        TWO_TARGETS,
+        json!([{"kind": "Deployment", "namespace": "default", "name": "counter",
+                "nodes": ["skip-w1"], "checkpointable": true}]),
+    )
+    .await;
     assert_eq!(on_fault(&ctx, &fault("skip-w1"), &[]).await.unwrap(), 1);
     let tr: Api<Transition> = Api::namespaced(client.clone(), &ns);
     let t = tr.get("skip-counter-1").await.unwrap();

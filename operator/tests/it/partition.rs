@@ -18,10 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use tokio::net::{TcpListener, TcpStream};
 use transition_operator::detect::run::{Detector, KubeProbe, NodeHealthWriter, node_health_name};
 use transition_operator::detect::server::{Tokens, router};
@@ -30,6 +27,8 @@ use transition_operator::detect::{beats, phi::PhiConfig};
 use transition_operator::k8s::crd_install::install_crds;
 use transition_runtime::reach::Reacher;
 use transition_testlab::{Lab, fresh_namespace};
+
+use crate::support::make_node;
 
 const SOURCE: &str = "cluster1-azure";
 const VANTAGE: &str = "cluster2-aws";
@@ -77,25 +76,6 @@ impl Proxy {
     fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
-}
-
-async fn make_node(nodes: &Api<Node>, leases: &Api<Lease>, name: &str) {
-    let node: Node =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-    nodes.create(&PostParams::default(), &node).await.unwrap();
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-        "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]}});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-    let lease: Lease = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": "kube-node-lease"},
-        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": MicroTime(k8s_openapi::jiff::Timestamp::now())}
-    }))
-    .unwrap();
-    leases.create(&PostParams::default(), &lease).await.unwrap();
 }
 
 /// A client for the lab's source cluster whose connections go through `proxy`.
@@ -235,7 +215,7 @@ async fn a_partition_holds_and_an_outage_seen_from_every_vantage_point_fails_ove
                 let check = reacher.check(&api).await;
                 let body = serde_json::json!({"node": "vantage-1", "cluster_name": VANTAGE,
                     "reach": [{"cluster": SOURCE, "reachable": check.is_ok(),
-                               "error": check.err().unwrap_or_default(), "age_ms": 0}]});
+                               "error": check.err().map(|e| e.to_string()).unwrap_or_default(), "age_ms": 0}]});
                 let _ = http
                     .post(&url)
                     .bearer_auth(VANTAGE_TOKEN)
