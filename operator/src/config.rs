@@ -60,8 +60,10 @@ pub struct Config {
     /// S3 endpoint of the checkpoint bucket the agents upload to.
     #[arg(long = "s3-endpoint", env = "MINIO_ENDPOINT", default_value = "")]
     pub s3_endpoint: String,
+    /// S3 region (SigV4 signing; MinIO and s3s accept any).
     #[arg(long = "s3-region", env = "AWS_REGION", default_value = "us-east-1")]
     pub s3_region: String,
+    /// Bucket of the checkpoint archives (keys `<cluster>/<node>/<archive>`).
     #[arg(
         long = "s3-bucket",
         env = "MINIO_BUCKET",
@@ -93,20 +95,68 @@ pub struct Config {
     /// to the repository root.
     #[arg(long, env = "GIT_CLUSTERS_DIR", default_value = "clusters")]
     pub git_clusters_dir: PathBuf,
+    /// Each package has its own kustomization folder inside each cluster's folder
+    /// (`<clusters-dir>/<cluster>/<package>/`), e.g. for Argo CD app-of-apps with one
+    /// Application per package and cluster; off: one kustomization per cluster lists its packages.
+    #[arg(long, env = "GIT_FOLDER_PER_PACKAGE", default_value_t = false)]
+    pub git_folder_per_package: bool,
     /// Secret (in the policy's namespace) with the Git credentials (`username` + `password`/`token`).
     #[arg(long, env = "GIT_SECRET")]
     pub git_secret: Option<String>,
     /// How long the Verifying phase waits for the target workload to be Ready, in seconds.
     #[arg(long, env = "VERIFY_TIMEOUT_SECONDS", default_value_t = 600)]
     pub verify_timeout_seconds: u64,
-    /// Namespace of the Argo CD Applications in the target clusters (`operation.sync` is set on
-    /// the Application named like the target cluster, when it exists).
+    /// Where the Argo CD Applications that deploy the cluster folders live: `management` (an
+    /// Argo CD hub in the operator's cluster, as the shipped example), `target` (Argo CD in each
+    /// target cluster), a cluster name (its `<name>-kubeconfig` Secret), or `off`. The Syncing
+    /// phase sets `operation.sync` on the Application.
+    #[arg(long, env = "ARGOCD_CLUSTER", default_value = "management")]
+    pub argocd_cluster: String,
+    /// Namespace of the Argo CD Applications.
     #[arg(long, env = "ARGOCD_NAMESPACE", default_value = "argocd")]
     pub argocd_namespace: String,
+    /// Name of the Application serving a target cluster's folder; `{cluster}` is the target
+    /// cluster and `{package}` the package (app-of-apps with one Application per package:
+    /// `{package}-{cluster}`).
+    #[arg(long, env = "ARGOCD_APPLICATION", default_value = "{cluster}")]
+    pub argocd_application: String,
+    /// Where the Flux Kustomizations that deploy the cluster folders live: `target` (Flux in each
+    /// cluster), `management`, a cluster name, or `off`. The Syncing phase sets
+    /// `reconcile.fluxcd.io/requestedAt` on the Kustomization and on its source.
+    #[arg(long, env = "FLUX_CLUSTER", default_value = "off")]
+    pub flux_cluster: String,
+    /// Namespace of the Flux Kustomizations.
+    #[arg(long, env = "FLUX_NAMESPACE", default_value = "flux-system")]
+    pub flux_namespace: String,
+    /// Name of the Flux Kustomization serving a target cluster's folder (`{cluster}`,
+    /// `{package}` as for `--argocd-application`).
+    #[arg(long, env = "FLUX_KUSTOMIZATION", default_value = "{cluster}")]
+    pub flux_kustomization: String,
     /// Leader election through a Lease in the operator namespace (off for single-replica tests).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
     /// Test and demo aid: pause this many milliseconds after persisting each transition phase.
     #[arg(long, env = "PHASE_PAUSE_MS", default_value_t = 0, hide = true)]
     pub phase_pause_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_flag_reference_matches_the_code() {
+        use clap::CommandFactory;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/reference/transition-operator.md");
+        let md = transition_runtime::flagdoc::render("transition-operator", Config::command());
+        if let Err(e) = transition_runtime::flagdoc::check_or_bless(&path, &md) {
+            panic!("{e}");
+        }
+        assert_eq!(
+            transition_runtime::flagdoc::undocumented(Config::command()),
+            Vec::<String>::new(),
+            "every flag says what it does"
+        );
+    }
 }

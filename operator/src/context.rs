@@ -39,8 +39,12 @@ pub struct Settings {
     pub git_branch: String,
     /// Folder holding `<cluster>/kustomization.yaml` in every repository.
     pub git_clusters_dir: PathBuf,
+    /// One kustomization folder per package inside each cluster's folder.
+    pub git_folder_per_package: bool,
     pub verify_timeout: Duration,
-    pub argocd_namespace: String,
+    /// The GitOps agents the Syncing phase asks to deploy the commit now (empty: they pick it
+    /// up on their next poll).
+    pub sync_triggers: Vec<crate::gitops::agents::Trigger>,
     /// Pause after each persisted transition phase (tests and demos).
     pub phase_pause: Duration,
 }
@@ -57,16 +61,19 @@ impl Default for Settings {
             git_timeout: Duration::from_secs(120),
             git_branch: "main".into(),
             git_clusters_dir: PathBuf::from("clusters"),
+            git_folder_per_package: false,
             verify_timeout: Duration::from_secs(600),
-            argocd_namespace: "argocd".into(),
+            sync_triggers: Vec::new(),
             phase_pause: Duration::ZERO,
         }
     }
 }
 
 impl Settings {
-    /// Settings from the operator's flags.
-    pub fn from_config(config: &crate::config::Config) -> Settings {
+    /// Settings from the operator's flags (a sync-trigger flag that does not read is refused).
+    pub fn from_config(
+        config: &crate::config::Config,
+    ) -> Result<Settings, crate::gitops::agents::TriggerError> {
         let registry = (!config.registry_url.trim().is_empty()).then(|| RegistryRef {
             url: config.registry_url.trim().to_owned(),
             repository: config.registry_repository.clone(),
@@ -75,7 +82,7 @@ impl Settings {
                 namespace: None,
             }),
         });
-        Settings {
+        Ok(Settings {
             registry,
             retention: config.checkpoint_retention.max(1),
             archive_wait: Duration::from_secs(config.archive_wait_seconds),
@@ -84,12 +91,38 @@ impl Settings {
             git_secret: config.git_secret.clone(),
             git_branch: config.git_branch.clone(),
             git_clusters_dir: config.git_clusters_dir.clone(),
+            git_folder_per_package: config.git_folder_per_package,
             verify_timeout: Duration::from_secs(config.verify_timeout_seconds),
-            argocd_namespace: config.argocd_namespace.clone(),
+            sync_triggers: sync_triggers(config)?,
             phase_pause: Duration::from_millis(config.phase_pause_ms),
             ..Settings::default()
-        }
+        })
     }
+}
+
+/// The Argo CD and Flux triggers the flags configure.
+fn sync_triggers(
+    config: &crate::config::Config,
+) -> Result<Vec<crate::gitops::agents::Trigger>, crate::gitops::agents::TriggerError> {
+    use crate::gitops::agents::{Agent, NameTemplate, Trigger, parse_location};
+    let mut out = Vec::new();
+    if let Some(location) = parse_location("--argocd-cluster", &config.argocd_cluster)? {
+        out.push(Trigger {
+            agent: Agent::ArgoCd,
+            location,
+            namespace: config.argocd_namespace.clone(),
+            name: NameTemplate::parse("--argocd-application", &config.argocd_application)?,
+        });
+    }
+    if let Some(location) = parse_location("--flux-cluster", &config.flux_cluster)? {
+        out.push(Trigger {
+            agent: Agent::Flux,
+            location,
+            namespace: config.flux_namespace.clone(),
+            name: NameTemplate::parse("--flux-kustomization", &config.flux_kustomization)?,
+        });
+    }
+    Ok(out)
 }
 
 /// Read caches fed by watches ([`crate::run_caches`] starts them): reconciles read

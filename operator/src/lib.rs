@@ -53,6 +53,8 @@ pub enum RunError {
         "failed to use --git-clusters-dir {0:?}: it must be a relative folder inside the repository (no `..`, no leading `/`)"
     )]
     ClustersDir(String),
+    #[error(transparent)]
+    SyncTrigger(#[from] gitops::agents::TriggerError),
     #[error("failed to bind the heartbeat endpoint to {addr}: {source}")]
     HeartbeatBind {
         addr: std::net::SocketAddr,
@@ -253,6 +255,7 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
     if !cluster_policy::validate::is_safe_relative_path(dir.trim_end_matches('/')) {
         return Err(RunError::ClustersDir(dir));
     }
+    let settings = context::Settings::from_config(&config)?;
     if config.install_crds {
         crd_install::install_crds(&client, Duration::from_secs(60)).await?;
     }
@@ -292,7 +295,7 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
         Duration::from_secs(config.resync_seconds),
     )
     .with_caches(caches.clone())
-    .with_settings(context::Settings::from_config(&config))
+    .with_settings(settings)
     .with_clusters(clusters);
     if let Some(store) = archive_store(&config)? {
         context = context.with_store(store);

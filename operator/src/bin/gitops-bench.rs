@@ -58,6 +58,8 @@ fn main() -> anyhow::Result<()> {
             policy: "default/bench".into(),
             package: "bench".into(),
             package_path: c.package_path.clone(),
+            source_cluster: "cluster1-azure".into(),
+            target_cluster: "cluster2-aws".into(),
             source_dir: "clusters/cluster1-azure".into(),
             target_dir: "clusters/cluster2-aws".into(),
             images: vec![ImageSwap {

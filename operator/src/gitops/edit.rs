@@ -247,38 +247,130 @@ pub fn relative(from: &Path, to: &Path) -> PathBuf {
     out
 }
 
-/// A kustomization lists directories under `bases` (kustomize ≥ 2, the lab's `kubectl
-/// kustomize`) or `resources` (newer kustomize); an entry is looked for in both.
-const ENTRY_LISTS: [&str; 2] = ["bases", "resources"];
+/// Where a kustomization lists folders and files: `resources` (what this writes; kustomize ≥ 2.1,
+/// Argo CD, Flux) and the deprecated `bases` (kustomize 2.0, still read so existing files keep
+/// working). An entry is looked for in both.
+const ENTRY_LISTS: [&str; 2] = ["resources", "bases"];
 
-/// Adds `entry` to the kustomization at `kustomization` (under `bases`) unless it is listed in
-/// `bases` or `resources`. Returns whether the file changed.
-pub fn add_base(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
+/// A top-level list item of a kustomization: a path string (`resources`, `bases`,
+/// `patchesStrategicMerge`) or a patch `{path: …}` (`patches`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Item<'a> {
+    Path(&'a str),
+    Patch(&'a str),
+}
+
+impl Item<'_> {
+    fn value(self) -> Value {
+        match self {
+            Item::Path(p) => Value::String(p.to_owned()),
+            Item::Patch(p) => serde_json::json!({ "path": p }),
+        }
+    }
+
+    /// The item as written after `- ` on its own line.
+    fn text(self) -> String {
+        match self {
+            Item::Path(p) => p.to_owned(),
+            Item::Patch(p) => format!("path: {p}"),
+        }
+    }
+
+    /// Whether the parsed list item `v` is this one (a patch matches by its `path`).
+    fn matches(self, v: &Value) -> bool {
+        match self {
+            Item::Path(p) => v.as_str() == Some(p),
+            Item::Patch(p) => v.get("path").and_then(Value::as_str) == Some(p),
+        }
+    }
+}
+
+/// Whether `item` is listed under `field` of the parsed kustomization.
+fn listed(k: &Value, field: &str, item: Item<'_>) -> bool {
+    k.get(field)
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| item.matches(v)))
+}
+
+/// Adds folder or file `entry` under `resources` unless it is listed in `resources` or `bases`.
+/// Returns whether the file changed.
+pub fn add_resource(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
     let k = load_kustomization(kustomization)?;
-    let listed = ENTRY_LISTS.iter().any(|f| {
-        k.get(*f)
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(entry)))
-    });
-    if listed {
+    if ENTRY_LISTS.iter().any(|f| listed(&k, f, Item::Path(entry))) {
         return Ok(false);
     }
-    change_list(kustomization, "bases", entry, true)
+    change_list(kustomization, "resources", Item::Path(entry), true)
 }
 
-/// Adds `entry` to the list `field` of the kustomization (e.g. `patchesStrategicMerge`) unless it
-/// is listed. Returns whether the file changed.
-pub fn add_entry(kustomization: &Path, field: &str, entry: &str) -> Result<bool, EditError> {
-    change_list(kustomization, field, entry, true)
-}
-
-/// Removes `entry` from the list `field` of the kustomization, if the file exists. Returns whether
+/// Removes `entry` from `resources` and `bases` (fencing), if the file exists. Returns whether
 /// the file changed.
-pub fn remove_entry(kustomization: &Path, field: &str, entry: &str) -> Result<bool, EditError> {
+pub fn remove_resource(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
     if !kustomization.exists() {
         return Ok(false);
     }
-    change_list(kustomization, field, entry, false)
+    let mut changed = false;
+    for field in ENTRY_LISTS {
+        changed |= change_list(kustomization, field, Item::Path(entry), false)?;
+    }
+    if changed {
+        bases_to_resources_when_empty(kustomization)?;
+    }
+    Ok(changed)
+}
+
+/// kustomize 5 refuses a kustomization whose only list is an empty `bases:` ("kustomization.yaml
+/// is empty") — a fenced source would then not build and its GitOps agent would not prune. An
+/// emptied `bases:` with no `resources:` becomes `resources: []` (on the text when it can).
+fn bases_to_resources_when_empty(path: &Path) -> Result<(), EditError> {
+    let k = load_kustomization(path)?;
+    let emptied = k
+        .get("bases")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
+    if !emptied || k.get("resources").is_some() {
+        return Ok(());
+    }
+    let mut want = k.clone();
+    if let Some(obj) = want.as_object_mut() {
+        obj.remove("bases");
+        obj.insert("resources".into(), Value::Array(vec![]));
+    }
+    let text = read(path)?;
+    match super::kustomization::rename_key(&text, "bases", "resources") {
+        Some(t) if serde_saphyr::from_str::<Value>(&t).ok().as_ref() == Some(&want) => {
+            write(path, &t)
+        }
+        _ => save_kustomization(path, &want),
+    }
+}
+
+/// Lists patch file `file` as `patches: [{path: file}]` unless it is listed there or under the
+/// deprecated `patchesStrategicMerge` (an older operator's entry keeps working). Returns whether
+/// the file changed.
+pub fn add_patch(kustomization: &Path, file: &str) -> Result<bool, EditError> {
+    let k = load_kustomization(kustomization)?;
+    if listed(&k, "patches", Item::Patch(file))
+        || listed(&k, "patchesStrategicMerge", Item::Path(file))
+    {
+        return Ok(false);
+    }
+    change_list(kustomization, "patches", Item::Patch(file), true)
+}
+
+/// Removes patch file `file` from `patches` and `patchesStrategicMerge`, if the kustomization
+/// exists. Returns whether the file changed.
+pub fn remove_patch(kustomization: &Path, file: &str) -> Result<bool, EditError> {
+    if !kustomization.exists() {
+        return Ok(false);
+    }
+    let a = change_list(kustomization, "patches", Item::Patch(file), false)?;
+    let b = change_list(
+        kustomization,
+        "patchesStrategicMerge",
+        Item::Path(file),
+        false,
+    )?;
+    Ok(a || b)
 }
 
 /// Deletes `path` if it exists. Returns whether it did.
@@ -302,22 +394,10 @@ pub fn write_if_changed(path: &Path, text: &str) -> Result<bool, EditError> {
     Ok(true)
 }
 
-/// Removes `entry` from `bases`/`resources` (fencing). Returns whether the file changed.
-pub fn remove_base(kustomization: &Path, entry: &str) -> Result<bool, EditError> {
-    if !kustomization.exists() {
-        return Ok(false);
-    }
-    let mut changed = false;
-    for field in ENTRY_LISTS {
-        changed |= change_list(kustomization, field, entry, false)?;
-    }
-    Ok(changed)
-}
-
-/// Adds (or removes) `entry` in the top-level list `field`: on the text, keeping comments and
+/// Adds (or removes) `item` in the top-level list `field`: on the text, keeping comments and
 /// formatting, when the edited text parses to exactly the wanted kustomization; else by
 /// re-serialising it. Returns whether the file changed.
-fn change_list(path: &Path, field: &str, entry: &str, add: bool) -> Result<bool, EditError> {
+fn change_list(path: &Path, field: &str, item: Item<'_>, add: bool) -> Result<bool, EditError> {
     let fail = |reason: String| EditError::Kustomization {
         path: path.display().to_string(),
         reason,
@@ -335,11 +415,11 @@ fn change_list(path: &Path, field: &str, entry: &str, add: bool) -> Result<bool,
         let a = list
             .as_array_mut()
             .ok_or_else(|| fail(format!("`{field}` is not a list")))?;
-        if !a.iter().any(|v| v.as_str() == Some(entry)) {
-            a.push(Value::String(entry.to_owned()));
+        if !a.iter().any(|v| item.matches(v)) {
+            a.push(item.value());
         }
     } else if let Some(a) = obj.get_mut(field).and_then(Value::as_array_mut) {
-        a.retain(|v| v.as_str() != Some(entry));
+        a.retain(|v| !item.matches(v));
     }
     if want == before {
         return Ok(false);
@@ -350,9 +430,9 @@ fn change_list(path: &Path, field: &str, entry: &str, add: bool) -> Result<bool,
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n".to_owned()
     };
     let edited = if add {
-        super::kustomization::with_entry(&text, field, entry)
+        super::kustomization::with_entry(&text, field, &item.text())
     } else {
-        super::kustomization::without_entry(&text, field, entry)
+        super::kustomization::without_entry(&text, field, &item.text())
     };
     let parses_to = |t: &str| serde_saphyr::from_str::<Value>(t).ok();
     match edited {
@@ -493,8 +573,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path().join("kustomization.yaml");
         std::fs::write(&k, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - ../../catalog/redis\n").unwrap();
-        assert!(add_base(&k, "../../catalog/counter").unwrap());
-        assert!(!add_base(&k, "../../catalog/counter").unwrap());
+        assert!(add_resource(&k, "../../catalog/counter").unwrap());
+        assert!(!add_resource(&k, "../../catalog/counter").unwrap());
+        assert!(
+            !add_resource(&k, "../../catalog/redis").unwrap(),
+            "listed under the deprecated bases: kept, not listed twice"
+        );
         assert!(
             set_image(
                 &k,
@@ -526,8 +610,55 @@ mod tests {
         let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(&k).unwrap()).unwrap();
         assert_eq!(v["images"].as_array().unwrap().len(), 1);
         assert_eq!(v["images"][0]["digest"], "sha256:11");
-        assert!(remove_base(&k, "../../catalog/redis").unwrap());
-        assert!(!remove_base(&k, "../../catalog/redis").unwrap());
+        assert!(remove_resource(&k, "../../catalog/redis").unwrap());
+        assert!(!remove_resource(&k, "../../catalog/redis").unwrap());
+        assert_eq!(
+            v["resources"][0], "../../catalog/counter",
+            "written under resources"
+        );
+    }
+
+    #[test]
+    fn patches_are_written_under_patches_and_an_older_patches_strategic_merge_entry_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("kustomization.yaml");
+        let text = "# target cluster (keep me)\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../catalog/video\n";
+        std::fs::write(&k, text).unwrap();
+        assert!(add_patch(&k, "transition-counter.yaml").unwrap());
+        assert!(!add_patch(&k, "transition-counter.yaml").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&k).unwrap(),
+            format!("{text}patches:\n  - path: transition-counter.yaml\n"),
+            "edited on the text: the comment and indentation stay"
+        );
+        assert!(remove_patch(&k, "transition-counter.yaml").unwrap());
+        assert!(!remove_patch(&k, "transition-counter.yaml").unwrap());
+        let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(&k).unwrap()).unwrap();
+        assert_eq!(v["patches"], serde_json::json!([]));
+
+        let old = "kind: Kustomization\npatchesStrategicMerge:\n- transition-counter.yaml\n";
+        std::fs::write(&k, old).unwrap();
+        assert!(
+            !add_patch(&k, "transition-counter.yaml").unwrap(),
+            "an older operator's entry is not listed twice"
+        );
+        assert!(remove_patch(&k, "transition-counter.yaml").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&k).unwrap(),
+            "kind: Kustomization\npatchesStrategicMerge: []\n"
+        );
+
+        std::fs::write(
+            &k,
+            "kind: Kustomization\nbases:   # packages\n  - ../../catalog/a\n",
+        )
+        .unwrap();
+        assert!(remove_resource(&k, "../../catalog/a").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&k).unwrap(),
+            "kind: Kustomization\nresources: [] # packages\n",
+            "an emptied bases: becomes resources: [] (kustomize 5 refuses an only-empty bases:)"
+        );
     }
 
     #[test]

@@ -153,6 +153,16 @@ pub fn without_entry(text: &str, field: &str, entry: &str) -> Option<String> {
     Some(join(&out, newline))
 }
 
+/// `text` with the top-level key `from` renamed `to` (value, comments and everything else
+/// kept); `None` when `from` is not a top-level key.
+pub fn rename_key(text: &str, from: &str, to: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let k = key_line(&lines, from)?;
+    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    out[k] = format!("{to}{}", &lines[k][from.len()..]);
+    Some(join(&out, text.ends_with('\n')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

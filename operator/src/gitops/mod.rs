@@ -1,5 +1,6 @@
 //! GitOps writer: a failover as a reviewable, revertable Git change.
 
+pub mod agents;
 pub mod edit;
 pub mod kustomization;
 pub mod repo;

@@ -12,7 +12,7 @@ use super::edit::{self, EditError};
 pub enum Strategy {
     /// `transition-<package>.yaml` in the target's folder: one strategic-merge patch per
     /// workload setting each checkpointed container's image by digest, listed under
-    /// `patchesStrategicMerge` (kustomize 2 to 5); manifests untouched. Each image reaches
+    /// `patches` (`- path: transition-<package>.yaml`, kustomize ≥ 3); manifests untouched. Each image reaches
     /// exactly the workload and container it was taken from.
     #[default]
     WorkloadPatch,
@@ -63,7 +63,7 @@ pub fn workload_patches(plan: &FailoverPlan) -> Option<String> {
     let mut out = format!(
         "# Written by transition-operator for package {} ({}): each checkpoint image pinned to\n\
          # exactly the workload and container it was taken from. Removing this file and its\n\
-         # patchesStrategicMerge entry goes back to the base images.\n",
+         # entry under patches goes back to the base images.\n",
         plan.package, plan.policy
     );
     for (i, ((kind, namespace, name), containers)) in by_workload.iter().enumerate() {
@@ -89,7 +89,11 @@ pub struct FailoverPlan {
     pub package: String,
     /// The package folder, e.g. `catalog/counter`.
     pub package_path: PathBuf,
-    /// Cluster folders holding a kustomization, e.g. `clusters/cluster1-azure`.
+    /// The clusters the package leaves and goes to.
+    pub source_cluster: String,
+    pub target_cluster: String,
+    /// Cluster folders holding a kustomization, e.g. `clusters/cluster1-azure` (or
+    /// `clusters/cluster1-azure/counter` with a folder per package).
     pub source_dir: PathBuf,
     pub target_dir: PathBuf,
     pub images: Vec<ImageSwap>,
@@ -146,17 +150,22 @@ pub fn apply_target(root: &Path, plan: &FailoverPlan) -> Result<Applied, EditErr
         });
     }
     let mut applied = Applied::default();
-    let target_k = root.join(&plan.target_dir).join("kustomization.yaml");
+    let target_folder = root.join(&plan.target_dir);
+    std::fs::create_dir_all(&target_folder).map_err(|e| EditError::Write {
+        path: target_folder.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let target_k = target_folder.join("kustomization.yaml");
     let target_entry = edit::relative(&plan.target_dir, &plan.package_path)
         .display()
         .to_string();
-    edit::add_base(&target_k, &target_entry)?;
+    edit::add_resource(&target_k, &target_entry)?;
     match plan.strategy {
         Strategy::WorkloadPatch => {
             if let Some(text) = workload_patches(plan) {
                 let name = patch_file(&plan.package);
                 edit::write_if_changed(&root.join(&plan.target_dir).join(&name), &text)?;
-                edit::add_entry(&target_k, "patchesStrategicMerge", &name)?;
+                edit::add_patch(&target_k, &name)?;
             }
             // Swaps that name no workload (a status from an older operator) go by image name.
             for swap in plan.images.iter().filter(|s| s.target.is_none()) {
@@ -241,25 +250,16 @@ pub fn apply_fence(root: &Path, plan: &FailoverPlan) -> Result<bool, EditError> 
     let source_entry = edit::relative(&plan.source_dir, &plan.package_path)
         .display()
         .to_string();
-    let mut changed = edit::remove_base(&source_k, &source_entry)?;
+    let mut changed = edit::remove_resource(&source_k, &source_entry)?;
     let patch = patch_file(&plan.package);
-    changed |= edit::remove_entry(&source_k, "patchesStrategicMerge", &patch)?;
+    changed |= edit::remove_patch(&source_k, &patch)?;
     changed |= edit::remove_file(&source.join(&patch))?;
     Ok(changed)
 }
 
 /// The commit message (template: what moved, why, and the exact images).
 pub fn message(plan: &FailoverPlan) -> String {
-    let source = plan
-        .source_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let target = plan
-        .target_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (source, target) = (&plan.source_cluster, &plan.target_cluster);
     let mut m = format!(
         "transition: fail over {} from {source} to {target}\n\nPolicy: {}\nPackage: {}\nFault: {}\nNode: {}\n",
         plan.package, plan.policy, plan.package, plan.fault, plan.node
@@ -280,6 +280,8 @@ mod tests {
             policy: "default/clusterpolicy-sample".into(),
             package: "counter".into(),
             package_path: "catalog/counter".into(),
+            source_cluster: "cluster1-azure".into(),
+            target_cluster: "cluster2-aws".into(),
             source_dir: "clusters/cluster1-azure".into(),
             target_dir: "clusters/cluster2-aws".into(),
             images: vec![ImageSwap {

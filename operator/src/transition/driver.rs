@@ -214,7 +214,10 @@ async fn dereference(
         Ok(p) => Ok((
             policy,
             policy_ns,
-            p.in_clusters_dir(&ctx.settings.git_clusters_dir),
+            p.in_clusters_dir(
+                &ctx.settings.git_clusters_dir,
+                ctx.settings.git_folder_per_package,
+            ),
             images,
         )),
         Err(e) => Err(Refusal::Plan(e)),

@@ -235,6 +235,8 @@ fn plan_with(
         policy: policy_key.to_owned(),
         package: spec.package.clone(),
         package_path: PathBuf::from(selector.package_path.trim_end_matches('/')),
+        source_cluster: spec.source_cluster.clone(),
+        target_cluster: spec.target_cluster.clone(),
         source_dir: PathBuf::from("clusters").join(&spec.source_cluster),
         target_dir: PathBuf::from("clusters").join(&spec.target_cluster),
         images: images
@@ -272,14 +274,16 @@ fn plan_with(
 
 impl Plan {
     /// The plan with the cluster folders under `dir` (`--git-clusters-dir`) instead of
-    /// `clusters/`.
-    pub fn in_clusters_dir(mut self, dir: &std::path::Path) -> Plan {
+    /// `clusters/`, and with `per_package` (`--git-folder-per-package`) one folder per package
+    /// inside each cluster's (`<dir>/<cluster>/<package>/`).
+    pub fn in_clusters_dir(mut self, dir: &std::path::Path, per_package: bool) -> Plan {
         let f = &mut self.failover;
-        for d in [&mut f.source_dir, &mut f.target_dir] {
-            if let Some(cluster) = d.file_name().map(std::ffi::OsStr::to_os_string) {
-                *d = dir.join(cluster);
-            }
-        }
+        let folder = |cluster: &str| {
+            let d = dir.join(cluster);
+            if per_package { d.join(&f.package) } else { d }
+        };
+        f.source_dir = folder(&f.source_cluster);
+        f.target_dir = folder(&f.target_cluster);
         self
     }
 }

@@ -76,6 +76,8 @@ fn plan(strategy: Strategy, package_path: &str) -> FailoverPlan {
         policy: "default/clusterpolicy-sample".into(),
         package: "counter".into(),
         package_path: PathBuf::from(package_path),
+        source_cluster: "cluster1-azure".into(),
+        target_cluster: "cluster2-aws".into(),
         source_dir: "clusters/cluster1-azure".into(),
         target_dir: "clusters/cluster2-aws".into(),
         images: vec![ImageSwap {
@@ -146,7 +148,7 @@ async fn a_kustomize_failover_is_one_commit_that_kubectl_kustomize_accepts_and_a
         "target change and fence in ONE commit: {changed}"
     );
 
-    let kubectl = lab.tool("kubectl").unwrap();
+    let kubectl = lab.tool("kubectl-current").unwrap();
     let target = Command::new(&kubectl)
         .arg("kustomize")
         .arg(clone.path().join("clusters/cluster2-aws"))
@@ -371,12 +373,12 @@ async fn with_one_repository_per_cluster_the_target_and_the_fence_are_ordered_id
 }
 
 /// Two Deployments of one package share a base image; each restores its OWN pod's checkpoint.
-/// Rendered with the lab's real `kubectl kustomize` (kubectl 1.20, kustomize 2.0 — the oldest
-/// renderer a GitOps agent might run), not with our own reader.
+/// Rendered with a current `kubectl kustomize` (kustomize 5, what Argo CD and Flux run), not with
+/// our own reader.
 #[test]
 fn two_workloads_sharing_an_image_each_get_their_own_checkpoint_in_the_rendered_target() {
     let lab = Lab::get().unwrap();
-    let kubectl = lab.tool("kubectl").unwrap();
+    let kubectl = lab.tool("kubectl-current").unwrap();
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     std::fs::create_dir_all(r.join("catalog/pair")).unwrap();
@@ -397,7 +399,7 @@ fn two_workloads_sharing_an_image_each_get_their_own_checkpoint_in_the_rendered_
     for c in ["cluster1-azure", "cluster2-aws"] {
         std::fs::write(
             r.join(format!("clusters/{c}/kustomization.yaml")),
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases: []\n",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n",
         )
         .unwrap();
     }
@@ -507,7 +509,7 @@ async fn a_failback_pins_the_home_to_the_fresh_checkpoint_and_leaves_the_old_hom
             .exists(),
         "the old home's pin is gone"
     );
-    let kubectl = lab.tool("kubectl").unwrap();
+    let kubectl = lab.tool("kubectl-current").unwrap();
     let render = |dir: &str| {
         let out = Command::new(&kubectl)
             .arg("kustomize")
@@ -528,4 +530,142 @@ async fn a_failback_pins_the_home_to_the_fresh_checkpoint_and_leaves_the_old_hom
     );
     let old = render("clusters/cluster2-aws");
     assert!(!old.contains("name: counter\n"), "old home fenced:\n{old}");
+}
+
+/// The Git contract's list keys: the writer lists the package under `resources:` and its patch
+/// under `patches:` (not the deprecated `bases:`/`patchesStrategicMerge`), and still reads a
+/// source that lists its packages under `bases:`. Rendered with a current `kubectl kustomize`
+/// (kustomize 5, what Argo CD and Flux run) from a clone of the lab's real Git server.
+#[tokio::test]
+async fn the_target_gets_resources_and_patches_and_a_source_listing_bases_is_still_fenced() {
+    let lab = Lab::get().unwrap();
+    let (ep, url, authed) = seeded(&lab, &format!("lists-{}", std::process::id()));
+    let setup = fresh_clone(&authed);
+    std::fs::write(
+        setup.path().join("clusters/cluster1-azure/kustomization.yaml"),
+        "# written before resources: took over\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - ../../catalog/counter\n",
+    )
+    .unwrap();
+    git(setup.path(), &["commit", "-qam", "source lists bases"]);
+    git(setup.path(), &["push", "-q", "origin", "main"]);
+
+    let cache = tempfile::tempdir().unwrap();
+    let repo = GitRepo::open_or_clone(config(&ep, &url, cache.path(), &ep.password)).unwrap();
+    let mut p = plan(Strategy::WorkloadPatch, "catalog/counter");
+    p.images[0].target = Some((
+        transition_operator::gitops::edit::WorkloadRef {
+            kind: "Deployment".into(),
+            name: "counter".into(),
+            namespace: Some("default".into()),
+        },
+        "counter".into(),
+    ));
+    let edit = |root: &Path| writer::apply(root, &p).map(|_| ());
+    assert!(
+        repo.change(&writer::message(&p), false, &edit)
+            .unwrap()
+            .commit
+            .is_some()
+    );
+
+    let clone = fresh_clone(&authed);
+    let read = |f: &str| std::fs::read_to_string(clone.path().join(f)).unwrap();
+    let target = read("clusters/cluster2-aws/kustomization.yaml");
+    assert!(
+        target.contains("resources: [../../catalog/counter]")
+            && target.contains("patches:\n- path: transition-counter.yaml")
+            && !target.contains("bases")
+            && !target.contains("patchesStrategicMerge"),
+        "{target}"
+    );
+    let source = read("clusters/cluster1-azure/kustomization.yaml");
+    assert_eq!(
+        source,
+        "# written before resources: took over\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n",
+        "fenced on the text, the comment kept; an emptied bases: becomes resources: [] (kustomize 5 refuses a kustomization with only an empty bases:)"
+    );
+    let kubectl = lab.tool("kubectl-current").unwrap();
+    let render = |dir: &str| {
+        let out = Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(clone.path().join(dir))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{dir} builds: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rendered = render("clusters/cluster2-aws");
+    assert!(
+        rendered.contains(&format!("image: {REF}")),
+        "the target runs the checkpoint image:\n{rendered}"
+    );
+    assert!(!render("clusters/cluster1-azure").contains("name: counter\n"));
+}
+
+/// Argo CD app-of-apps with one Application per package and cluster
+/// (`--git-folder-per-package`): each Application deploys `clusters/<cluster>/<package>/`; the
+/// failover creates the target's folder and empties the source's, in one commit on the lab's
+/// real Git server, and both folders build with a current `kubectl kustomize`.
+#[tokio::test]
+async fn with_a_folder_per_package_the_target_folder_is_created_and_the_source_folder_emptied() {
+    let lab = Lab::get().unwrap();
+    let (ep, url, authed) = seeded(&lab, &format!("per-package-{}", std::process::id()));
+    let setup = fresh_clone(&authed);
+    let source_folder = setup.path().join("clusters/cluster1-azure/counter");
+    std::fs::create_dir_all(&source_folder).unwrap();
+    std::fs::write(
+        source_folder.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../../catalog/counter\n",
+    )
+    .unwrap();
+    git(setup.path(), &["add", "-A"]);
+    git(setup.path(), &["commit", "-qm", "counter's own folder"]);
+    git(setup.path(), &["push", "-q", "origin", "main"]);
+
+    let cache = tempfile::tempdir().unwrap();
+    let repo = GitRepo::open_or_clone(config(&ep, &url, cache.path(), &ep.password)).unwrap();
+    let mut p = plan(Strategy::Kustomize, "catalog/counter");
+    p.source_dir = "clusters/cluster1-azure/counter".into();
+    p.target_dir = "clusters/cluster2-aws/counter".into();
+    let edit = |root: &Path| writer::apply(root, &p).map(|_| ());
+    let done = repo.change(&writer::message(&p), false, &edit).unwrap();
+    assert!(done.commit.is_some());
+    assert!(
+        writer::message(&p).contains("counter from cluster1-azure to cluster2-aws"),
+        "the message names clusters, not folders"
+    );
+
+    let clone = fresh_clone(&authed);
+    let kubectl = lab.tool("kubectl-current").unwrap();
+    let render = |dir: &str| {
+        let out = Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(clone.path().join(dir))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{dir} builds: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let target = render("clusters/cluster2-aws/counter");
+    assert!(target.contains(&format!("image: {REF}")), "{target}");
+    let source = render("clusters/cluster1-azure/counter");
+    assert!(!source.contains("name: counter\n"), "fenced: {source}");
+    let cluster_level = std::fs::read_to_string(
+        clone
+            .path()
+            .join("clusters/cluster2-aws/kustomization.yaml"),
+    )
+    .unwrap();
+    assert!(
+        !cluster_level.contains("catalog/counter"),
+        "the cluster-level kustomization is left alone: {cluster_level}"
+    );
 }

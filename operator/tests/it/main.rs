@@ -24,3 +24,4 @@ mod partition;
 mod policy_controller;
 mod reconcilers;
 mod support;
+mod sync_agents;

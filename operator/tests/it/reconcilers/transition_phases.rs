@@ -261,7 +261,7 @@ async fn a_node_fault_goes_through_every_phase_with_one_commit_a_guarded_taint_a
     );
     assert_eq!(
         s.condition("SyncRequested"),
-        ("False".into(), "NoArgoCDApplication".into())
+        ("False".into(), "NoSyncTrigger".into())
     );
     // The taint was added next to the existing one, guarded by the Node's resourceVersion.
     let node = s.source.get("/api/v1/nodes/worker-1").unwrap();
