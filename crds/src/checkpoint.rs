@@ -24,12 +24,12 @@ pub const MAX_CHECKPOINT_HISTORY: usize = 10;
     category = "transition-all",
     derive = "PartialEq",
     printcolumn = r#"{"name":"Package","type":"string","jsonPath":".spec.clusterRef.packageName"}"#,
-    printcolumn = r#"{"name":"Pod","type":"string","jsonPath":".spec.podRef.name"}"#,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.podRef.nodeName"}"#,
-    printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule"}"#,
+    printcolumn = r#"{"name":"Pod","type":"string","priority":1,"jsonPath":".spec.podRef.name"}"#,
+    printcolumn = r#"{"name":"Schedule","type":"string","priority":1,"jsonPath":".spec.schedule"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Last","type":"date","jsonPath":".status.lastCheckpointTime"}"#,
-    printcolumn = r#"{"name":"Image","type":"string","priority":1,"jsonPath":".status.lastCheckpointImage"}"#,
+    printcolumn = r#"{"name":"Last Run","type":"date","jsonPath":".status.lastCheckpointTime"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.lastCheckpointImage"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

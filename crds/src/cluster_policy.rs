@@ -23,10 +23,10 @@ pub const MAX_TRANSITION_HISTORY: usize = 20;
     category = "transition-all",
     derive = "PartialEq",
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.clusterSelector.name"}"#,
-    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.selectMode"}"#,
-    printcolumn = r#"{"name":"Failover","type":"string","priority":1,"jsonPath":".spec.transitionMode"}"#,
-    printcolumn = r#"{"name":"Packages","type":"integer","jsonPath":".status.protectedPackages"}"#,
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.targetCluster"}"#,
+    printcolumn = r#"{"name":"Transition","type":"string","jsonPath":".spec.transitionMode"}"#,
+    printcolumn = r#"{"name":"Select","type":"string","priority":1,"jsonPath":".spec.selectMode"}"#,
+    printcolumn = r#"{"name":"Packages","type":"integer","jsonPath":".status.protectedPackages"}"#,
     printcolumn = r#"{"name":"Checkpointed","type":"date","jsonPath":".status.lastCheckpointTime"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
@@ -44,6 +44,7 @@ pub struct ClusterPolicySpec {
     /// `Automatic`: fail over on a detected fault; `Manual`: only on a `Transition` created by a
     /// person; `None`: never move (checkpoints are still taken). Default `Automatic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Automatic"))]
     pub transition_mode: Option<TransitionMode>,
     /// The packages to protect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -107,7 +108,8 @@ pub struct ClusterSelector {
     /// URL of the repository where the cluster's workloads are defined.
     #[schemars(length(min = 1))]
     pub repo: String,
-    /// Kind of repository.
+    /// Kind of repository: `git` (default; the operator commits there). `helm` is refused: a
+    /// failover is a Git commit.
     #[serde(default)]
     pub repo_type: RepoType,
     /// Infrastructure provider (e.g. `azure`, `aws`). Informational only: the operator never reads
@@ -126,7 +128,8 @@ pub enum SelectMode {
     All,
 }
 
-/// When a policy may move packages.
+/// When a policy may move packages: `Automatic` (default) fails over on a detected fault;
+/// `Manual` only on a `Transition` a person creates; `None` never (checkpoints are still taken).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum TransitionMode {
     /// Fail over automatically on a detected fault.
@@ -185,7 +188,8 @@ pub struct PackageSelector {
     pub storage_replicated: Option<bool>,
 }
 
-/// How a package's checkpoints are taken.
+/// How a package's checkpoints are taken: `Schedule` (on `schedulePeriod`) or `Manual` (only
+/// when asked, e.g. `kubectl transition checkpoint`).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum BackupType {
     /// On `schedulePeriod`.
@@ -243,7 +247,8 @@ pub struct ClusterPreference {
     /// Cluster name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Kind of the cluster's repository.
+    /// Kind of the cluster's repository: `git` (default) or `helm` (refused on a preferred target:
+    /// the operator can only commit to Git).
     #[serde(default)]
     pub repo_type: RepoType,
     /// URL of the cluster's GitOps repository, when it differs from the operator's default.
@@ -424,7 +429,7 @@ mod tests {
 
     /// The manifest from seed 004's guide, "ClusterPolicy configuration", byte for byte.
     pub(crate) const SEED_POLICY: &str =
-        include_str!("../../catalog/policies/clusterpolicy-sample.yaml");
+        include_str!("../../catalog/policies/seed/clusterpolicy-sample.yaml");
 
     #[test]
     fn the_seed_manifest_parses_with_every_field() {

@@ -49,9 +49,16 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 
-/// Makes a generated CRD acceptable to every API server we target: drops the `null` that
-/// schemars puts into the `enum` of an optional enum field (`nullable: true` already allows
-/// null; API server 1.20 rejects the whole CRD with a misleading message otherwise).
+/// Makes a generated CRD acceptable to, and readable on, every API server we target:
+/// * drops the `null` that schemars puts into the `enum` of an optional enum field (API server
+///   1.20 rejects the whole CRD with a misleading message otherwise);
+/// * drops schemars' `nullable: true` in the `spec` of the kinds people write (ClusterPolicy,
+///   Transition): API servers that publish OpenAPI v2 (1.20 here) strip the `type` of nullable
+///   fields, so `kubectl explain` shows `<>` and cannot recurse into them. Our types never send
+///   `null` there (every `Option` is skipped when `None`), and a `null` someone writes is pruned
+///   on create/update (as if absent). What the operator writes by server-side apply (every
+///   `status`, Checkpoint and NodeHealth `spec`) keeps `nullable`: the 1.20 API server stores an
+///   object field a manager stops sending as `null`, which a non-nullable field refuses.
 pub fn normalize(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(root) = version
@@ -64,6 +71,16 @@ pub fn normalize(mut crd: CustomResourceDefinition) -> CustomResourceDefinition 
                     values.retain(|v| !v.0.is_null());
                 }
             });
+            let written_by_people =
+                matches!(crd.spec.names.kind.as_str(), "ClusterPolicy" | "Transition");
+            if let Some(spec) = root
+                .properties
+                .as_mut()
+                .and_then(|p| p.get_mut("spec"))
+                .filter(|_| written_by_people)
+            {
+                walk(spec, &mut |p| p.nullable = None);
+            }
         }
     }
     crd
@@ -121,6 +138,36 @@ mod tests {
                 }
             }
             check(&value, crd.metadata.name.as_deref().unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn no_spec_field_people_write_is_nullable_and_what_the_operator_applies_stays_nullable() {
+        for crd in crate::all_crds() {
+            if !matches!(crd.spec.names.kind.as_str(), "ClusterPolicy" | "Transition") {
+                continue;
+            }
+            let root = &crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap()
+                .properties
+                .as_ref()
+                .unwrap();
+            let text = |k: &str| serde_json::to_string(&root.get(k)).unwrap();
+            assert!(
+                !text("spec").contains("\"nullable\""),
+                "{:?}: nullable spec fields lose their type in OpenAPI v2 (kubectl explain shows <>)",
+                crd.metadata.name
+            );
+            assert!(
+                text("status").contains("\"nullable\""),
+                "{:?}: status keeps nullable (server-side apply on 1.20 writes removed fields as null)",
+                crd.metadata.name
+            );
         }
     }
 }

@@ -379,10 +379,27 @@ mod tests {
         serde_saphyr::from_str(yaml).unwrap()
     }
 
-    const SEED: &str = include_str!("../../../catalog/policies/clusterpolicy-sample.yaml");
+    const SEED: &str = include_str!("../../../catalog/policies/seed/clusterpolicy-sample.yaml");
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_shipped_sample_policy_is_valid_and_points_at_package_folders_of_this_repository() {
+        const SAMPLE: &str = include_str!("../../../catalog/policies/clusterpolicy-sample.yaml");
+        let policy: ClusterPolicy = serde_saphyr::from_str(SAMPLE).unwrap();
+        assert!(validate(&policy.spec).is_ok());
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for p in &policy.spec.package_selectors {
+            assert!(
+                root.join(&p.package_path)
+                    .join("kustomization.yaml")
+                    .is_file(),
+                "{} is a package folder of catalog/",
+                p.package_path
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use transition_crds::{ClusterPolicy, Transition};
 use transition_operator::k8s::crd_install::install_crds;
 use transition_testlab::{Lab, fresh_namespace};
 
-const SEED: &str = include_str!("../../../catalog/policies/clusterpolicy-sample.yaml");
+const SEED: &str = include_str!("../../../catalog/policies/seed/clusterpolicy-sample.yaml");
 
 async fn mgmt() -> kube::Client {
     let lab = Lab::get().unwrap();
@@ -65,7 +65,14 @@ async fn the_seed_cluster_policy_applies_unchanged_and_round_trips_through_the_r
         .get("clusterpolicy-sample")
         .await
         .unwrap();
-    let local: ClusterPolicy = serde_saphyr::from_str(SEED).unwrap();
+    let mut local: ClusterPolicy = serde_saphyr::from_str(SEED).unwrap();
+    assert_eq!(local.spec.transition_mode, None, "the seed leaves it out");
+    assert_eq!(
+        typed.spec.transition_mode,
+        Some(transition_crds::cluster_policy::TransitionMode::Automatic),
+        "the schema's default is filled in (the Transition column shows it)"
+    );
+    local.spec.transition_mode = typed.spec.transition_mode;
     assert_eq!(
         typed.spec, local.spec,
         "server copy reads back into the same Rust spec"
@@ -300,9 +307,19 @@ async fn kubectl_resolves_the_kind_names_and_short_names_and_the_category_lists_
         .unwrap();
     let (ok, out) = kubectl(&["get", "tpol", "cols"]);
     let header = out.lines().next().unwrap_or_default();
+    for column in [
+        "SOURCE",
+        "TARGET",
+        "TRANSITION",
+        "PACKAGES",
+        "CHECKPOINTED",
+        "READY",
+    ] {
+        assert!(ok && header.contains(column), "{column} in {out}");
+    }
     assert!(
-        ok && header.contains("TARGET") && header.contains("CHECKPOINTED"),
-        "{out}"
+        out.contains("Automatic"),
+        "the defaulted transition mode: {out}"
     );
     assert!(
         out.contains("c2") && out.contains("10m"),
@@ -313,4 +330,39 @@ async fn kubectl_resolves_the_kind_names_and_short_names_and_the_category_lists_
         ok && out.contains("transition.transition.dcnlab.ssu.ac.kr/x"),
         "{out}"
     );
+}
+
+/// `kubectl explain` is the first doc users read: on the lab's real kube-apiserver (v1.20, which
+/// publishes OpenAPI v2 and drops the type of nullable fields) every spec field of the kinds
+/// people write shows its type, and the recursion reaches every nested object.
+#[tokio::test]
+async fn kubectl_explain_shows_every_spec_field_people_write_with_its_type() {
+    let _client = mgmt().await;
+    let lab = Lab::get().unwrap();
+    let kubeconfig = lab.cluster(&lab.clusters()[0]).unwrap().kubeconfig;
+    for kind in ["clusterpolicy.spec", "transition.spec"] {
+        let explain = || {
+            let out = std::process::Command::new(lab.tool("kubectl").unwrap())
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["explain", kind, "--recursive"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        // The API server republishes its OpenAPI a moment after a CRD changes.
+        let mut text = explain();
+        for _ in 0..20 {
+            if text.contains("FIELDS:") && !text.contains("<>") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            text = explain();
+        }
+        let untyped: Vec<&str> = text.lines().filter(|l| l.contains("<>")).collect();
+        assert!(
+            text.contains("FIELDS:") && untyped.is_empty(),
+            "{kind}: fields without a type: {untyped:?}\n{text}"
+        );
+    }
 }

@@ -669,3 +669,68 @@ async fn with_a_folder_per_package_the_target_folder_is_created_and_the_source_f
         "the cluster-level kustomization is left alone: {cluster_level}"
     );
 }
+
+/// `--git-branch production --git-clusters-dir deploy/envs` against the lab's real Git server:
+/// the failover commit lands on `production` only, in the configured folders, and `main` is left
+/// as it was.
+#[tokio::test]
+async fn a_configured_branch_and_cluster_folder_get_the_commit_and_main_is_untouched() {
+    let lab = Lab::get().unwrap();
+    let (ep, url, authed) = seeded(&lab, &format!("branch-{}", std::process::id()));
+    let main_before = remote_head(&authed);
+    let setup = fresh_clone(&authed);
+    let w = setup.path();
+    git(w, &["checkout", "-q", "-b", "production"]);
+    std::fs::create_dir_all(w.join("deploy")).unwrap();
+    git(w, &["mv", "clusters", "deploy/envs"]);
+    let k = w.join("deploy/envs/cluster1-azure/kustomization.yaml");
+    let text = std::fs::read_to_string(&k)
+        .unwrap()
+        .replace("../../catalog", "../../../catalog");
+    std::fs::write(&k, text).unwrap();
+    git(w, &["commit", "-qam", "production layout"]);
+    git(w, &["push", "-q", "origin", "production"]);
+
+    let cache = tempfile::tempdir().unwrap();
+    let mut cfg = config(&ep, &url, cache.path(), &ep.password);
+    cfg.branch = "production".into();
+    let repo = GitRepo::open_or_clone(cfg).unwrap();
+    let mut p = plan(Strategy::Kustomize, "catalog/counter");
+    p.source_dir = "deploy/envs/cluster1-azure".into();
+    p.target_dir = "deploy/envs/cluster2-aws".into();
+    let edit = |root: &Path| writer::apply(root, &p).map(|_| ());
+    let sha = repo
+        .change(&writer::message(&p), false, &edit)
+        .unwrap()
+        .commit
+        .unwrap();
+
+    assert_eq!(remote_head(&authed), main_before, "main is untouched");
+    let ls = Command::new("git")
+        .args(["ls-remote", &authed, "refs/heads/production"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).starts_with(&sha),
+        "production has the commit"
+    );
+    let clone = fresh_clone(&authed);
+    git(clone.path(), &["checkout", "-q", "production"]);
+    let out = Command::new(lab.tool("kubectl-current").unwrap())
+        .arg("kustomize")
+        .arg(clone.path().join("deploy/envs/cluster2-aws"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(REF),
+        "the target folder builds with the checkpoint image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let source = std::fs::read_to_string(
+        clone
+            .path()
+            .join("deploy/envs/cluster1-azure/kustomization.yaml"),
+    )
+    .unwrap();
+    assert!(!source.contains("catalog/counter"), "fenced: {source}");
+}

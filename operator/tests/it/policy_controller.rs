@@ -21,7 +21,7 @@ use transition_operator::k8s::crd_install::install_crds;
 use transition_operator::observe::metrics::Metrics;
 use transition_testlab::{Lab, fresh_namespace};
 
-const SEED: &str = include_str!("../../../catalog/policies/clusterpolicy-sample.yaml");
+const SEED: &str = include_str!("../../../catalog/policies/seed/clusterpolicy-sample.yaml");
 
 /// Polls `api.get(name)` until `check` holds (at most 30 s).
 async fn eventually(
