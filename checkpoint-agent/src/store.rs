@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use crate::config::Secret;
@@ -271,24 +271,56 @@ impl ObjectStore {
             .map_err(|e| self.err("abort the multipart upload of", key, &e))
     }
 
-    /// Replaces the user metadata of `key` (a server-side copy onto itself; no bytes travel).
-    pub async fn replace_metadata(
-        &self,
-        key: &str,
-        metadata: HashMap<String, String>,
-    ) -> Result<(), StoreError> {
+    /// Writes the small JSON object `body` to `key` (a digest record).
+    pub async fn put_record(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
         self.client
-            .copy_object()
+            .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .copy_source(format!("{}/{}", self.bucket, key))
-            .metadata_directive(MetadataDirective::Replace)
-            .set_metadata(Some(metadata))
-            .content_type("application/x-tar")
+            .content_type("application/json")
+            .body(ByteStream::from(body))
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| self.err("record the metadata of", key, &e))
+            .map_err(|e| self.err("record the digest in", key, &e))
+    }
+
+    /// The bytes of the small object `key` (at most `limit` + 1 are read), or `None` when it
+    /// does not exist.
+    pub async fn get_record(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let err = self.err("read", key, &e);
+                return if err.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(err)
+                };
+            }
+        };
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| StoreError {
+            op: "read",
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            kind: ErrorKind::Transient,
+            message: e.to_string(),
+        })? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > limit {
+                break;
+            }
+        }
+        Ok(Some(bytes))
     }
 
     /// Keys under `prefix` (for tests and tools).

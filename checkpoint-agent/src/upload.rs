@@ -2,10 +2,12 @@
 //!
 //! * Archives up to one part go in a single PUT (atomically visible, sha256 in its metadata).
 //! * Larger ones go multipart: parts are read once, hashed in order and uploaded `parallelism` at a
-//!   time. The object becomes visible, whole, only at CompleteMultipartUpload; the sha256 is then
-//!   added with a server-side copy onto itself (no bytes travel). Readers treat an archive as
-//!   ready only once it carries `sha256` metadata.
-//! * Dedupe is by HEAD + metadata (size, source mtime, sha256): nothing is ever downloaded.
+//!   time. The object becomes visible, whole, only at CompleteMultipartUpload; the sha256 then
+//!   goes into a digest record beside it (`<key>.sha256.json`, `transition_crds::storage`) — no
+//!   server-side copy (5 GiB limit on AWS, URL-encoded source keys). Readers treat an archive as
+//!   ready only once its sha256 is in its metadata or in its digest record.
+//! * Dedupe is by HEAD + metadata (size, source mtime) and the recorded sha256: nothing large is
+//!   ever downloaded.
 //! * An in-progress multipart upload is recorded in the state folder; after a restart its parts
 //!   already on the server are kept (re-hashed locally, not re-sent) and the rest follows.
 //! * Every S3 request is retried with bounded exponential backoff when the failure is transient;
@@ -23,11 +25,14 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use transition_crds::storage::{ArchiveKey, META_CLUSTER, META_NODE, META_SHA256};
+use transition_crds::storage::{
+    ArchiveKey, DIGEST_RECORD_MAX_BYTES, DIGEST_SUFFIX, DigestRecord, META_CLUSTER, META_NODE,
+    META_SHA256,
+};
 
 use crate::archive::Candidate;
 use crate::metrics::{Label, Metrics};
-use crate::store::{ErrorKind, ObjectStore, StoreError};
+use crate::store::{ErrorKind, ObjectInfo, ObjectStore, StoreError};
 
 /// User-metadata key: archive size in bytes.
 pub const META_SIZE: &str = "size";
@@ -47,8 +52,8 @@ pub enum Outcome {
     },
     /// The same archive was already complete in S3; nothing was read or sent.
     AlreadyPresent { sha256: String },
-    /// The object was complete but lacked its sha256 (a crash just before recording it):
-    /// hashed locally and recorded, nothing re-sent.
+    /// The object was complete but its sha256 was not recorded (a crash just before writing the
+    /// digest record): hashed locally and recorded, nothing re-sent.
     MetadataCompleted { sha256: String },
 }
 
@@ -221,19 +226,17 @@ impl Uploader {
             let same = info.size == candidate.size
                 && info.metadata.get(META_SOURCE_MTIME) == meta.get(META_SOURCE_MTIME);
             if same {
-                if let Some(sha) = info.metadata.get(META_SHA256) {
-                    debug!(key = %key_s, "already uploaded");
-                    return Ok(Outcome::AlreadyPresent {
-                        sha256: sha.clone(),
-                    });
-                }
-                let sha = self.hash_file(candidate).await?;
-                let mut full = meta.clone();
-                full.insert(META_SHA256.to_owned(), sha.clone());
-                with_retry(m, self.config.max_attempts, || {
-                    self.store.replace_metadata(&key_s, full.clone())
+                let recorded = with_retry(m, self.config.max_attempts, || {
+                    self.recorded_sha256(&key_s, &info)
                 })
                 .await?;
+                if let Some(sha) = recorded {
+                    debug!(key = %key_s, "already uploaded");
+                    return Ok(Outcome::AlreadyPresent { sha256: sha });
+                }
+                let sha = self.hash_file(candidate).await?;
+                self.record_digest(&key_s, &sha, candidate.size, &meta)
+                    .await?;
                 info!(key = %key_s, "recorded the sha256 of an already complete object");
                 return Ok(Outcome::MetadataCompleted { sha256: sha });
             }
@@ -244,6 +247,64 @@ impl Uploader {
         } else {
             self.multipart(candidate, &key_s, meta, cancel).await
         }
+    }
+
+    /// The sha256 recorded for the object `key` that HEAD described as `info`: its `sha256`
+    /// metadata (one PUT) or its digest record (parts) when the record's size matches. `None`:
+    /// not recorded (yet), or a record that does not describe this object (logged).
+    pub async fn recorded_sha256(
+        &self,
+        key: &str,
+        info: &ObjectInfo,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(sha) = info.metadata.get(META_SHA256) {
+            return Ok(Some(sha.clone()));
+        }
+        let record_key = format!("{key}{DIGEST_SUFFIX}");
+        let Some(bytes) = self
+            .store
+            .get_record(&record_key, DIGEST_RECORD_MAX_BYTES)
+            .await?
+        else {
+            return Ok(None);
+        };
+        match DigestRecord::parse(&record_key, &bytes) {
+            Ok(r) if r.size == info.size => Ok(Some(r.sha256)),
+            Ok(r) => {
+                warn!(
+                    key,
+                    recorded = r.size,
+                    actual = info.size,
+                    "digest record is for another size; recording again"
+                );
+                Ok(None)
+            }
+            Err(e) => {
+                warn!(error = %e, "unusable digest record; recording again");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes the digest record of the complete object `key`.
+    async fn record_digest(
+        &self,
+        key: &str,
+        sha256: &str,
+        size: u64,
+        meta: &HashMap<String, String>,
+    ) -> Result<(), UploadError> {
+        let record = DigestRecord {
+            sha256: sha256.to_owned(),
+            size,
+            source_mtime: meta.get(META_SOURCE_MTIME).cloned().unwrap_or_default(),
+        };
+        let record_key = format!("{key}{DIGEST_SUFFIX}");
+        with_retry(&self.metrics, self.config.max_attempts, || {
+            self.store.put_record(&record_key, record.to_bytes())
+        })
+        .await?;
+        Ok(())
     }
 
     async fn open(&self, c: &Candidate) -> Result<tokio::fs::File, UploadError> {
@@ -418,12 +479,7 @@ impl Uploader {
             self.store.complete(key, &upload_id, &etags)
         })
         .await?;
-        let mut full = meta;
-        full.insert(META_SHA256.to_owned(), sha.clone());
-        with_retry(&self.metrics, self.config.max_attempts, || {
-            self.store.replace_metadata(key, full.clone())
-        })
-        .await?;
+        self.record_digest(key, &sha, c.size, &meta).await?;
         let _ = std::fs::remove_file(&record_path);
         Ok(Outcome::Uploaded {
             bytes: sent,

@@ -15,7 +15,7 @@ use notify::Watcher;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use transition_crds::heartbeat::LastUpload;
-use transition_crds::storage::{ArchiveKey, META_SHA256};
+use transition_crds::storage::ArchiveKey;
 
 use crate::archive::{self, Candidate, Skip};
 use crate::heartbeat::LastUploadCell;
@@ -304,13 +304,22 @@ impl ArchiveWatcher {
         }
     }
 
-    /// Deletes the local archive only after HEAD shows the same size and sha256 in S3.
+    /// Deletes the local archive only after HEAD shows the same size in S3 and the recorded
+    /// sha256 (metadata or digest record) is the one computed while uploading.
     async fn delete_verified(&self, c: &Candidate, key: &ArchiveKey, sha256: &str) {
-        match self.uploader.store().head(&key.to_string()).await {
-            Ok(Some(info))
-                if info.size == c.size
-                    && info.metadata.get(META_SHA256).map(String::as_str) == Some(sha256) =>
-            {
+        let key_s = key.to_string();
+        let head = self.uploader.store().head(&key_s).await;
+        let recorded = match &head {
+            Ok(Some(info)) if info.size == c.size => self
+                .uploader
+                .recorded_sha256(&key_s, info)
+                .await
+                .ok()
+                .flatten(),
+            _ => None,
+        };
+        match head {
+            Ok(Some(_)) if recorded.as_deref() == Some(sha256) => {
                 match std::fs::remove_file(&c.path) {
                     Ok(()) => {
                         info!(path = %c.path.display(), "deleted the local archive after a verified upload")

@@ -9,7 +9,12 @@
 //! The Go agent used the bare file name, so two nodes (or clusters) producing the same name
 //! overwrote each other. Every segment is checked: non-empty, at most 253 bytes, only
 //! `[A-Za-z0-9._:+-]`, never `.` or `..`; so a key never escapes its prefix and always parses back.
-//! Object metadata carries the archive's sha256 ([`META_SHA256`]) computed while uploading.
+//! The archive's sha256, computed while uploading, is in the object's metadata ([`META_SHA256`])
+//! when the archive went up in one PUT, and in a digest record next to it
+//! (`<archive key>.sha256.json`, [`DigestRecord`]) when it went up in parts: the digest is known
+//! only after the last part, and S3 metadata cannot be added to an object afterwards without a
+//! server-side copy (limited to 5 GiB on AWS, and needing a URL-encoded source key). An archive
+//! is ready when either is present.
 
 use std::fmt;
 
@@ -21,6 +26,68 @@ pub const META_SHA256: &str = "sha256";
 pub const META_NODE: &str = "node";
 /// User-metadata key holding the cluster that produced the archive.
 pub const META_CLUSTER: &str = "cluster";
+
+/// Suffix of the digest record beside an archive uploaded in parts.
+pub const DIGEST_SUFFIX: &str = ".sha256.json";
+/// Largest digest record a reader accepts.
+pub const DIGEST_RECORD_MAX_BYTES: usize = 4096;
+
+/// What the agent records about a finished archive it uploaded in parts
+/// (`<archive key>.sha256.json`, JSON).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DigestRecord {
+    /// Hex sha256 of the whole archive.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The local file's modification time in ns (what the agent dedupes on).
+    #[serde(default)]
+    pub source_mtime: String,
+}
+
+/// Why a digest record cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DigestError {
+    #[error(
+        "failed to read digest record {key}: it is larger than {DIGEST_RECORD_MAX_BYTES} bytes"
+    )]
+    TooLarge { key: String },
+    #[error("failed to read digest record {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl DigestRecord {
+    /// The record's bytes as stored.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses the record stored at `key` (input from the bucket: every defect is an error naming
+    /// the key, and no byte of a garbage record is echoed).
+    pub fn parse(key: &str, bytes: &[u8]) -> Result<DigestRecord, DigestError> {
+        if bytes.len() > DIGEST_RECORD_MAX_BYTES {
+            return Err(DigestError::TooLarge {
+                key: key.to_owned(),
+            });
+        }
+        let invalid = |reason: &str| DigestError::Invalid {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let record: DigestRecord = serde_json::from_slice(bytes).map_err(|e| {
+            invalid(&format!(
+                "not a digest record (JSON error at line {} column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if record.sha256.len() != 64 || !record.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid("sha256 is not 64 hex digits"));
+        }
+        Ok(record)
+    }
+}
 
 /// Where one checkpoint archive lives in the bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,6 +160,11 @@ impl ArchiveKey {
             (Some(c), Some(n), Some(a), None) => ArchiveKey::new(c, n, a),
             _ => Err(KeyError::Layout(key.to_owned())),
         }
+    }
+
+    /// The key of this archive's digest record ([`DigestRecord`]).
+    pub fn digest_key(&self) -> String {
+        format!("{self}{DIGEST_SUFFIX}")
     }
 
     /// The prefix listing every archive of one node.
@@ -173,6 +245,36 @@ mod tests {
             "checkpoints/v1/cluster1-azure/worker-1/checkpoint-web_default-nginx-2025-09-08T14:20:56Z.tar"
         );
         assert_eq!(ArchiveKey::parse(&text).unwrap(), key);
+    }
+
+    #[test]
+    fn a_digest_record_round_trips_and_a_bad_one_is_named_without_its_bytes() {
+        let key =
+            ArchiveKey::new("c", "n", "checkpoint-p_ns-c-2026-12-02T10:00:00+01:00.tar").unwrap();
+        assert!(key.digest_key().ends_with(".tar.sha256.json"));
+        let r = DigestRecord {
+            sha256: "a".repeat(64),
+            size: 7,
+            source_mtime: "1".into(),
+        };
+        assert_eq!(DigestRecord::parse("k", &r.to_bytes()), Ok(r));
+        let garbage = b"\x00\xffSECRET-BYTES";
+        let e = DigestRecord::parse("k", garbage).unwrap_err().to_string();
+        assert!(
+            e.contains("digest record k") && !e.contains("SECRET"),
+            "{e}"
+        );
+        let short = br#"{"sha256": "abc", "size": 1}"#;
+        assert!(
+            DigestRecord::parse("k", short)
+                .unwrap_err()
+                .to_string()
+                .contains("64 hex")
+        );
+        assert!(matches!(
+            DigestRecord::parse("k", &vec![b' '; 5000]),
+            Err(DigestError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! `ArchiveStore`: the operator's narrow read-only view of the checkpoint bucket the agents write
 //! (layout and metadata keys in `transition_crds::storage`). Archives are streamed, never
-//! buffered whole; an archive counts as ready only once its `sha256` metadata is present.
+//! buffered whole; an archive counts as ready only once its sha256 is recorded — in its `sha256`
+//! metadata (one PUT) or in its digest record `<key>.sha256.json` (uploaded in parts).
 
 use std::time::Duration;
 
-use transition_crds::storage::META_SHA256;
+use transition_crds::storage::{
+    DIGEST_RECORD_MAX_BYTES, DIGEST_SUFFIX, DigestError, DigestRecord, META_SHA256,
+};
 
 /// Connection settings.
 #[derive(Clone)]
@@ -37,9 +40,25 @@ pub enum StoreError {
         reason: String,
     },
     #[error(
-        "failed to use s3://{bucket}/{key}: it has no sha256 metadata yet (upload not finished)"
+        "failed to use s3://{bucket}/{key}: its sha256 is not recorded yet (upload not finished)"
     )]
     NotReady { bucket: String, key: String },
+    #[error("failed to use s3://{bucket}/{key}: {source}")]
+    BadDigest {
+        bucket: String,
+        key: String,
+        #[source]
+        source: DigestError,
+    },
+    #[error(
+        "failed to use s3://{bucket}/{key}: its digest record says {recorded} bytes, the object has {actual}"
+    )]
+    SizeMismatch {
+        bucket: String,
+        key: String,
+        recorded: u64,
+        actual: u64,
+    },
 }
 
 /// A ready archive: size and the sha256 the agent computed while uploading.
@@ -94,7 +113,8 @@ impl ArchiveStore {
         }
     }
 
-    /// The archive at `key` if it is complete (its `sha256` metadata is present).
+    /// The archive at `key` if it is complete: its sha256 is in its metadata or in its digest
+    /// record (whose size must match the object's).
     pub async fn ready(&self, key: &str) -> Result<ArchiveObject, StoreError> {
         let out = self
             .client
@@ -104,30 +124,89 @@ impl ArchiveStore {
             .send()
             .await
             .map_err(|e| self.err("inspect", key, &e))?;
-        let sha = out
+        let size = u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0);
+        let in_metadata = out
             .metadata()
             .and_then(|m| m.get(META_SHA256))
             .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| StoreError::NotReady {
-                bucket: self.bucket.clone(),
-                key: key.to_owned(),
-            })?;
+            .cloned();
+        let sha = match in_metadata {
+            Some(sha) => sha,
+            None => self.digest_record(key, size).await?,
+        };
         Ok(ArchiveObject {
             key: key.to_owned(),
-            size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
+            size,
             digest: format!("sha256:{sha}"),
         })
     }
 
-    /// Deletes the archive at `key` (retention); a missing object is not an error.
-    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_object()
+    /// The sha256 in the digest record of `key` (an archive of `size` bytes).
+    async fn digest_record(&self, key: &str, size: u64) -> Result<String, StoreError> {
+        let record_key = format!("{key}{DIGEST_SUFFIX}");
+        let not_ready = || StoreError::NotReady {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+        };
+        let out = match self
+            .client
+            .get_object()
             .bucket(&self.bucket)
-            .key(key)
+            .key(&record_key)
             .send()
             .await
-            .map_err(|e| self.err("delete", key, &e))?;
+        {
+            Ok(out) => out,
+            Err(e)
+                if transition_runtime::s3::classify(&e).0
+                    == transition_runtime::s3::ErrorKind::NotFound =>
+            {
+                return Err(not_ready());
+            }
+            Err(e) => return Err(self.err("read", &record_key, &e)),
+        };
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Request {
+            op: "read",
+            bucket: self.bucket.clone(),
+            key: record_key.clone(),
+            reason: e.to_string(),
+        })? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > DIGEST_RECORD_MAX_BYTES {
+                break;
+            }
+        }
+        let record =
+            DigestRecord::parse(&record_key, &bytes).map_err(|source| StoreError::BadDigest {
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+                source,
+            })?;
+        if record.size != size {
+            return Err(StoreError::SizeMismatch {
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+                recorded: record.size,
+                actual: size,
+            });
+        }
+        Ok(record.sha256)
+    }
+
+    /// Deletes the archive at `key` and its digest record (retention); a missing object is not
+    /// an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        for k in [key.to_owned(), format!("{key}{DIGEST_SUFFIX}")] {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&k)
+                .send()
+                .await
+                .map_err(|e| self.err("delete", &k, &e))?;
+        }
         Ok(())
     }
 

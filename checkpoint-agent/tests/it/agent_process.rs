@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use transition_crds::heartbeat::Heartbeat;
-use transition_crds::storage::META_SHA256;
+use transition_crds::storage::{DIGEST_SUFFIX, DigestRecord};
 use transition_testlab::S3Server;
 
 fn free_port() -> u16 {
@@ -159,19 +159,15 @@ async fn killed_mid_upload_the_agent_resumes_to_exactly_one_complete_object() {
     })
     .await;
     let local = sha256_file(&path);
-    let mut head = None;
-    for _ in 0..50 {
-        head = s3_store.head(key).await.unwrap();
-        if head
-            .as_ref()
-            .is_some_and(|h| h.metadata.contains_key(META_SHA256))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let head = head.unwrap();
-    assert_eq!(head.metadata.get(META_SHA256), Some(&local));
+    let record_file = s3.object_path(&format!("{key}{DIGEST_SUFFIX}"));
+    eventually(10, "the digest record of the resumed upload", || {
+        record_file.exists()
+    })
+    .await;
+    let record = DigestRecord::parse("record", &std::fs::read(&record_file).unwrap()).unwrap();
+    assert_eq!(record.sha256, local);
+    let head = s3_store.head(key).await.unwrap().unwrap();
+    assert_eq!(head.size, record.size);
     assert_eq!(
         sha256_file(&s3.object_path(key)),
         local,
@@ -179,8 +175,8 @@ async fn killed_mid_upload_the_agent_resumes_to_exactly_one_complete_object() {
     );
     assert_eq!(
         s3_store.list("checkpoints/").await.unwrap(),
-        vec![key.to_owned()],
-        "exactly one object"
+        vec![key.to_owned(), format!("{key}{DIGEST_SUFFIX}")],
+        "exactly one archive object, with its digest record"
     );
     let resumed = second.metric("checkpoint_agent_resumed_parts_total").await;
     assert!(

@@ -14,11 +14,11 @@ use checkpoint_agent::metrics::Metrics;
 use checkpoint_agent::store::ErrorKind;
 use checkpoint_agent::upload::{Outcome, UploadError};
 use tokio_util::sync::CancellationToken;
-use transition_crds::storage::{ArchiveKey, META_SHA256};
+use transition_crds::storage::{ArchiveKey, DigestRecord, META_SHA256};
 use transition_testlab::S3Server;
 
 #[tokio::test]
-async fn small_and_large_archives_arrive_whole_with_their_sha256_in_metadata() {
+async fn small_and_large_archives_arrive_whole_with_their_sha256_in_metadata_or_digest_record() {
     let s3 = S3Server::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
@@ -43,8 +43,29 @@ async fn small_and_large_archives_arrive_whole_with_their_sha256_in_metadata() {
             "the stored bytes are the archive"
         );
         let head = up.store().head(&key.to_string()).await.unwrap().unwrap();
-        assert_eq!(head.metadata.get(META_SHA256), Some(&local));
         assert_eq!(head.size, c.size);
+        let record_file = s3.object_path(&key.digest_key());
+        if pod == "small" {
+            assert_eq!(
+                head.metadata.get(META_SHA256),
+                Some(&local),
+                "one PUT: in its metadata"
+            );
+            assert!(!record_file.exists());
+        } else {
+            // In parts: no server-side copy to add metadata; a digest record beside it.
+            assert_eq!(head.metadata.get(META_SHA256), None);
+            let record =
+                DigestRecord::parse("record", &std::fs::read(&record_file).unwrap()).unwrap();
+            assert_eq!(
+                (record.sha256.as_str(), record.size),
+                (local.as_str(), c.size)
+            );
+        }
+        assert_eq!(
+            up.recorded_sha256(&key.to_string(), &head).await.unwrap(),
+            Some(local.clone())
+        );
     }
     let large = std::fs::metadata(
         dir.path()
@@ -93,7 +114,11 @@ async fn a_second_run_reads_and_sends_nothing() {
     );
     assert_eq!(second.uploaded_bytes.get(), 0, "no bytes sent");
     assert_eq!(second.read_bytes.get(), 0, "the archive was not even read");
-    assert_eq!(second.s3_requests.get(), 1, "one HEAD, no download");
+    assert_eq!(
+        second.s3_requests.get(),
+        2,
+        "one HEAD and one read of the small digest record; the archive is not downloaded"
+    );
 }
 
 #[tokio::test]

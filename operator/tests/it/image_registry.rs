@@ -395,6 +395,69 @@ async fn an_image_is_built_straight_from_the_s3_object_the_agent_wrote() {
     );
     let object = store.ready(&key).await.unwrap();
     assert_eq!(object.digest, digest);
+
+    // Uploaded in parts: no metadata, a digest record beside it (`+` in a non-UTC timestamp).
+    let parts_key = ArchiveKey::new(
+        "cluster1-azure",
+        &format!("worker-{}", std::process::id()),
+        "checkpoint-counter-7d9f5_default-counter-2026-11-21T11:00:00+01:00.tar",
+    )
+    .unwrap();
+    let put = |k: String, body: Vec<u8>| {
+        client
+            .put_object()
+            .bucket(&s3.bucket)
+            .key(k)
+            .body(body.into())
+            .send()
+    };
+    put(parts_key.to_string(), std::fs::read(&archive).unwrap())
+        .await
+        .unwrap();
+    let parts_key_s = parts_key.to_string();
+    assert!(
+        matches!(
+            store.ready(&parts_key_s).await,
+            Err(StoreError::NotReady { .. })
+        ),
+        "no digest record yet: not used"
+    );
+    let record = |size: u64| transition_crds::storage::DigestRecord {
+        sha256: digest.trim_start_matches("sha256:").to_owned(),
+        size,
+        source_mtime: "1".into(),
+    };
+    put(parts_key.digest_key(), record(object.size + 1).to_bytes())
+        .await
+        .unwrap();
+    let e = store.ready(&parts_key_s).await.unwrap_err();
+    assert!(matches!(e, StoreError::SizeMismatch { .. }), "{e}");
+    put(parts_key.digest_key(), b"\x00SECRET garbage".to_vec())
+        .await
+        .unwrap();
+    let e = store.ready(&parts_key_s).await.unwrap_err().to_string();
+    assert!(
+        e.contains("not a digest record") && !e.contains("SECRET"),
+        "{e}"
+    );
+    put(parts_key.digest_key(), record(object.size).to_bytes())
+        .await
+        .unwrap();
+    assert_eq!(store.ready(&parts_key_s).await.unwrap().digest, digest);
+    store.delete(&parts_key_s).await.unwrap();
+    for k in [parts_key_s.clone(), parts_key.digest_key()] {
+        assert!(
+            client
+                .head_object()
+                .bucket(&s3.bucket)
+                .key(&k)
+                .send()
+                .await
+                .is_err(),
+            "{k} deleted with its archive"
+        );
+    }
+
     let mut s = spec(&format!("checkpoints/s3-{}/counter", std::process::id()));
     s.known_digest = Some(object.digest.clone());
     let reg = registry(&ep, &ep.password);
