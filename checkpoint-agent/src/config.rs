@@ -67,7 +67,8 @@ pub struct NodeArgs {
     /// This node's name (Downward API `spec.nodeName`).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
-    /// Cluster name; the Node's `cluster.x-k8s.io/cluster-name` annotation wins when readable.
+    /// Cluster name as the ClusterPolicy names it; the Node's `cluster.x-k8s.io/cluster-name`
+    /// annotation wins when readable. Required: without either the agent refuses to start.
     #[arg(long, env = "CLUSTER_NAME", default_value = "")]
     pub cluster_name: String,
     /// This node's IP; the Node's InternalIP wins when readable.

@@ -40,6 +40,10 @@ pub enum RunError {
     Server(#[from] server::ServerError),
     #[error("failed to upload {failed} of {total} archives")]
     OnceFailed { failed: usize, total: usize },
+    #[error(
+        "failed to start: the cluster name is unknown (no `cluster.x-k8s.io/cluster-name` annotation on Node {node}, no --cluster-name / CLUSTER_NAME); archives would go under a prefix the operator never reads"
+    )]
+    NoClusterName { node: String },
 }
 
 /// The uploader described by `config`.
@@ -104,12 +108,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let last_upload = Arc::new(Mutex::new(None));
     let uploader = uploader(&config, metrics.clone())?;
     let meta = node::resolve(&config.node).await;
-    let cluster = if meta.cluster_name.is_empty() {
-        warn!("cluster name unknown (no Node annotation, no --cluster-name); using \"default\"");
-        "default".to_owned()
-    } else {
-        meta.cluster_name.clone()
-    };
+    if meta.cluster_name.is_empty() {
+        return Err(RunError::NoClusterName {
+            node: config.node.node_name.clone(),
+        });
+    }
+    let cluster = meta.cluster_name.clone();
     let watch_config = WatchConfig {
         dir: config.upload.checkpoint_dir.clone(),
         cluster,

@@ -421,3 +421,32 @@ async fn as_a_vantage_point_the_agent_reports_which_api_servers_answer() {
     );
     assert!(of("cluster1-azure").age_ms < 10_000);
 }
+
+/// Without a cluster name the agent used to upload under `default/`, a prefix the operator never
+/// reads: now it refuses to start and says why (real binary, no S3 needed to get there).
+#[test]
+fn without_a_cluster_name_the_agent_refuses_to_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_checkpoint-agent"))
+        .args(["--node-name", "worker-9", "--no-kube", "--once"])
+        .args([
+            "--s3-endpoint",
+            "http://127.0.0.1:1",
+            "--s3-access-key",
+            "a",
+        ])
+        .env("MINIO_SECRET_KEY", "b")
+        .env_remove("CLUSTER_NAME")
+        .arg("--checkpoint-dir")
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cluster name is unknown") && stderr.contains("worker-9"),
+        "{stderr}"
+    );
+}
