@@ -288,39 +288,15 @@ impl ObjectStore {
     /// The bytes of the small object `key` (at most `limit` + 1 are read), or `None` when it
     /// does not exist.
     pub async fn get_record(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>, StoreError> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
+        transition_runtime::s3::read_small(&self.client, &self.bucket, key, limit)
             .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let err = self.err("read", key, &e);
-                return if err.kind == ErrorKind::NotFound {
-                    Ok(None)
-                } else {
-                    Err(err)
-                };
-            }
-        };
-        let mut body = out.body;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.try_next().await.map_err(|e| StoreError {
-            op: "read",
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-            kind: ErrorKind::Transient,
-            message: e.to_string(),
-        })? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > limit {
-                break;
-            }
-        }
-        Ok(Some(bytes))
+            .map_err(|(kind, message)| StoreError {
+                op: "read",
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+                kind,
+                message,
+            })
     }
 
     /// Keys under `prefix` (for tests and tools).

@@ -148,36 +148,20 @@ impl ArchiveStore {
             bucket: self.bucket.clone(),
             key: key.to_owned(),
         };
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&record_key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e)
-                if transition_runtime::s3::classify(&e).0
-                    == transition_runtime::s3::ErrorKind::NotFound =>
-            {
-                return Err(not_ready());
-            }
-            Err(e) => return Err(self.err("read", &record_key, &e)),
-        };
-        let mut body = out.body;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Request {
+        let bytes = transition_runtime::s3::read_small(
+            &self.client,
+            &self.bucket,
+            &record_key,
+            DIGEST_RECORD_MAX_BYTES,
+        )
+        .await
+        .map_err(|(_, reason)| StoreError::Request {
             op: "read",
             bucket: self.bucket.clone(),
             key: record_key.clone(),
-            reason: e.to_string(),
-        })? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > DIGEST_RECORD_MAX_BYTES {
-                break;
-            }
-        }
+            reason,
+        })?
+        .ok_or_else(not_ready)?;
         let record =
             DigestRecord::parse(&record_key, &bytes).map_err(|source| StoreError::BadDigest {
                 bucket: self.bucket.clone(),

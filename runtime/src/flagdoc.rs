@@ -102,6 +102,18 @@ pub fn undocumented(mut cmd: clap::Command) -> Vec<String> {
         .collect()
 }
 
+/// The drift check each binary's tests run: the committed reference at `path` matches `cmd`
+/// (or is rewritten with `TRANSITION_BLESS=1`), and every visible flag has a description.
+pub fn check_reference(name: &str, cmd: clap::Command, path: &Path) -> Result<(), DriftError> {
+    check_or_bless(path, &render(name, cmd.clone()))?;
+    let missing = undocumented(cmd);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(DriftError::Undocumented { flags: missing })
+    }
+}
+
 /// Why the committed reference does not match.
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
@@ -109,6 +121,8 @@ pub enum DriftError {
         "failed to match {path}: it differs from the flags in the code; regenerate with `TRANSITION_BLESS=1 cargo test --workspace flag_reference` and commit it"
     )]
     Drift { path: String },
+    #[error("failed to document the flags {flags:?}: each needs a doc comment saying what it does")]
+    Undocumented { flags: Vec<String> },
     #[error("failed to read or write {path}: {source}")]
     Io {
         path: String,

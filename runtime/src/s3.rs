@@ -54,6 +54,41 @@ pub fn client(settings: &ClientSettings<'_>) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// Reads the small object `key` (a record, not an archive): `Ok(None)` when it does not exist;
+/// at most `limit` + 1 bytes are read, so a caller can refuse an oversized one without holding
+/// it. The error is `(kind, message)` as [`classify`] gives it.
+pub async fn read_small(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, (ErrorKind, String)> {
+    let out = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let (kind, message) = classify(&e);
+            return if kind == ErrorKind::NotFound {
+                Ok(None)
+            } else {
+                Err((kind, message))
+            };
+        }
+    };
+    let mut body = out.body;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| (ErrorKind::Transient, e.to_string()))?
+    {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > limit {
+            break;
+        }
+    }
+    Ok(Some(bytes))
+}
+
 /// What kind of failure an S3 call hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {

@@ -93,6 +93,23 @@ fn plan(strategy: Strategy, package_path: &str) -> FailoverPlan {
     }
 }
 
+/// `dir` built by a current `kubectl kustomize` (kustomize 5, what Argo CD and Flux run);
+/// asserts that it builds.
+fn kustomize_build(lab: &Lab, dir: &Path) -> String {
+    let out = Command::new(lab.tool("kubectl-current").unwrap())
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} builds: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn remote_head(authed: &str) -> String {
     let out = Command::new("git")
         .args(["ls-remote", authed, "refs/heads/main"])
@@ -509,20 +526,7 @@ async fn a_failback_pins_the_home_to_the_fresh_checkpoint_and_leaves_the_old_hom
             .exists(),
         "the old home's pin is gone"
     );
-    let kubectl = lab.tool("kubectl-current").unwrap();
-    let render = |dir: &str| {
-        let out = Command::new(&kubectl)
-            .arg("kustomize")
-            .arg(clone.path().join(dir))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{dir} builds: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let render = |dir: &str| kustomize_build(&lab, &clone.path().join(dir));
     let home = render("clusters/cluster1-azure");
     assert!(
         home.contains(&format!("image: {FRESH}")),
@@ -584,20 +588,7 @@ async fn the_target_gets_resources_and_patches_and_a_source_listing_bases_is_sti
         "# written before resources: took over\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n",
         "fenced on the text, the comment kept; an emptied bases: becomes resources: [] (kustomize 5 refuses a kustomization with only an empty bases:)"
     );
-    let kubectl = lab.tool("kubectl-current").unwrap();
-    let render = |dir: &str| {
-        let out = Command::new(&kubectl)
-            .arg("kustomize")
-            .arg(clone.path().join(dir))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{dir} builds: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let render = |dir: &str| kustomize_build(&lab, &clone.path().join(dir));
     let rendered = render("clusters/cluster2-aws");
     assert!(
         rendered.contains(&format!("image: {REF}")),
@@ -640,20 +631,7 @@ async fn with_a_folder_per_package_the_target_folder_is_created_and_the_source_f
     );
 
     let clone = fresh_clone(&authed);
-    let kubectl = lab.tool("kubectl-current").unwrap();
-    let render = |dir: &str| {
-        let out = Command::new(&kubectl)
-            .arg("kustomize")
-            .arg(clone.path().join(dir))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{dir} builds: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let render = |dir: &str| kustomize_build(&lab, &clone.path().join(dir));
     let target = render("clusters/cluster2-aws/counter");
     assert!(target.contains(&format!("image: {REF}")), "{target}");
     let source = render("clusters/cluster1-azure/counter");
@@ -716,15 +694,10 @@ async fn a_configured_branch_and_cluster_folder_get_the_commit_and_main_is_untou
     );
     let clone = fresh_clone(&authed);
     git(clone.path(), &["checkout", "-q", "production"]);
-    let out = Command::new(lab.tool("kubectl-current").unwrap())
-        .arg("kustomize")
-        .arg(clone.path().join("deploy/envs/cluster2-aws"))
-        .output()
-        .unwrap();
+    let target = kustomize_build(&lab, &clone.path().join("deploy/envs/cluster2-aws"));
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(REF),
-        "the target folder builds with the checkpoint image: {}",
-        String::from_utf8_lossy(&out.stderr)
+        target.contains(REF),
+        "the target folder builds with the checkpoint image: {target}"
     );
     let source = std::fs::read_to_string(
         clone
