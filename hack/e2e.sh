@@ -106,14 +106,25 @@ git -C "$seed" -c user.name=platform -c user.email=platform@example.invalid comm
 git -C "$seed" push -q "$AUTHED" main
 
 # render_apply CLUSTER KUBECTL...: what Argo CD / Flux do — render clusters/CLUSTER at the
-# remote head and apply it (pruning what left the folder).
+# remote head, apply it, and prune what the folder no longer renders. Like Argo CD's default
+# tracking, every object applied for a cluster carries `app.kubernetes.io/instance=CLUSTER`
+# (added by a wrapping kustomization, selectors untouched); pruning deletes only objects with
+# that label which are absent from the render — nothing is deleted by name here, so a package
+# leaves a cluster only if the operator's commit took it out of the folder.
 render_apply() {
   local cluster="$1"; shift
-  local co="$W/sync-$cluster"
+  local co="$W/sync-$cluster" sel="app.kubernetes.io/instance=$cluster"
   rm -rf "$co" && git clone -q "$AUTHED" "$co"
-  "$LAB_KUBECTL_CURRENT" kustomize "$co/clusters/$cluster" >"$W/render-$cluster.yaml"
+  mkdir -p "$co/.gitops-standin"
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../clusters/%s\nlabels:\n  - pairs: {app.kubernetes.io/instance: %s}\n' \
+    "$cluster" "$cluster" >"$co/.gitops-standin/kustomization.yaml"
+  "$LAB_KUBECTL_CURRENT" kustomize "$co/.gitops-standin" >"$W/render-$cluster.yaml" || die "kustomize build of clusters/$cluster failed"
   if [ -s "$W/render-$cluster.yaml" ]; then
-    "$@" apply -f "$W/render-$cluster.yaml" >/dev/null
+    "$@" apply --prune -l "$sel" -f "$W/render-$cluster.yaml" >"$W/sync-$cluster.log" || die "GitOps sync of $cluster failed"
+  else
+    # `apply` refuses an empty set: prune everything this cluster's sync applied.
+    "$@" delete deployments,statefulsets,daemonsets,services,configmaps -l "$sel" --all-namespaces \
+      --wait=false >"$W/sync-$cluster.log" || die "GitOps prune of $cluster failed"
   fi
   git -C "$co" rev-parse --short HEAD
 }
@@ -318,7 +329,6 @@ while :; do
       synced=$(render_apply cluster2-aws "${C2[@]}")
       step "GitOps sync of cluster2-aws at $synced (standing in for Argo CD / Flux)"
       src_sync=$(render_apply cluster1-azure "${C1[@]}")
-      "${C1[@]}" delete deployment counter -n default --ignore-not-found --wait=false >/dev/null 2>&1
       step "GitOps sync of cluster1-azure at $src_sync: the counter left the source (fenced)"
     fi
   fi
@@ -445,7 +455,6 @@ while :; do
     fi
     if [ -n "$home_synced" ] && [ -z "$old_fenced" ] && ! git -C "$W/seed" show FETCH_HEAD:clusters/cluster2-aws/kustomization.yaml 2>/dev/null | grep -q 'catalog/counter'; then
       old_fenced=$(render_apply cluster2-aws "${C2[@]}")
-      "${C2[@]}" delete deployment counter -n default --ignore-not-found --wait=false >/dev/null 2>&1
       step "GitOps sync of cluster2-aws at $old_fenced: the counter left its temporary home (fenced)"
     fi
   fi

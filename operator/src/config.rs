@@ -135,6 +135,11 @@ pub struct Config {
     /// Leader election through a Lease in the operator namespace (off for single-replica tests).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
+    /// This operator's Pod (in the operator namespace): the leader labels it
+    /// `transition.dcnlab.ssu.ac.kr/leader=true` so the heartbeat Service routes agents to the
+    /// leader alone. Unset outside a Pod (no label).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
     /// Test and demo aid: pause this many milliseconds after persisting each transition phase.
     #[arg(long, env = "PHASE_PAUSE_MS", default_value_t = 0, hide = true)]
     pub phase_pause_ms: u64,

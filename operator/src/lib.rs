@@ -249,6 +249,29 @@ pub fn run_caches(
     tokio::spawn(context::drain(checkpoints));
 }
 
+/// Marks `readiness` once both caches hold their initial list (or gives up when `stop`).
+fn mark_caches_synced(
+    caches: &context::Caches,
+    readiness: &observe::readiness::Readiness,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let (policies, checkpoints) = (caches.policies.clone(), caches.checkpoints.clone());
+    let readiness = readiness.clone();
+    tokio::spawn(async move {
+        let both = async {
+            policies.wait_until_ready().await.is_ok()
+                && checkpoints.wait_until_ready().await.is_ok()
+        };
+        tokio::select! {
+            () = stop.cancelled() => {}
+            synced = both => if synced {
+                readiness.set_caches_synced(true);
+                tracing::info!("ClusterPolicy and Checkpoint caches synced");
+            },
+        }
+    });
+}
+
 /// Runs the controllers and the HTTP server until SIGINT/SIGTERM (or lost leadership).
 pub async fn run(config: config::Config, client: kube::Client) -> Result<(), RunError> {
     let dir = config.git_clusters_dir.to_string_lossy().into_owned();
@@ -263,13 +286,28 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
     let stop = tokio_util::sync::CancellationToken::new();
     cancel_on_signal(stop.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let readiness = observe::readiness::Readiness::default();
+    readiness.probe_api(client.clone(), stop.clone());
     let server = tokio::spawn(server::serve(
         config.metrics_addr,
         metrics.clone(),
+        readiness.clone(),
         async move {
             let _ = stop_rx.await;
         },
     ));
+    let pod_label = config.pod_name.clone().map(|pod| leader::PodLabel {
+        api: kube::Api::namespaced(client.clone(), &config.operator_namespace),
+        pod,
+    });
+    if let Some(label) = &pod_label {
+        // A previous run of this Pod may have led: until its label is gone the heartbeat
+        // Service could route agents here, where no heartbeat endpoint runs.
+        readiness.set_label_cleared(false);
+        if label.set_until(false, &stop).await {
+            readiness.set_label_cleared(true);
+        }
+    }
     let running = if config.leader_election {
         let identity = std::env::var("HOSTNAME")
             .unwrap_or_else(|_| format!("transition-operator-{}", std::process::id()));
@@ -289,6 +327,14 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
     let (caches, writers) = context::Caches::new();
     let ns = config.namespace.as_deref();
     run_caches(&client, ns, writers, running.clone());
+    if !running.is_cancelled() {
+        readiness.set_role(observe::readiness::Role::Leading);
+        mark_caches_synced(&caches, &readiness, running.clone());
+        if let Some(label) = pod_label.clone() {
+            let running = running.clone();
+            tokio::spawn(async move { label.set_until(true, &running).await });
+        }
+    }
     let mut context = context::Context::new(
         client.clone(),
         metrics.clone(),
@@ -326,6 +372,12 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
             checkpoint::run(ctx.clone(), ns, running.clone()),
             transition::run(ctx.clone(), ns, running.clone()),
         );
+    }
+    if let Some(label) = &pod_label
+        && let Err(e) = label.set(false).await
+    {
+        // Best effort: the next run of this Pod removes it before it can become Ready.
+        tracing::warn!(error = %e, "could not remove the leader label on the way out");
     }
     stop.cancel();
     let _ = stop_tx.send(());

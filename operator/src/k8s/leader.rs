@@ -3,6 +3,10 @@
 //! concurrency on `resourceVersion`, so two candidates never both win); the leader renews every
 //! `duration / 3` and gives up — stopping its controllers — when it could not renew within the
 //! lease duration.
+//!
+//! Every replica is Ready (see [`crate::observe::readiness`]); the leader labels its own Pod with
+//! [`LEADER_LABEL`] so the heartbeat Service, which selects on it, routes agents to the leader
+//! alone (only the leader serves heartbeats).
 
 use std::time::Duration;
 
@@ -126,6 +130,78 @@ impl Election {
             }
         });
         lost
+    }
+}
+
+/// Label the leader puts on its own Pod (`"true"`); the heartbeat Service selects on it.
+pub const LEADER_LABEL: &str = "transition.dcnlab.ssu.ac.kr/leader";
+/// Deadline of one label patch.
+const LABEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The operator's own Pod (`--pod-name`), whose [`LEADER_LABEL`] says who leads.
+#[derive(Clone)]
+pub struct PodLabel {
+    pub api: Api<k8s_openapi::api::core::v1::Pod>,
+    pub pod: String,
+}
+
+/// Why a label patch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelError {
+    #[error("failed to patch the leader label of Pod {pod}: {source}")]
+    Patch {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to patch the leader label of Pod {pod}: no answer within {LABEL_TIMEOUT:?}")]
+    Timeout { pod: String },
+}
+
+impl PodLabel {
+    /// Sets (`leading`) or removes the label (one merge patch, bounded by a deadline).
+    pub async fn set(&self, leading: bool) -> Result<(), LabelError> {
+        let value = if leading {
+            serde_json::Value::from("true")
+        } else {
+            serde_json::Value::Null
+        };
+        let patch = serde_json::json!({"metadata": {"labels": {LEADER_LABEL: value}}});
+        let (params, patch) = (
+            kube::api::PatchParams::default(),
+            kube::api::Patch::Merge(&patch),
+        );
+        let call = self.api.patch(&self.pod, &params, &patch);
+        match tokio::time::timeout(LABEL_TIMEOUT, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(LabelError::Patch {
+                pod: self.pod.clone(),
+                source,
+            }),
+            Err(_) => Err(LabelError::Timeout {
+                pod: self.pod.clone(),
+            }),
+        }
+    }
+
+    /// Retries [`PodLabel::set`] with backoff (1 s doubling to 16 s) until it succeeds or `stop`
+    /// is cancelled; `true` when it succeeded.
+    pub async fn set_until(&self, leading: bool, stop: &CancellationToken) -> bool {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match self.set(leading).await {
+                Ok(()) => {
+                    info!(pod = %self.pod, leading, "leader label of this Pod updated");
+                    return true;
+                }
+                Err(e) => warn!(error = %e, retry_in = ?delay, "could not update the leader label"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(16));
+        }
     }
 }
 

@@ -3,5 +3,6 @@
 
 pub mod locks;
 pub mod metrics;
+pub mod readiness;
 pub mod server;
 pub mod telemetry;

@@ -16,6 +16,7 @@ mod detection;
 mod e2e;
 mod fault_occurrences;
 mod gitops_git;
+mod ha;
 mod heartbeat_http;
 mod image_registry;
 mod kubelet_shim;
