@@ -23,6 +23,12 @@
 # scheduled checkpoint runs completed and prints the requests the source cluster's API server
 # counted meanwhile (its own apiserver_request_total) — hack/bench-source-requests.sh uses it.
 #
+# E2E_CHAOS=1 (hack/chaos.sh) runs two operator replicas behind the Lease (agents reach the leader
+# through hack/service-standin.py, the Service's stand-in) and breaks a dependency in each phase of
+# the failover: the management API server restarted in Fencing, the Git server down in Committing,
+# the leader SIGKILLed in Syncing, the target's API server down in Verifying; then the source node
+# returns and must not run the package again. Each fault adds a row to $W/chaos-rows.jsonl.
+#
 # Writes a timeline and $TRANSITION_LAB_DIR/e2e/summary.json; exits non-zero when a check fails.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -35,6 +41,7 @@ for arg in "$@"; do
   esac
 done
 
+chaos="${E2E_CHAOS:-0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TRANSITION_CACHE/target}"
 BIN="$CARGO_TARGET_DIR/debug"
 if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
@@ -57,11 +64,15 @@ C2=("$LAB_KUBECTL" --kubeconfig "$LAB_CLUSTER2_AWS_KUBECONFIG")
 W="$TRANSITION_LAB_DIR/e2e"
 run_id="$(date +%s)"
 pids=()
-operator_pid="" agent_pid="" agent2_pid="" shim1_pid="" shim2_pid=""
+operator_pid="" operator_b_pid="" agent_pid="" agent2_pid="" shim1_pid="" shim2_pid=""
 cleanup() {
   local rc=$?
-  for p in "$operator_pid" "$agent_pid" "$agent2_pid" "$shim1_pid" "$shim2_pid" "${pids[@]}"; do
+  for p in "$operator_pid" "$operator_b_pid" "$agent_pid" "$agent2_pid" "$shim1_pid" "$shim2_pid" "${pids[@]}"; do
     [ -n "$p" ] && kill "$p" 2>/dev/null
+  done
+  # A fault injected by the chaos mode is never left behind.
+  for f in "$TRANSITION_LAB_DIR"/pids/*.cmdline; do
+    [ -f "$f" ] && bash hack/lab.sh revive "$(basename "$f" .cmdline)" >/dev/null 2>&1
   done
   for d in "$W"/worker-*/pods/*/; do [ -d "$d" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
   if [ "$rc" != 0 ]; then
@@ -75,6 +86,13 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# Processes and containers of an earlier run in this lab (one killed before its cleanup) would
+# keep running — a second kubelet shim of the same node, containers whose folders are gone: stop
+# them first (every process of a run names $W in its arguments).
+pkill -f -- "--state-dir $W/" 2>/dev/null || true
+pkill -f -- "--git-cache-dir $W/" 2>/dev/null || true
+pkill -f -- "service-standin.py --for $W " 2>/dev/null || true
+for d in "$W"/worker-*/pods/*/; do [ -d "$d" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
 rm -rf "$W" && mkdir -p "$W" && chmod 0700 "$W"
 t0=$(date +%s.%N)
 stamp() { python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):6.1f}s')" "$t0"; }
@@ -90,7 +108,8 @@ done
 "${C2[@]}" delete deployment counter -n default --ignore-not-found --wait=false >/dev/null 2>&1 || true
 "${C1[@]}" delete pods -n default --all --grace-period=0 --force >/dev/null 2>&1 || true
 "${C2[@]}" delete pods -n default --all --grace-period=0 --force >/dev/null 2>&1 || true
-"${MGMT[@]}" delete transitions,checkpoints,clusterpolicies --all -n default --ignore-not-found >/dev/null 2>&1 || true
+# Checkpoints carry a cleanup finalizer: the operator started below deletes their objects.
+"${MGMT[@]}" delete transitions,checkpoints,clusterpolicies --all -n default --ignore-not-found --wait=false >/dev/null 2>&1 || true
 
 step "Git: seeding repository gitops-$run_id from catalog/ + clusters/"
 bash hack/lab.sh git-repo "gitops-$run_id" >/dev/null
@@ -120,7 +139,11 @@ render_apply() {
     "$cluster" "$cluster" >"$co/.gitops-standin/kustomization.yaml"
   "$LAB_KUBECTL_CURRENT" kustomize "$co/.gitops-standin" >"$W/render-$cluster.yaml" || die "kustomize build of clusters/$cluster failed"
   if [ -s "$W/render-$cluster.yaml" ]; then
-    "$@" apply --prune -l "$sel" -f "$W/render-$cluster.yaml" >"$W/sync-$cluster.log" || die "GitOps sync of $cluster failed"
+    # (The kinds the catalog ships; listing them spares kubectl a pass over every API type.)
+    "$@" apply --prune -l "$sel" -f "$W/render-$cluster.yaml" \
+      --prune-whitelist=apps/v1/Deployment --prune-whitelist=apps/v1/StatefulSet \
+      --prune-whitelist=apps/v1/DaemonSet --prune-whitelist=core/v1/Service \
+      --prune-whitelist=core/v1/ConfigMap >"$W/sync-$cluster.log" || die "GitOps sync of $cluster failed"
   else
     # `apply` refuses an empty set: prune everything this cluster's sync applied.
     "$@" delete deployments,statefulsets,daemonsets,services,configmaps -l "$sel" --all-namespaces \
@@ -205,28 +228,40 @@ printf %s "$LAB_S3_ACCESS_KEY" >"$W/s3-access" && printf %s "$LAB_S3_SECRET_KEY"
 mkdir -p "$W/kubeconfigs" && cp "$LAB_CLUSTER1_AZURE_KUBECONFIG" "$W/kubeconfigs/cluster1-azure.kubeconfig" \
   && cp "$LAB_CLUSTER2_AWS_KUBECONFIG" "$W/kubeconfigs/cluster2-aws.kubeconfig"
 operator_runs=0
-start_operator() {
+# run_operator IDENTITY HEARTBEAT_PORT METRICS_PORT LOG — one operator replica (leader election on).
+run_operator() {
   operator_runs=$((operator_runs + 1))
-  HOSTNAME=e2e-operator PHASE_PAUSE_MS="${PHASE_PAUSE_MS:-0}" "${E2E_OPERATOR_BIN:-$BIN/transition-operator}" --kubeconfig "$LAB_MGMT_KUBECONFIG" \
-    --metrics-addr "127.0.0.1:$metrics_port" --heartbeat-addr "127.0.0.1:$hb_port" \
+  HOSTNAME="$1" PHASE_PAUSE_MS="${PHASE_PAUSE_MS:-0}" "${E2E_OPERATOR_BIN:-$BIN/transition-operator}" --kubeconfig "$LAB_MGMT_KUBECONFIG" \
+    --metrics-addr "127.0.0.1:$3" --heartbeat-addr "127.0.0.1:$2" \
     --heartbeat-tokens-file "$W/heartbeat-tokens" --workload-kubeconfig-dir "$W/kubeconfigs" \
     --registry-url "http://$LAB_REGISTRY" --registry-repository checkpoints --registry-secret registry-credentials \
     --s3-endpoint "$LAB_S3_ENDPOINT" --s3-bucket "$LAB_S3_BUCKET" --s3-access-key-file "$W/s3-access" \
     --s3-secret-key-file "$W/s3-secret" --git-secret git-credentials --git-cache-dir "$W/git-cache" \
     --verify-timeout-seconds 180 --resync-seconds 30 --leader-election --operator-namespace transition-system \
-    >>"$W/operator.log" 2>&1 &
-  operator_pid=$!
+    >>"$W/$4" 2>&1 &
 }
+start_operator() { run_operator e2e-operator "$hb_port" "$metrics_port" operator.log; operator_pid=$!; }
+start_operator_b() { run_operator e2e-operator-b "$hb_port_b" "$metrics_port_b" operator-b.log; operator_b_pid=$!; }
+# Where agents send heartbeats: the operator, or in chaos mode the Service stand-in in front of both.
+agent_hb_port=$hb_port
 # Each phase pauses 3 s (a requeue, not a sleep) so the kill loop below, which also does the
 # GitOps stand-in's renders, sees every phase.
-[ "$kill_phases" = 1 ] && export PHASE_PAUSE_MS=3000
+[ "$kill_phases" = 1 ] || [ "$chaos" = 1 ] && export PHASE_PAUSE_MS=3000
 step "starting transition-operator (heartbeats on :$hb_port, metrics on :$metrics_port)"
 start_operator
+if [ "$chaos" = 1 ]; then
+  hb_port_b=$(free_port) metrics_port_b=$(free_port) agent_hb_port=$(free_port)
+  step "chaos: a second replica (heartbeats on :$hb_port_b) and the Service stand-in on :$agent_hb_port"
+  start_operator_b
+  python3 hack/service-standin.py --for "$W" "$agent_hb_port" "$hb_port" "$hb_port_b" >"$W/service-standin.log" 2>&1 &
+  pids+=($!)
+fi
+agent_metrics_port=$(free_port)
 step "starting checkpoint-agent on worker-1 (watches the shim's checkpoint folder, heartbeats every 1 s)"
 "$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
   --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
-  --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$(free_port)" \
-  --controller-url "http://127.0.0.1:$hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
+  --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$agent_metrics_port" \
+  --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
   >"$W/agent.log" 2>&1 &
 agent_pid=$!
 # The agent on the target's worker reports what it can restore: real CRIU and runc versions and
@@ -238,7 +273,7 @@ mkdir -p "$W/worker-2/checkpoints"
 "$BIN/checkpoint-agent" --node-name worker-2 --cluster-name cluster2-aws --no-kube \
   --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
   --checkpoint-dir "$W/worker-2/checkpoints" --state-dir "$W/agent2-state" --metrics-addr "127.0.0.1:$(free_port)" \
-  --controller-url "http://127.0.0.1:$hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token2" \
+  --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token2" \
   --runtime runc --restore-enabled true --criu-bin "$LAB_CRIU" --runc-bin "$(command -v runc)" \
   --watch-api "cluster1-azure=$LAB_CLUSTER1_AZURE_URL" \
   >"$W/agent2.log" 2>&1 &
@@ -298,8 +333,105 @@ PY
   exit 0
 fi
 
+# --- chaos mode helpers: each fault ends in a row of $W/chaos-rows.jsonl ---------------------
+rows="$W/chaos-rows.jsonl"
+now() { date +%s.%N; }
+since() { python3 -c "import sys,time; print(round(time.time()-float(sys.argv[1]),1))" "$1"; }
+failover_commits_now() {
+  git -C "$W/seed" fetch -q "$AUTHED" main 2>/dev/null
+  git -C "$W/seed" log --format=%s FETCH_HEAD 2>/dev/null | grep -c '^transition: fail over counter' || true
+}
+# row FAULT WHAT_THE_SYSTEM_DID COMMITS STATE_LOST RECOVERY_S LOST_OR_DUPLICATED
+row() {
+  python3 -c 'import json,sys; k=["fault","did","commits","state_lost","recovery_s","lost_or_duplicated"]; print(json.dumps(dict(zip(k,sys.argv[1:]))))' "$@" >>"$rows"
+  log "  chaos row: $1 | $2 | commits $3 | recovered in $5 s | $6"
+}
+if [ "$chaos" = 1 ]; then
+  # --- chaos before the node loss: the checkpoint pipeline's dependencies fail -------------------
+  runs_done() { ck | jget 'len(d.get("status",{}).get("history",[]))'; }
+  last_image() { ck | jget 'd.get("status",{}).get("lastCheckpointImage")'; }
+  metric() { { curl -s --max-time 5 "127.0.0.1:$1/metrics" || true; } | awk -v m="$2" '$1 == m {s += $2} END {print int(s)}'; }
+  newest_archive() { { ls -t "$W"/worker-1/checkpoints/*.tar 2>/dev/null || true; } | head -1; }
+
+  # S3 down across a scheduled run: the agent's upload and the operator's read both fail.
+  step "chaos: S3 down for 25 s across a scheduled checkpoint run"
+  img0=$(last_image) before_archive=$(newest_archive)
+  agent_req0=$(metric "$agent_metrics_port" checkpoint_agent_s3_requests_total)
+  touch "$W/s3-down-marker"
+  bash hack/lab.sh fault s3
+  ts=$(now)
+  # An archive the kubelet wrote after S3 went down (not one already on its way).
+  new_archive() { a=$(newest_archive); [ -n "$a" ] && [ "$a" != "$before_archive" ] && [ "$a" -nt "$W/s3-down-marker" ]; }
+  wait_for "a checkpoint archive written while S3 is down" 30 new_archive
+  held=$(newest_archive)
+  while [ "$(python3 -c "import sys,time; print(int(time.time()-float(sys.argv[1])))" "$ts")" -lt 25 ]; do sleep 1; done
+  [ -f "$held" ] || die "chaos: the archive $held left the node while S3 was down"
+  s3_msg=$(ck | jget '(d.get("status") or {}).get("message") or ""')
+  read_retries=$(metric "$metrics_port" transition_archive_read_retries_total)
+  agent_req1=$(metric "$agent_metrics_port" checkpoint_agent_s3_requests_total)
+  [[ "$s3_msg" == *"S3 unreachable"* ]] || die "chaos: the Checkpoint status does not say S3 is unreachable: $s3_msg"
+  [ "${read_retries:-0}" -gt 0 ] || die "chaos: no archive read retries counted while S3 was down"
+  bash hack/lab.sh revive s3
+  tr3=$(now)
+  # image_of NAME: the image recorded for the archive file NAME (empty until its run finished).
+  image_of() { ck | jget '([h.get("image") for h in d.get("status",{}).get("history",[]) if (h.get("archiveKey") or "").endswith("/'"$1"'") and h.get("image")] or [""])[0]'; }
+  # image_after EPOCH: the newest image recorded by a run that finished after EPOCH.
+  image_after() { ck | jget '([h["image"] for h in d.get("status",{}).get("history",[]) if h.get("image") and __import__("datetime").datetime.fromisoformat(h["time"].replace("Z","+00:00")).timestamp() >= int(float('"$1"'))] or [""])[-1]'; }
+  held_image() { [ -n "$(image_of "$(basename "$held")")" ]; }
+  wait_for "the image of the archive written while S3 was down" 150 held_image
+  # The object in S3 (s3s-fs keeps objects as files) is byte for byte the archive on the node.
+  obj=$(find "$LAB_S3_ROOT" -type f -name "$(basename "$held")" | head -1)
+  [ -n "$obj" ] && cmp -s "$obj" "$held" || die "chaos: the object for $(basename "$held") is missing or differs from the archive on the node"
+  row "S3 down for 25 s across a scheduled checkpoint (agent upload + operator read)" \
+    "the agent kept the archive on the node and retried ($((agent_req1 - agent_req0)) S3 requests); the operator waited, status '…${s3_msg#*: S3 unreachable}', $read_retries read retries counted; the run finished after S3 returned; the object equals the archive" \
+    "0" "none (the run completed; RPO grew by the outage)" "$(since "$tr3")" "none (one object per archive)"
+
+  # Registry down during the push: no half-written tag; one image once it is back.
+  step "chaos: registry down for 25 s during a scheduled run's push"
+  img0=$(last_image)
+  bash hack/lab.sh fault registry
+  treg=$(now)
+  sleep 25
+  reg_msg=$(ck | jget '(d.get("status") or {}).get("message") or ""')
+  reg_phase=$(ck | jget '(d.get("status") or {}).get("phase") or ""')
+  bash hack/lab.sh revive registry
+  trr=$(now)
+  pushed_after() { [ -n "$(image_after "$trr")" ]; }
+  wait_for "a checkpoint image pushed after the registry came back" 150 pushed_after
+  img1=$(image_after "$trr")
+  repo_path=$(echo "$img1" | cut -d@ -f1 | cut -d/ -f2- | sed 's/:[^/]*$//')
+  tags=$(curl -fsS -u "$LAB_REGISTRY_USER:$LAB_REGISTRY_PASSWORD" "http://$LAB_REGISTRY/v2/$repo_path/tags/list" | jget '" ".join(d.get("tags") or [])')
+  broken=""
+  for t in $tags; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -u "$LAB_REGISTRY_USER:$LAB_REGISTRY_PASSWORD" -I \
+      -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' \
+      "http://$LAB_REGISTRY/v2/$repo_path/manifests/$t")
+    [ "$code" = 200 ] || broken="$broken $t($code)"
+  done
+  [ -z "$broken" ] || die "chaos: tags that do not resolve after the registry outage:$broken"
+  skopeo inspect --tls-verify=false --creds "$LAB_REGISTRY_USER:$LAB_REGISTRY_PASSWORD" "docker://$img1" >/dev/null \
+    || die "chaos: skopeo cannot inspect $img1"
+  row "registry down for 25 s during a scheduled run's push" \
+    "every push failed and the run retried with backoff (after 25 s: phase $reg_phase, status '…${reg_msg: -110}'; a run gives up after 5 attempts and the next trigger starts afresh); after the registry returned one image was pushed; every tag resolves ($(echo "$tags" | wc -w) tags, skopeo inspects the new one)" \
+    "0" "none (RPO grew by the outage)" "$(since "$trr")" "none (no half-written tag)"
+fi
 step "killing worker-1: checkpoint-agent, kubelet shim and the counter container (a node loss)"
 count_at_kill=$(bash hack/runc-pod.sh count "$src_dir") t_count_kill=$(date +%s.%N)
+chaos_state=""
+chaos_before_failover() {
+  step "chaos: a human pushes to the GitOps repository as the failover starts"
+  local h="$W/human"
+  rm -rf "$h" && git clone -q "$AUTHED" "$h"
+  printf '# Owned by the platform team; changed during a failover by hack/e2e.sh (chaos mode).\n' >"$h/clusters/OWNERS.md"
+  git -C "$h" -c user.name=human -c user.email=human@example.invalid add -A
+  git -C "$h" -c user.name=human -c user.email=human@example.invalid commit -qm "platform: OWNERS for clusters/ (racing the failover)"
+  git -C "$h" push -q "$AUTHED" main
+  human_sha=$(git -C "$h" rev-parse HEAD)
+  step "chaos: Git server down until 12 s into Committing"
+  bash hack/lab.sh fault git
+  chaos_state=git_down
+}
+[ "$chaos" = 1 ] && chaos_before_failover
 rate=$(python3 -c "import sys; a,b,t1,t2=map(float,sys.argv[1:]); print(round((b-a)/max(t2-t1,0.1),2))" "$count_start" "$count_at_kill" "$t_count_start" "$t_count_kill")
 kill "$agent_pid" 2>/dev/null; agent_pid=""
 kill -9 "$shim1_pid" 2>/dev/null; shim1_pid=""
@@ -313,23 +445,119 @@ wait_for "the fault to become Transition $tr_name" 90 tr_exists
 t_detected=$(date +%s.%N)
 step "fault detected: Transition $tr_name created ($(trj | jget 'd["spec"]["trigger"].get("reason")'))"
 
+# --- chaos mode: one fault per failover phase, each ending in a row ---------------------------
+mgmt_ready() { "${MGMT[@]}" get --raw /readyz >/dev/null 2>&1; }
+c2_ready() { "${C2[@]}" get --raw /readyz >/dev/null 2>&1; }
+phase_now() { trj | jget 'd.get("status",{}).get("phase")'; }
+# wait_phase_leaves PHASE SECONDS — until the Transition is past PHASE; prints the phase then.
+wait_phase_leaves() {
+  local p end=$((SECONDS + $2))
+  while [ $SECONDS -lt $end ]; do
+    p=$(phase_now)
+    if [ -n "$p" ] && [ "$p" != "$1" ]; then echo "$p"; return 0; fi
+    sleep 0.5
+  done
+  echo "$1"; return 1
+}
+tr_message() { trj | jget 'd.get("status",{}).get("message") or ""' | tr '|' '/' | cut -c1-140; }
+# The faults do not depend on catching a phase by polling (a loaded machine can run Fencing to
+# Verifying between two polls): each one holds the Transition where it is until the next.
+#   node loss  → a human push, then the Git server down: the Transition must wait in Committing;
+#   12 s into Committing → the target's API server down, then Git back: it commits once and must
+#                wait in Syncing/Verifying (the workload cannot be seen Ready);
+#   meanwhile  → the leader SIGKILLed: the standby takes the Lease and resumes;
+#   20 s later → the target back: it completes with the workload Ready.
+committing_seen_at="" killed_leader="" target_up_at=""
+leader() { "${MGMT[@]}" get lease transition-operator -n transition-system -o 'jsonpath={.spec.holderIdentity}' 2>/dev/null; }
+chaos_kill_leader() {
+  local holder pid tk took new_holder at_phase
+  holder=$(leader) at_phase=$(phase_now)
+  step "chaos: SIGKILL of the leader ($holder) while the Transition waits in $at_phase"
+  tk=$(now)
+  if [ "$holder" = e2e-operator-b ]; then pid=$operator_b_pid; else pid=$operator_pid; fi
+  kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  other_leads() { local h; h=$(leader); [ -n "$h" ] && [ "$h" != "$holder" ]; }
+  wait_for "the standby holding the Lease" 45 other_leads
+  new_holder=$(leader) took=$(since "$tk")
+  # The Deployment restarts the killed Pod: it comes back as the standby.
+  if [ "$holder" = e2e-operator-b ]; then start_operator_b; else start_operator; fi
+  killed_leader=$holder
+  row "leader replica SIGKILLed in $at_phase (2 replicas behind the Lease)" \
+    "$new_holder took the Lease after it expired (Lease 15 s) and resumed the persisted phase; the killed $holder came back as the standby" \
+    "$(failover_commits_now)" "none" "$took" "none"
+}
+# chaos_tick — one step of the state machine above; returns 0 when it acted (re-read the phase).
+chaos_tick() {
+  local p next tr kept msg
+  p=$(phase_now)
+  case "$chaos_state" in
+    git_down)
+      case "$p" in
+        "") return 1 ;;
+        Pending|Fencing) return 1 ;;
+        Committing) [ -n "$committing_seen_at" ] || committing_seen_at=$SECONDS
+          [ $((SECONDS - committing_seen_at)) -ge 12 ] || return 1 ;;
+        *) die "chaos: the Transition reached $p while the Git server was down" ;;
+      esac
+      msg=$(tr_message)
+      step "chaos: the target's (cluster2-aws) API server down, then the Git server back"
+      bash hack/lab.sh fault apiserver-cluster2-aws
+      target_down_at=$(now)
+      bash hack/lab.sh revive git
+      tr=$(now)
+      next=$(wait_phase_leaves Committing 120) || die "chaos: still Committing 120 s after the Git server came back: $(tr_message)"
+      kept=no
+      git -C "$W/seed" fetch -q "$AUTHED" main && git -C "$W/seed" merge-base --is-ancestor "$human_sha" FETCH_HEAD && kept=yes
+      [ "$kept" = yes ] || die "chaos: the human commit $human_sha is not in the history after the failover commit"
+      row "Git server down from the node loss until 12 s into Committing, after a human push racing the failover" \
+        "held in Committing, no commit, no later phase (status '${msg:0:150}…'); with the server back it fetched, put its commit on top of the human one and pushed, then $next" \
+        "$(failover_commits_now)" "none" "$(since "$tr")" "none (human commit ${human_sha:0:8} kept)"
+      chaos_state=target_down
+      return 0 ;;
+    target_down)
+      [ "$p" != Completed ] || die "chaos: Completed while the target's API server was down"
+      [ "$p" != Failed ] || die "chaos: Failed while the target's API server was down: $(tr_message)"
+      if [ -z "$killed_leader" ]; then chaos_kill_leader; return 0; fi
+      [ "$(python3 -c "import sys,time; print(int(time.time()-float(sys.argv[1])))" "$target_down_at")" -ge 20 ] || return 1
+      target_msg=$(tr_message) target_phase=$p
+      bash hack/lab.sh revive apiserver-cluster2-aws
+      target_up_at=$(now)
+      wait_for "cluster2-aws API server back" 90 c2_ready
+      chaos_state=done
+      return 0 ;;
+  esac
+  return 1
+}
+
 killed=""
 synced=""
 deadline=$((SECONDS + 240))
-while :; do
-  phase=$(trj | jget 'd.get("status",{}).get("phase")')
-  if [ "$kill_phases" = 1 ] && [ -n "$phase" ] && [[ " Fencing Committing Syncing Verifying " == *" $phase "* ]] && [[ " $killed " != *" $phase "* ]]; then
-    step "kill -9 transition-operator during phase $phase, then restart it"
+# kill_in_phase PHASE — with --kill-operator-in-each-phase, SIGKILL + restart once per phase.
+kill_in_phase() {
+  if [ "$kill_phases" = 1 ] && [ -n "$1" ] && [[ " Fencing Committing Syncing Verifying " == *" $1 "* ]] && [[ " $killed " != *" $1 "* ]]; then
+    step "kill -9 transition-operator during phase $1, then restart it"
     kill -9 "$operator_pid" 2>/dev/null || true; wait "$operator_pid" 2>/dev/null || true
-    killed="$killed $phase"
+    killed="$killed $1"
     start_operator
   fi
-  if [ -z "$synced" ]; then
+}
+while :; do
+  phase=$(trj | jget 'd.get("status",{}).get("phase")')
+  kill_in_phase "$phase"
+  if [ "$chaos" = 1 ] && chaos_tick; then
+    deadline=$((SECONDS + 240))
+    continue
+  fi
+  # (The GitOps agent of a cluster whose API server is down cannot apply either.)
+  if [ -z "$synced" ] && [ "$chaos_state" != target_down ]; then
     if git -C "$W/seed" fetch -q "$AUTHED" main 2>/dev/null && git -C "$W/seed" show FETCH_HEAD:clusters/cluster2-aws/kustomization.yaml 2>/dev/null | grep -q 'catalog/counter'; then
       synced=$(render_apply cluster2-aws "${C2[@]}")
       step "GitOps sync of cluster2-aws at $synced (standing in for Argo CD / Flux)"
       src_sync=$(render_apply cluster1-azure "${C1[@]}")
       step "GitOps sync of cluster1-azure at $src_sync: the counter left the source (fenced)"
+      # The syncs take seconds: look at the phase again so a short one is not missed.
+      phase=$(trj | jget 'd.get("status",{}).get("phase")')
+      kill_in_phase "$phase"
     fi
   fi
   [ "$phase" = Completed ] || [ "$phase" = Failed ] && break
@@ -338,6 +566,14 @@ while :; do
 done
 [ "$phase" = Completed ] || die "Transition $tr_name ended $phase: $(trj | jget 'd["status"].get("message")')"
 t_done=$(date +%s.%N)
+if [ "$chaos" = 1 ]; then
+  [ "$chaos_state" = done ] || die "chaos: the faults did not all run (state $chaos_state)"
+  c2_counter_ready() { [ "$("${C2[@]}" get deployment counter -n default -o 'jsonpath={.status.readyReplicas}' 2>/dev/null || echo 0)" -ge 1 ]; }
+  wait_for "the counter Ready on cluster2-aws after Completed" 90 c2_counter_ready
+  row "target API server (cluster2-aws) down from the commit on (Syncing/Verifying), $(python3 -c "import sys; print(round(float(sys.argv[2])-float(sys.argv[1])))" "$target_down_at" "$target_up_at") s" \
+    "waited in $target_phase, never Completed while down (status '${target_msg:0:150}…'); after it returned: the GitOps sync, the restore, Completed with the counter Ready on the target" \
+    "$(failover_commits_now)" "none" "$(since "$target_up_at")" "none"
+fi
 
 dst_pod=$("${C2[@]}" get pods -n default -l app=counter -o 'jsonpath={.items[0].metadata.name}')
 dst_dir="$W/worker-2/pods/default_${dst_pod}_counter"
@@ -425,11 +661,40 @@ python3 hack/kubelet-shim.py --node worker-1 --kubeconfig "$LAB_CLUSTER1_AZURE_K
 shim1_pid=$!
 "$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
   --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
-  --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$(free_port)" \
-  --controller-url "http://127.0.0.1:$hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
+  --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$agent_metrics_port" \
+  --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
   >>"$W/agent.log" 2>&1 &
 agent_pid=$!
 NODE=worker-1 wait_for "node worker-1 Ready again" 90 node_ready "${C1[@]}"
+# The source node is back with its old pod's state on disk: nothing may start the counter there
+# while it runs on cluster2-aws (no dual-active). The fence is Git (the package left
+# clusters/cluster1-azure, so the GitOps sync pruned its Deployment) plus the out-of-service taint;
+# the returning kubelet finds its old pod deleted or gone and stops instead of restarting it.
+t_back=$(now)
+running_on_worker1() {
+  local d n=0
+  for d in "$W"/worker-1/pods/*/; do
+    [ -d "$d" ] && [ "$(bash hack/runc-pod.sh status "$d" 2>/dev/null)" = running ] && n=$((n + 1))
+  done
+  echo "$n"
+}
+dual=0 end=$((SECONDS + 15))
+while [ $SECONDS -lt $end ]; do
+  r1=$(running_on_worker1)
+  # Pods serving: Ready and not being deleted (the dead node's old pod keeps its last status,
+  # phase Running, until the returning kubelet finishes deleting it — not a second copy).
+  p1=$("${C1[@]}" get pods -n default -l app=counter -o json 2>/dev/null | jget 'sum(1 for p in d["items"] if not p["metadata"].get("deletionTimestamp") and any(c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or []))')
+  [ "$r1" = 0 ] && [ "${p1:-0}" = 0 ] || { dual=1 dual_seen="$r1 containers, $p1 pods serving"; }
+  sleep 1
+done
+c2_running=$("${C2[@]}" get deployment counter -n default -o 'jsonpath={.status.readyReplicas}' 2>/dev/null || true)
+[ "$dual" = 0 ] && [ "${c2_running:-0}" -ge 1 ] || die "dual-active: the counter ran on worker-1 (at worst ${dual_seen:-?}) while cluster2-aws has ${c2_running:-0} Ready"
+step "the returning source node does not run the counter (watched 15 s; cluster2-aws still serves it)"
+if [ "$chaos" = 1 ]; then
+  row "source node worker-1 returns after the failover (kubelet shim restarts, old pod state on disk)" \
+    "no dual-active: Git no longer lists the package for cluster1-azure and its pod is gone, so the returning node started nothing (watched 15 s) while cluster2-aws served the counter" \
+    "$(failover_commits_now)" "none" "n/a (nothing restarted)" "none"
+fi
 away_ckpt() { "${MGMT[@]}" get checkpoints -n default -l transition.dcnlab.ssu.ac.kr/cluster=cluster2-aws -o json 2>/dev/null; }
 away_image() { away_ckpt | jget 'sum(1 for c in d["items"] if "@sha256:" in (c.get("status") or {}).get("lastCheckpointImage", ""))' | grep -qv '^0$'; }
 wait_for "the package checkpointed in its new home (cluster2-aws)" 120 away_image
@@ -444,10 +709,27 @@ step "failback: Transition $fb_name (Planned, cluster2-aws -> cluster1-azure) at
 "${MGMT[@]}" apply -f "$W/failback.yaml" >/dev/null
 t_fb=$(date +%s.%N)
 fbj() { "${MGMT[@]}" get transitions.transition.dcnlab.ssu.ac.kr "$fb_name" -n default -o json 2>/dev/null; }
-home_synced="" old_fenced=""
+home_synced="" old_fenced="" mgmt_restarted=""
 deadline=$((SECONDS + 300))
 while :; do
   fb_phase=$(fbj | jget 'd.get("status",{}).get("phase")')
+  if [ "$chaos" = 1 ] && [ -z "$mgmt_restarted" ]; then
+    mgmt_restarted=1
+    step "chaos: restarting the management API server during the failback (phase ${fb_phase:-none yet})"
+    tm=$(now)
+    bash hack/lab.sh fault apiserver-mgmt
+    sleep 2
+    bash hack/lab.sh revive apiserver-mgmt
+    wait_for "the management API server back" 90 mgmt_ready
+    failover_name=$tr_name tr_name=$fb_name
+    fb_was=${fb_phase:-Pending}
+    fb_next=$(wait_phase_leaves "$fb_was" 120) || die "chaos: the failback did not leave $fb_was after the management API server came back"
+    tr_name=$failover_name
+    row "management API server restarted (down ~2 s + its start) during the failback (in $fb_was)" \
+      "watches and the Lease reconnected; the failback resumed from its persisted phase ($fb_was, then $fb_next) and completed" \
+      "$(failover_commits_now) (failback commits are not failover commits)" "none" "$(since "$tm")" "none"
+    continue
+  fi
   if git -C "$W/seed" fetch -q "$AUTHED" main 2>/dev/null; then
     if [ -z "$home_synced" ] && git -C "$W/seed" show FETCH_HEAD:clusters/cluster1-azure/kustomization.yaml 2>/dev/null | grep -q 'catalog/counter'; then
       home_synced=$(render_apply cluster1-azure "${C1[@]}")

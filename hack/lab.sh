@@ -6,6 +6,8 @@
 #   hack/lab.sh status   check every service; exit 1 if one is down
 #   hack/lab.sh down     stop everything by recorded PID
 #   hack/lab.sh git-repo NAME   create a bare repository NAME.git on the Git server
+#   hack/lab.sh fault SERVICE    stop one service (apiserver-mgmt, s3, registry, git, ...), keeping
+#                               how it ran; hack/lab.sh revive SERVICE starts it again as it was
 #
 # Per simulated cluster (LAB_CLUSTERS, default "mgmt cluster1-azure cluster2-aws"; the first is the
 # management cluster): etcd + kube-apiserver v1.20.2, and with LAB_CONTROLLERS="<cluster>..." also
@@ -302,6 +304,38 @@ down_all() {
   return 0
 }
 
+# fault NAME — stops one service of a running lab (apiserver-mgmt, s3, registry, git, ...: the
+# names under $PIDS) and keeps its command line, environment and folder, so `revive NAME` starts
+# the very same process again (same port, same data). hack/chaos.sh uses them.
+fault() {
+  local name="$1" f="$PIDS/$1.pid"
+  [ -f "$f" ] || die "no service $name in $LAB (have: $(cd "$PIDS" && ls ./*.pid 2>/dev/null | sed 's|./||; s|.pid||' | tr '\n' ' '))"
+  local pid
+  pid=$(cat "$f")
+  kill -0 "$pid" 2>/dev/null || die "service $name (pid $pid) is not running"
+  cp "/proc/$pid/cmdline" "$PIDS/$name.cmdline"
+  cp "/proc/$pid/environ" "$PIDS/$name.environ"
+  readlink "/proc/$pid/cwd" >"$PIDS/$name.cwd"
+  stop_one "$name"
+}
+revive() {
+  local name="$1"
+  [ -f "$PIDS/$name.cmdline" ] || die "service $name was not stopped with 'lab.sh fault $name'"
+  alive "$name" && return 0
+  python3 - "$PIDS/$name" "$LAB/$name.revived.log" <<'PY'
+import os, subprocess, sys
+base, logf = sys.argv[1], sys.argv[2]
+argv = open(base + ".cmdline", "rb").read().split(b"\0")[:-1]
+env = dict(kv.split(b"=", 1) for kv in open(base + ".environ", "rb").read().split(b"\0") if b"=" in kv)
+cwd = open(base + ".cwd").read().strip()
+with open(logf, "ab") as log:
+    p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True, pass_fds=())
+open(base + ".pid", "w").write(f"{p.pid}\n")
+PY
+  rm -f "$PIDS/$name.cmdline" "$PIDS/$name.environ" "$PIDS/$name.cwd"
+}
+
 cmd="${1:-}"
 case "$cmd" in
   up|down)
@@ -313,5 +347,7 @@ case "$cmd" in
   env) [ -f "$ENV_FILE" ] && cat "$ENV_FILE" || die "lab is not up" ;;
   status) status ;;
   git-repo) [ -n "${2:-}" ] || die "usage: lab.sh git-repo NAME"; git_repo "$2"; echo "$LAB/git/repos/$2.git" ;;
-  *) echo "usage: $0 up|down|env|status|git-repo NAME" >&2; exit 2 ;;
+  fault) [ -n "${2:-}" ] || die "usage: lab.sh fault SERVICE"; fault "$2" ;;
+  revive) [ -n "${2:-}" ] || die "usage: lab.sh revive SERVICE"; revive "$2" ;;
+  *) echo "usage: $0 up|down|env|status|git-repo NAME|fault SERVICE|revive SERVICE" >&2; exit 2 ;;
 esac

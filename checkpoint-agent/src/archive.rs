@@ -30,8 +30,43 @@ pub enum Skip {
     NotAnArchive,
     /// A symlink, folder or special file: never followed.
     NotRegular,
-    /// A name that cannot be an object-key segment (non-UTF-8, `..`, spaces, control bytes).
+    /// A name that cannot be an object-key segment (non-UTF-8, `..`, spaces, control bytes),
+    /// as [`shown`]: a log line never carries its raw bytes.
     UnsafeName(String),
+}
+
+/// Longest name [`shown`] shows, in characters.
+const SHOWN_CHARS: usize = 200;
+
+/// A file name as the agent shows it: UTF-8 escaped as `{:?}` escapes it (quotes, control and
+/// other unprintable characters: `\u{7f}`, `\u{1b}`), other bytes as `\xNN`, cut after
+/// [`SHOWN_CHARS`] characters with `…`.
+pub fn shown(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if chars == SHOWN_CHARS {
+                out.push('…');
+                return out;
+            }
+            if c == '\'' {
+                out.push(c);
+            } else {
+                out.extend(c.escape_debug());
+            }
+            chars += 1;
+        }
+        for b in chunk.invalid() {
+            if chars == SHOWN_CHARS {
+                out.push('…');
+                return out;
+            }
+            out.push_str(&format!("\\x{b:02x}"));
+            chars += 1;
+        }
+    }
+    out
 }
 
 /// Classifies one directory entry (by `symlink_metadata`: links are not followed).
@@ -46,12 +81,10 @@ pub fn classify(path: &Path) -> std::io::Result<Result<Candidate, Skip>> {
         return Ok(Err(Skip::NotRegular));
     }
     let Some(name) = name_os.to_str() else {
-        return Ok(Err(Skip::UnsafeName(
-            name_os.to_string_lossy().into_owned(),
-        )));
+        return Ok(Err(Skip::UnsafeName(shown(bytes))));
     };
     if transition_crds::storage::ArchiveKey::new("c", "n", name).is_err() {
-        return Ok(Err(Skip::UnsafeName(name.to_owned())));
+        return Ok(Err(Skip::UnsafeName(shown(bytes))));
     }
     Ok(Ok(Candidate {
         path: path.to_path_buf(),
@@ -124,6 +157,9 @@ fn fd_is_writable(fdinfo: &Path) -> bool {
         .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         .is_some_and(|flags| flags & 0o3 != 0)
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

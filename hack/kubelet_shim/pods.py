@@ -232,7 +232,8 @@ class PodSync:
                     if c.state != "running" or t.deleting:
                         continue
                     s = runc_status(c.dir)
-                    if s == "running":
+                    # "paused": frozen by a checkpoint (CRIU dump) in progress — alive.
+                    if s in ("running", "paused", "unknown"):
                         continue
                     c.last_terminated = {"exitCode": 137, "reason": "Error", "startedAt": c.started_at, "finishedAt": rfc3339(),
                                          "containerID": f"runc://{c.cid}"}

@@ -38,6 +38,8 @@ pub enum StoreError {
         bucket: String,
         key: String,
         reason: String,
+        /// S3 could not be reached or answered 5xx / throttled: retrying may help.
+        transient: bool,
     },
     #[error(
         "failed to use s3://{bucket}/{key}: its sha256 is not recorded yet (upload not finished)"
@@ -61,6 +63,21 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// S3 could not be reached (or answered with a server error): the read is worth retrying
+    /// and the wait says so in the Checkpoint's status.
+    pub fn unreachable(&self) -> Option<&str> {
+        match self {
+            StoreError::Request {
+                reason,
+                transient: true,
+                ..
+            } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// A ready archive: size and the sha256 the agent computed while uploading.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveObject {
@@ -75,13 +92,6 @@ pub struct ArchiveObject {
 pub struct ArchiveStore {
     client: aws_sdk_s3::Client,
     bucket: String,
-}
-
-fn reason<E>(e: &aws_sdk_s3::error::SdkError<E>) -> String
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    transition_runtime::s3::classify(e).1
 }
 
 impl ArchiveStore {
@@ -105,11 +115,13 @@ impl ArchiveStore {
     where
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     {
+        let (kind, reason) = transition_runtime::s3::classify(e);
         StoreError::Request {
             op,
             bucket: self.bucket.clone(),
             key: key.to_owned(),
-            reason: reason(e),
+            reason,
+            transient: kind == transition_runtime::s3::ErrorKind::Transient,
         }
     }
 
@@ -155,11 +167,12 @@ impl ArchiveStore {
             DIGEST_RECORD_MAX_BYTES,
         )
         .await
-        .map_err(|(_, reason)| StoreError::Request {
+        .map_err(|(kind, reason)| StoreError::Request {
             op: "read",
             bucket: self.bucket.clone(),
             key: record_key.clone(),
             reason,
+            transient: kind == transition_runtime::s3::ErrorKind::Transient,
         })?
         .ok_or_else(not_ready)?;
         let record =

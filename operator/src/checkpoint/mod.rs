@@ -33,6 +33,13 @@ use run::{Progress, Target};
 use schedule::{Due, decide};
 
 const CONTROLLER: &str = "checkpoint";
+/// On every Checkpoint: before the object goes, the archives and images it recorded are deleted
+/// (S3 objects and registry manifests would leak otherwise).
+pub const FINALIZER: &str = "transition.dcnlab.ssu.ac.kr/checkpoint-cleanup";
+/// How long a deleted Checkpoint waits for S3 and the registry to allow the cleanup before it
+/// goes anyway, naming what it left in a Warning Event (a finalizer must not hold a namespace
+/// deletion forever).
+const CLEANUP_DEADLINE: Duration = Duration::from_secs(600);
 /// A run that keeps failing is given up after this many attempts (then the next trigger starts
 /// a fresh one).
 const MAX_RUN_ATTEMPTS: u32 = 5;
@@ -115,6 +122,20 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to manage the finalizer of Checkpoint {checkpoint}: {source}")]
+    Finalizer {
+        checkpoint: String,
+        #[source]
+        source: Box<kube::runtime::finalizer::Error<Error>>,
+    },
+    #[error(
+        "failed to clean up deleted Checkpoint {checkpoint}: {left} object(s) not deleted yet, first: {first}"
+    )]
+    Cleanup {
+        checkpoint: String,
+        left: usize,
+        first: String,
+    },
 }
 
 impl Error {
@@ -134,6 +155,8 @@ impl Error {
             Error::Store { .. } => "Store",
             Error::Image { .. } => "Image",
             Error::PatchStatus { .. } => "PatchStatus",
+            Error::Finalizer { .. } => "Finalizer",
+            Error::Cleanup { .. } => "Cleanup",
         }
     }
 
@@ -160,8 +183,117 @@ async fn write_status(
 /// Reconciles one Checkpoint.
 #[instrument(skip_all, fields(checkpoint = %id_of(ckpt.as_ref())))]
 pub async fn reconcile(ckpt: Arc<Checkpoint>, ctx: Arc<Context>) -> Result<Action, Error> {
+    use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
     let key = id_of(ckpt.as_ref());
-    ctx.timed(CONTROLLER, &key, step(&ckpt, &ctx)).await
+    let api: kube::Api<Checkpoint> =
+        kube::Api::namespaced(ctx.client.clone(), &ckpt.namespace().unwrap_or_default());
+    let work = async {
+        finalizer(&api, FINALIZER, ckpt.clone(), |event| async {
+            match event {
+                Event::Apply(c) => step(&c, &ctx).await,
+                Event::Cleanup(c) => cleanup(&c, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+            other => Error::Finalizer {
+                checkpoint: key.clone(),
+                source: Box::new(other),
+            },
+        })
+    };
+    ctx.timed(CONTROLLER, &key, work).await
+}
+
+/// A deleted Checkpoint: deletes the archives and images of its history and of an unfinished
+/// run — except images a Transition in the namespace deployed (Git may pin them) — then lets the
+/// object go. Retried with backoff while S3 or the registry fail, for [`CLEANUP_DEADLINE`].
+async fn cleanup(c: &Checkpoint, ctx: &Context) -> Result<Action, Error> {
+    let id = id_of(c);
+    let status = c.status.clone().unwrap_or_default();
+    let mut records = status.history.clone();
+    if let Some(run) = &status.run {
+        records.extend(run::unfinished_records(run));
+    }
+    if records.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let ns = c.namespace().unwrap_or_default();
+    let mut left = Vec::new();
+    let pinned = pinned_images(ctx, &ns).await.unwrap_or_else(|e| {
+        left.push(e);
+        None
+    });
+    match ctx.store.as_ref() {
+        Some(store) => {
+            let registry =
+                registry::registry_for(&ctx.clusters.secrets, &ctx.client, &ns, &c.spec.registry)
+                    .await;
+            let images = match (&registry, &pinned) {
+                (Ok(r), Some(p)) => Some((r, p.as_slice())),
+                _ => None,
+            };
+            left.extend(prune::delete_records(store, images, &records).await);
+            if let Err(e) = &registry
+                && records.iter().any(|r| r.image.is_some())
+            {
+                left.push(format!("registry: {e}"));
+            }
+        }
+        None => left.push("no S3 store configured (--s3-endpoint)".into()),
+    }
+    if left.is_empty() {
+        info!(checkpoint = %id, records = records.len(), "deleted the archives and images of a deleted Checkpoint");
+        return Ok(Action::await_change());
+    }
+    let deleting_for = c
+        .meta()
+        .deletion_timestamp
+        .as_ref()
+        .map_or(Duration::ZERO, |t| {
+            Duration::from_millis(
+                u64::try_from((Timestamp::now().as_millisecond() - t.0.as_millisecond()).max(0))
+                    .unwrap_or(0),
+            )
+        });
+    if deleting_for >= CLEANUP_DEADLINE {
+        let note = format!(
+            "gave up cleaning up after {} s; left {} object(s): {}",
+            CLEANUP_DEADLINE.as_secs(),
+            left.len(),
+            left.join("; ")
+        );
+        ctx.publish(c, EventType::Warning, "CleanupAbandoned", &note)
+            .await;
+        tracing::warn!(checkpoint = %id, %note, "letting a deleted Checkpoint go");
+        return Ok(Action::await_change());
+    }
+    Err(Error::Cleanup {
+        checkpoint: id,
+        left: left.len(),
+        first: left.first().cloned().unwrap_or_default(),
+    })
+}
+
+/// Digests (`sha256:…`) of the images the Transitions in `namespace` recorded: deployed (or
+/// about to be) from Git, so never deleted with a Checkpoint. `Err` (the list failed) keeps
+/// every image for now and is retried.
+async fn pinned_images(ctx: &Context, namespace: &str) -> Result<Option<Vec<String>>, String> {
+    let api: kube::Api<transition_crds::Transition> =
+        kube::Api::namespaced(ctx.client.clone(), namespace);
+    match api.list(&Default::default()).await {
+        Ok(list) => Ok(Some(
+            list.items
+                .iter()
+                .filter_map(|t| t.status.as_ref())
+                .flat_map(|s| s.images.iter().map(|i| i.digest.clone()))
+                .collect(),
+        )),
+        Err(e) => Err(format!(
+            "could not list the Transitions of namespace {namespace} (images kept until it can): {e}"
+        )),
+    }
 }
 
 /// Starts a run when one is due, else says when to look again.
@@ -254,9 +386,34 @@ async fn give_up_or_retry(
     let key = id_of(c);
     let attempts = ctx.failures(&key) + 1;
     let give_up = e.ends_the_run() || attempts >= MAX_RUN_ATTEMPTS;
-    let Some(run) = status.run.take().filter(|_| give_up) else {
+    if !give_up {
+        // The retry is visible in the status, not only in the logs. Written only when the
+        // text changes: each status write wakes the controller at once, which must not turn
+        // the backoff into a tight loop.
+        let message = format!("retrying with backoff (up to {MAX_RUN_ATTEMPTS} attempts): {e}");
+        if status.run.is_some() && status.message.as_deref() != Some(message.as_str()) {
+            status.message = Some(message);
+            if let Err(w) = write_status(ctx, c, status).await {
+                tracing::warn!(error = %w, "could not record the failed attempt in the status");
+            }
+        }
+        return Err(e);
+    }
+    let Some(run) = status.run.take() else {
         return Err(e);
     };
+    // What the failed run left in S3 (and any image one of its containers got) is not orphaned.
+    if let Some(store) = ctx.store.as_ref() {
+        let ns = c.namespace().unwrap_or_default();
+        let registry =
+            registry::registry_for(&ctx.clusters.secrets, &ctx.client, &ns, &c.spec.registry)
+                .await
+                .ok();
+        let images = registry.as_ref().map(|r| (r, &[][..]));
+        for left in prune::delete_records(store, images, &run::unfinished_records(&run)).await {
+            tracing::warn!(%left, "could not delete an object of a failed run");
+        }
+    }
     status.phase = Some(CheckpointPhase::Failed);
     status.message = Some(e.to_string());
     conditions::set(
@@ -334,17 +491,36 @@ async fn advance(
         .collect();
     for archive in pending {
         let now = Timestamp::now();
-        let Some((image, size)) =
-            run::build_image(ctx, &target, store, &registry, &archive, now).await?
-        else {
-            let taken = archive.taken_at.as_ref().map_or(now, |t| t.0);
-            let waited = Duration::from_millis(
-                u64::try_from((now.as_millisecond() - taken.as_millisecond()).max(0)).unwrap_or(0),
-            );
-            return Ok(Progress::Waiting {
-                key: archive.archive_key,
-                after: run::upload_poll_delay(waited),
-            });
+        let (image, size) = match run::build_image(ctx, &target, store, &registry, &archive, now)
+            .await?
+        {
+            run::Built::Image(image, size) => (image, size),
+            run::Built::NotYet { s3_unreachable } => {
+                let taken = archive.taken_at.as_ref().map_or(now, |t| t.0);
+                let waited = Duration::from_millis(
+                    u64::try_from((now.as_millisecond() - taken.as_millisecond()).max(0))
+                        .unwrap_or(0),
+                );
+                let message = match &s3_unreachable {
+                    Some(reason) => format!(
+                        "waiting for archive {}: S3 unreachable ({reason}); retrying for up to {} s after the checkpoint",
+                        archive.archive_key,
+                        ctx.settings.archive_wait.as_secs()
+                    ),
+                    None => format!(
+                        "waiting for the agent to finish uploading archive {}",
+                        archive.archive_key
+                    ),
+                };
+                if status.message.as_deref() != Some(message.as_str()) {
+                    status.message = Some(message);
+                    write_status(ctx, c, status).await?;
+                }
+                return Ok(Progress::Waiting {
+                    key: archive.archive_key,
+                    after: run::upload_poll_delay(waited),
+                });
+            }
         };
         if let Some(a) = status.run.as_mut().and_then(|r| {
             r.archives

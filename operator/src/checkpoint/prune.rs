@@ -44,6 +44,33 @@ pub async fn prune(
     }
 }
 
+/// Deletes the archives of `records`, and with `images` (the registry, and the digests that must
+/// stay) their images too; returns what could not be deleted, one line per object.
+pub async fn delete_records(
+    store: &ArchiveStore,
+    images: Option<(&Registry, &[String])>,
+    records: &[CheckpointRecord],
+) -> Vec<String> {
+    let mut left = Vec::new();
+    for r in records {
+        if let Some(key) = &r.archive_key
+            && let Err(e) = store.delete(key).await
+        {
+            left.push(e.to_string());
+        }
+        let Some((registry, pinned)) = images else {
+            continue;
+        };
+        if let Some((repo, digest)) = r.image.as_deref().and_then(repository_and_digest)
+            && !pinned.iter().any(|p| p == digest)
+            && let Err(e) = registry.delete_manifest(repo, digest).await
+        {
+            left.push(e.to_string());
+        }
+    }
+    left
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

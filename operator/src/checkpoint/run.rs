@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use transition_crds::Checkpoint;
-use transition_crds::checkpoint::{CheckpointRecord, CheckpointStatus, RunArchive};
+use transition_crds::checkpoint::{CheckpointRecord, CheckpointRun, CheckpointStatus, RunArchive};
 use transition_crds::storage::ArchiveKey;
 
 use super::Error;
@@ -188,8 +188,31 @@ pub fn upload_poll_delay(waited: Duration) -> Duration {
     (waited / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
 }
 
-/// Step 2 for one archive: its image once the agent's upload is complete. `Ok(None)`: not there
-/// yet, still within the wait.
+/// The archives (and any images) of a run that will not finish, as records to delete.
+pub fn unfinished_records(run: &CheckpointRun) -> Vec<CheckpointRecord> {
+    run.archives
+        .iter()
+        .map(|a| CheckpointRecord {
+            time: a.taken_at.clone().unwrap_or_else(|| Time(Timestamp::now())),
+            container: a.container.clone(),
+            archive_key: Some(a.archive_key.clone()),
+            image: a.image.clone(),
+            size_bytes: a.size_bytes,
+            trigger: Some(run.trigger.clone()),
+        })
+        .collect()
+}
+
+/// What step 2 came to for one archive.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Built {
+    /// The image reference and the archive's size.
+    Image(String, u64),
+    /// Not there yet, still within the wait; `s3_unreachable` says why S3 could not answer.
+    NotYet { s3_unreachable: Option<String> },
+}
+
+/// Step 2 for one archive: its image once the agent's upload is complete.
 pub async fn build_image(
     ctx: &Context,
     target: &Target<'_>,
@@ -197,7 +220,7 @@ pub async fn build_image(
     registry: &Registry,
     archive: &RunArchive,
     now: Timestamp,
-) -> Result<Option<(String, u64)>, Error> {
+) -> Result<Built, Error> {
     let object = match store.ready(&archive.archive_key).await {
         Ok(o) => o,
         Err(source) => {
@@ -207,7 +230,11 @@ pub async fn build_image(
             );
             // Not there yet, or S3 unreachable: both may change within the wait.
             if waited < ctx.settings.archive_wait {
-                return Ok(None);
+                let s3_unreachable = source.unreachable().map(str::to_owned);
+                if s3_unreachable.is_some() {
+                    ctx.metrics.archive_read_retries.inc();
+                }
+                return Ok(Built::NotYet { s3_unreachable });
             }
             return Err(Error::UploadMissing {
                 checkpoint: target.id.clone(),
@@ -254,7 +281,7 @@ pub async fn build_image(
             outcome: "pushed".into(),
         })
         .inc();
-    Ok(Some((pushed.reference, object.size)))
+    Ok(Built::Image(pushed.reference, object.size))
 }
 
 /// The architecture the agent of the archive's node reports in its heartbeats (`None`: no beat

@@ -34,6 +34,20 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
     }
 }
 
+/// `text` with its control characters escaped (`\u{1b}`): a reason stays one printable line
+/// even when a parser quotes what it could not read (croner does, verbatim).
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A package the policy protects, with its parsed schedules.
 #[derive(Clone, Debug)]
 pub struct ProtectedPackage<'a> {
@@ -57,6 +71,28 @@ pub fn is_safe_relative_path(path: &str) -> bool {
         && !path.contains('\\')
         && !path.contains('\0')
         && path.split('/').all(|seg| seg != ".." && seg != ".")
+}
+
+/// Whether a name can be one segment of a path in the repository — a cluster's folder
+/// (`clusters/<name>`), a package's folder or patch file (`transition-<name>.yaml`) — and be shown
+/// as it is: 1-253 characters, no `/`, `\`, control characters, not `.` or `..`.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+}
+
+/// Why [`is_safe_name`] refused `name`.
+fn unsafe_name(field: String, name: &str) -> SpecError {
+    err(
+        field,
+        format!(
+            "{name:?} cannot name a folder of the repository (1-253 characters, no `/`, `\\`, `..` or control characters)"
+        ),
+    )
 }
 
 /// The target a failover chooses: the preferred cluster with the highest weight that is neither
@@ -113,7 +149,7 @@ fn parse_schedules<'a>(
             }
             (BackupType::Schedule, Some(expr)) => match parse_cron(expr) {
                 Ok(cron) => schedules.push((b.name.as_str(), Some(cron))),
-                Err(e) => errors.push(err(bat, e.to_string())),
+                Err(e) => errors.push(err(bat, printable(&e.to_string()))),
             },
             (BackupType::Manual, _) => schedules.push((b.name.as_str(), None)),
         }
@@ -125,6 +161,12 @@ fn parse_schedules<'a>(
 /// rules, path safety, a reachable target. Returns every problem, not just the first.
 pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecError>> {
     let mut errors = Vec::new();
+    if !is_safe_name(&spec.cluster_selector.name) {
+        errors.push(unsafe_name(
+            "spec.clusterSelector.name".into(),
+            &spec.cluster_selector.name,
+        ));
+    }
     if spec.cluster_selector.repo_type != RepoType::Git {
         errors.push(err(
             "spec.clusterSelector.repoType",
@@ -150,6 +192,12 @@ pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecErr
         .flat_map(|t| &t.prefer_clusters)
         .enumerate()
     {
+        if !is_safe_name(&c.name) {
+            errors.push(unsafe_name(
+                format!("spec.targetClusterPolicy.preferClusters[{i}].name"),
+                &c.name,
+            ));
+        }
         if c.repo_type != RepoType::Git {
             errors.push(err(
                 format!("spec.targetClusterPolicy.preferClusters[{i}].repoType"),
@@ -166,6 +214,9 @@ pub fn validate(spec: &ClusterPolicySpec) -> Result<ValidPolicy<'_>, Vec<SpecErr
     let mut packages = Vec::new();
     for (i, p) in spec.package_selectors.iter().enumerate() {
         let at = format!("spec.packageSelectors[{i}]");
+        if !is_safe_name(&p.name) {
+            errors.push(unsafe_name(format!("{at}.name"), &p.name));
+        }
         if spec.package_selectors[..i].iter().any(|q| q.name == p.name) {
             errors.push(err(
                 format!("{at}.name"),
@@ -369,6 +420,9 @@ fn refused(
         wake_after: None,
     }
 }
+
+#[cfg(test)]
+pub(crate) mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -108,6 +108,43 @@ pub struct Beats {
     pub rejected: prometheus_client::metrics::counter::Counter,
 }
 
+/// Why a heartbeat body was refused; [`BodyError::status`] is the HTTP status it gets.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BodyError {
+    #[error(transparent)]
+    Heartbeat(#[from] HeartbeatError),
+    #[error(
+        "failed to accept heartbeat: field `cluster_name` is {claimed:?} but the token belongs to cluster {cluster:?}"
+    )]
+    OtherCluster { claimed: String, cluster: String },
+}
+
+impl BodyError {
+    /// 413 (too large), 400 (not JSON), 422 (a field is invalid or names another cluster).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::Heartbeat(HeartbeatError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Heartbeat(HeartbeatError::Json(_)) => StatusCode::BAD_REQUEST,
+            BodyError::Heartbeat(HeartbeatError::Field { .. }) | BodyError::OtherCluster { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+        }
+    }
+}
+
+/// The heartbeat in `body`, sent with a token of `cluster`, parsed and validated: what
+/// `POST /heartbeat` accepts (pure). A body naming another cluster than its token's is refused.
+pub fn accept_body(cluster: &str, body: &[u8]) -> Result<Heartbeat, BodyError> {
+    let hb = Heartbeat::from_json(body)?;
+    if !hb.cluster_name.is_empty() && hb.cluster_name != cluster {
+        return Err(BodyError::OtherCluster {
+            claimed: hb.cluster_name,
+            cluster: cluster.to_owned(),
+        });
+    }
+    Ok(hb)
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": message.into()}))).into_response()
 }
@@ -127,28 +164,13 @@ async fn heartbeat(State(beats): State<Arc<Beats>>, headers: HeaderMap, body: Bo
             );
         }
     };
-    let hb = match Heartbeat::from_json(&bytes) {
+    let hb = match accept_body(&cluster, &bytes) {
         Ok(hb) => hb,
         Err(e) => {
             beats.rejected.inc();
-            let status = match e {
-                HeartbeatError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                HeartbeatError::Json(_) => StatusCode::BAD_REQUEST,
-                HeartbeatError::Field { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            return error(status, e.to_string());
+            return error(e.status(), e.to_string());
         }
     };
-    if !hb.cluster_name.is_empty() && hb.cluster_name != cluster {
-        beats.rejected.inc();
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "failed to accept heartbeat: field `cluster_name` is {:?} but the token belongs to cluster {cluster:?}",
-                hb.cluster_name
-            ),
-        );
-    }
     let key = NodeKey {
         cluster,
         node: hb.node.clone(),
@@ -220,6 +242,9 @@ pub fn router(beats: Arc<Beats>) -> Router {
         .route("/nodes", get(nodes))
         .with_state(beats)
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

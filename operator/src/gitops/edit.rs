@@ -94,7 +94,7 @@ fn parse_documents(path: &Path, text: &str) -> Result<Vec<(usize, Value)>, EditE
         }
         let value = serde_saphyr::from_str(doc).map_err(|e| EditError::Read {
             path: path.display().to_string(),
-            reason: format!("document {}: {e}", i + 1),
+            reason: format!("document {}: {}", i + 1, yaml_reason(&e)),
         })?;
         docs.push((i, value));
     }
@@ -220,8 +220,30 @@ fn load_kustomization(path: &Path) -> Result<Value, EditError> {
     let text = read(path)?;
     serde_saphyr::from_str(&text).map_err(|e| EditError::Kustomization {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        reason: yaml_reason(&e),
     })
+}
+
+/// Longest YAML parser message an error carries, in characters.
+const MAX_REASON_CHARS: usize = 300;
+
+/// The parser's message on one line: without the source snippet it renders by default (lines
+/// of the file itself, which may hold anything), control characters escaped, cut to
+/// [`MAX_REASON_CHARS`].
+fn yaml_reason(e: &serde_saphyr::Error) -> String {
+    let message = e.without_snippet().to_string();
+    let mut shown = String::new();
+    for c in message.chars().take(MAX_REASON_CHARS) {
+        if c.is_control() {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    if message.chars().count() > MAX_REASON_CHARS {
+        shown.push('…');
+    }
+    shown
 }
 
 fn save_kustomization(path: &Path, value: &Value) -> Result<(), EditError> {
@@ -475,6 +497,9 @@ pub fn set_image(
     save_kustomization(kustomization, &k)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -63,10 +63,20 @@ fn usual_indent<'a>(lines: &[&'a str]) -> &'a str {
         .unwrap_or("")
 }
 
-fn join(lines: &[String], ends_with_newline: bool) -> String {
-    let mut s = lines.join("\n");
+/// The line ending of `text`: `\r\n` when most of its lines end so (a file saved on Windows), so
+/// an edit does not rewrite every line of it; else `\n`.
+fn line_ending(text: &str) -> &'static str {
+    if text.matches("\r\n").count() * 2 > text.matches('\n').count() {
+        "\r\n"
+    } else {
+        "\n"
+    }
+}
+
+fn join(lines: &[String], eol: &str, ends_with_newline: bool) -> String {
+    let mut s = lines.join(eol);
     if ends_with_newline {
-        s.push('\n');
+        s.push_str(eol);
     }
     s
 }
@@ -95,7 +105,7 @@ pub fn with_entry(text: &str, field: &str, entry: &str) -> Option<String> {
     let Some(k) = key_line(&lines, field) else {
         out.push(format!("{field}:"));
         out.push(format!("{}- {entry}", usual_indent(&lines)));
-        return Some(join(&out, true));
+        return Some(join(&out, line_ending(text), true));
     };
     let (value, comment) = split_comment(&lines[k][field.len() + 1..]);
     if let Some(mut items) = flow_items(value) {
@@ -103,7 +113,7 @@ pub fn with_entry(text: &str, field: &str, entry: &str) -> Option<String> {
             items.push(entry.to_owned());
         }
         out[k] = format!("{field}: [{}]{comment}", items.join(", "));
-        return Some(join(&out, newline));
+        return Some(join(&out, line_ending(text), newline));
     }
     if !value.trim().is_empty() {
         return None;
@@ -116,7 +126,7 @@ pub fn with_entry(text: &str, field: &str, entry: &str) -> Option<String> {
         .last()
         .map_or((k, usual_indent(&lines)), |(i, indent, _)| (*i, *indent));
     out.insert(after + 1, format!("{indent}- {entry}"));
-    Some(join(&out, newline))
+    Some(join(&out, line_ending(text), newline))
 }
 
 /// `text` without `entry` in the list `field`; `None` when the layout is not one this edits
@@ -132,7 +142,7 @@ pub fn without_entry(text: &str, field: &str, entry: &str) -> Option<String> {
     if let Some(items) = flow_items(value) {
         let kept: Vec<String> = items.into_iter().filter(|i| i != entry).collect();
         out[k] = format!("{field}: [{}]{comment}", kept.join(", "));
-        return Some(join(&out, newline));
+        return Some(join(&out, line_ending(text), newline));
     }
     if !value.trim().is_empty() {
         return None;
@@ -150,7 +160,7 @@ pub fn without_entry(text: &str, field: &str, entry: &str) -> Option<String> {
     for i in gone.into_iter().rev() {
         out.remove(i);
     }
-    Some(join(&out, newline))
+    Some(join(&out, line_ending(text), newline))
 }
 
 /// `text` with the top-level key `from` renamed `to` (value, comments and everything else
@@ -160,8 +170,11 @@ pub fn rename_key(text: &str, from: &str, to: &str) -> Option<String> {
     let k = key_line(&lines, from)?;
     let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     out[k] = format!("{to}{}", &lines[k][from.len()..]);
-    Some(join(&out, text.ends_with('\n')))
+    Some(join(&out, line_ending(text), text.ends_with('\n')))
 }
+
+#[cfg(test)]
+pub(super) mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Entries every kubelet checkpoint archive has.
@@ -32,17 +33,69 @@ impl Default for Limits {
     }
 }
 
-/// Why an archive was refused.
+/// Why an archive was refused. Names and reasons taken from the archive are escaped and cut
+/// ([`shown`]): a garbage archive never prints binary to a terminal or into an Event.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("failed to accept checkpoint archive: entry {entry:?} {reason}")]
+    /// `entry` is the entry's name as [`shown`].
+    #[error("failed to accept checkpoint archive: entry \"{entry}\" {reason}")]
     Entry { entry: String, reason: String },
     #[error("failed to accept checkpoint archive: required entry {0:?} is missing")]
     Missing(&'static str),
     #[error("failed to accept checkpoint archive: {0}")]
     Limit(String),
+    /// The tar stream is cut short or corrupt `at` an entry (its message [`shown`]).
+    #[error("failed to read checkpoint archive at {at}: {source}")]
+    Corrupt {
+        at: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to read checkpoint archive: {0}")]
     Read(#[source] std::io::Error),
+}
+
+/// Longest name or message from an archive that an error shows, in characters.
+const SHOWN_CHARS: usize = 200;
+
+/// Bytes from an archive as an error shows them: UTF-8 escaped as `{:?}` escapes it (quotes,
+/// backslashes, control and other unprintable characters: `\n`, `\u{1b}`, `\u{202e}`), other
+/// bytes as `\xNN`, cut after [`SHOWN_CHARS`] characters with `…`.
+pub fn shown(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if chars == SHOWN_CHARS {
+                out.push('…');
+                return out;
+            }
+            if c == '\'' {
+                out.push(c);
+            } else {
+                out.extend(c.escape_debug());
+            }
+            chars += 1;
+        }
+        for b in chunk.invalid() {
+            if chars == SHOWN_CHARS {
+                out.push('…');
+                return out;
+            }
+            out.push_str(&format!("\\x{b:02x}"));
+            chars += 1;
+        }
+    }
+    out
+}
+
+/// A read error of the tar reader at `at`, its message [`shown`] (the tar reader quotes header
+/// fields and names from the archive verbatim).
+fn corrupt(at: impl Into<String>, e: &std::io::Error) -> ArchiveError {
+    ArchiveError::Corrupt {
+        at: at.into(),
+        source: std::io::Error::new(e.kind(), shown(e.to_string().as_bytes())),
+    }
 }
 
 /// What the archive says about the checkpointed container.
@@ -109,7 +162,7 @@ fn read_small<R: Read>(
     entry
         .take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(ArchiveError::Read)?;
+        .map_err(|e| corrupt(format!("entry \"{name}\""), &e))?;
     if buf.len() as u64 > limit {
         return Err(ArchiveError::Entry {
             entry: name.to_owned(),
@@ -139,10 +192,21 @@ pub fn validate<R: Read>(reader: R, limits: Limits) -> Result<ArchiveInfo, Archi
     let mut seen = BTreeMap::<&'static str, bool>::new();
     let mut config_dump = None;
     let mut spec_dump = None;
+    let mut last = None::<String>;
     for entry in archive.entries().map_err(ArchiveError::Read)? {
-        let mut entry = entry.map_err(ArchiveError::Read)?;
-        let raw = entry.path().map_err(ArchiveError::Read)?.into_owned();
-        let name = raw.to_string_lossy().into_owned();
+        let mut entry = entry.map_err(|e| {
+            let at = match &last {
+                Some(name) => format!("the entry after \"{name}\""),
+                None => "the first entry".to_owned(),
+            };
+            corrupt(at, &e)
+        })?;
+        let name = shown(&entry.path_bytes());
+        let raw = entry
+            .path()
+            .map_err(|e| corrupt(format!("entry \"{name}\""), &e))?
+            .into_owned();
+        last = Some(name.clone());
         let path = safe_path(&raw, &name)?;
         info.entries += 1;
         if info.entries > limits.max_entries {
@@ -151,7 +215,10 @@ pub fn validate<R: Read>(reader: R, limits: Limits) -> Result<ArchiveInfo, Archi
                 limits.max_entries
             )));
         }
-        let size = entry.header().size().map_err(ArchiveError::Read)?;
+        let size = entry
+            .header()
+            .size()
+            .map_err(|e| corrupt(format!("entry \"{name}\""), &e))?;
         info.total_bytes = info.total_bytes.saturating_add(size);
         if info.total_bytes > limits.max_total_bytes {
             return Err(ArchiveError::Limit(format!(
@@ -192,7 +259,7 @@ fn check_kind<R: Read>(
     if kind.is_symlink() || kind.is_hard_link() {
         let target = entry
             .link_name()
-            .map_err(ArchiveError::Read)?
+            .map_err(|e| corrupt(format!("entry \"{name}\""), &e))?
             .map(|t| t.into_owned())
             .unwrap_or_default();
         let inside = if kind.is_hard_link() {
@@ -204,8 +271,8 @@ fn check_kind<R: Read>(
             return Err(ArchiveError::Entry {
                 entry: name.to_owned(),
                 reason: format!(
-                    "links to {:?}, outside the archive",
-                    target.display().to_string()
+                    "links to \"{}\", outside the archive",
+                    shown(target.as_os_str().as_bytes())
                 ),
             });
         }
@@ -264,6 +331,9 @@ fn describe(
         };
     }
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub phase_seconds: Family<OutcomeLabels, Histogram>,
     /// Sends that found a bounded queue full (nothing is dropped: the sender waits).
     pub queue_full: Family<QueueLabels, Counter>,
+    /// Reads of a checkpoint archive's object that found S3 unreachable (retried).
+    pub archive_read_retries: Counter,
     /// The heartbeat endpoint's counters.
     pub beats: crate::detect::BeatCounters,
     pub registry: Registry,
@@ -90,6 +92,12 @@ impl Default for Metrics {
             "Locks found poisoned by a panicked task (their data was used as left)",
             super::locks::POISONED.clone(),
         );
+        let archive_read_retries = Counter::default();
+        registry.register(
+            "archive_read_retries",
+            "Reads of a checkpoint archive that found S3 unreachable and were retried",
+            archive_read_retries.clone(),
+        );
         let queue_full = Family::<QueueLabels, Counter>::default();
         registry.register(
             "queue_full",
@@ -113,6 +121,7 @@ impl Default for Metrics {
             beats.changes_dropped.clone(),
         );
         Metrics {
+            archive_read_retries,
             beats,
             queue_full,
             checkpoints,

@@ -171,7 +171,41 @@ pub async fn reconcile(tr: Arc<Transition>, ctx: Arc<Context>) -> Result<Action,
             ctx.reset_backoff(&key);
             driver::fail(&ctx, &tr, status, refusal).await
         }
-        other => other,
+        Err(e) => {
+            note_retry(&ctx, &tr, &e).await;
+            Err(e)
+        }
+        ok => ok,
+    }
+}
+
+/// Puts a failed step's error into `status.message` (the phase stays), so `kubectl get` shows
+/// why a Transition is not moving. Reads the status fresh (the step may have moved the phase
+/// before it failed) and writes only when the text changes: each write wakes the controller at
+/// once, which must not turn the backoff into a tight loop.
+async fn note_retry(ctx: &Context, tr: &Transition, e: &Error) {
+    use kube::ResourceExt;
+    let api: kube::Api<Transition> =
+        kube::Api::namespaced(ctx.client.clone(), &tr.namespace().unwrap_or_default());
+    let fresh = match api.get_status(&tr.name_any()).await {
+        Ok(t) => t,
+        Err(w) => {
+            tracing::debug!(error = %w, "could not read the status to note a retry");
+            return;
+        }
+    };
+    let mut status = fresh.status.clone().unwrap_or_default();
+    let Some(phase) = status.phase.filter(|p| !p.is_terminal()) else {
+        return;
+    };
+    let message =
+        format!("{phase:?}: retrying with backoff (up to {MAX_STEP_ATTEMPTS} attempts): {e}");
+    if status.message.as_deref() == Some(message.as_str()) {
+        return;
+    }
+    status.message = Some(message);
+    if let Err(w) = driver::write_status(ctx, &fresh, &status).await {
+        tracing::warn!(error = %w, "could not record the failed attempt in the status");
     }
 }
 

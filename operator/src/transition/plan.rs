@@ -11,6 +11,7 @@ use transition_crds::transition::{
 };
 use transition_crds::{Checkpoint, ClusterPolicy};
 
+use crate::cluster_policy::validate::{is_safe_name, is_safe_relative_path};
 use crate::gitops::writer::{FailoverPlan, ImageSwap, Strategy};
 
 /// A Transition its policy does not allow.
@@ -31,6 +32,14 @@ pub enum PlanError {
     FailbackNotPlanned,
     #[error("targetCluster {target:?} is in the policy's avoidClusters")]
     AvoidedTarget { target: String },
+    #[error(
+        "{field} {value:?} cannot name a folder of the repository (1-253 characters, no `/`, `\\`, `..` or control characters)"
+    )]
+    UnsafeName { field: &'static str, value: String },
+    #[error(
+        "package {package:?} has packagePath {path:?}, not a relative path inside the repository"
+    )]
+    UnsafePath { package: String, path: String },
 }
 
 /// The phases a trigger goes through, in order.
@@ -184,6 +193,26 @@ fn plan_with(
     selector: PackageSelector,
     images: &[ImageRecord],
 ) -> Result<Plan, PlanError> {
+    // The names become folders and files of the checkout (`clusters/<target>`,
+    // `transition-<package>.yaml`): none may lead out of it.
+    for (field, value) in [
+        ("package", &spec.package),
+        ("sourceCluster", &spec.source_cluster),
+        ("targetCluster", &spec.target_cluster),
+    ] {
+        if !is_safe_name(value) {
+            return Err(PlanError::UnsafeName {
+                field,
+                value: value.clone(),
+            });
+        }
+    }
+    if !is_safe_relative_path(selector.package_path.trim_end_matches('/')) {
+        return Err(PlanError::UnsafePath {
+            package: selector.name,
+            path: selector.package_path,
+        });
+    }
     let home = &policy.cluster_selector.name;
     let tcp = policy.target_cluster_policy.clone().unwrap_or_default();
     let failback = is_failback(spec, policy);
@@ -298,3 +327,6 @@ pub fn is_failback(spec: &TransitionSpec, policy: &ClusterPolicySpec) -> bool {
             .flat_map(|t| &t.prefer_clusters)
             .any(|c| c.name == spec.source_cluster)
 }
+
+#[cfg(test)]
+mod properties;

@@ -10,6 +10,7 @@
     reason = "test code"
 )]
 
+mod checkpoint_cleanup;
 mod controllers_faults;
 mod crds_apiserver;
 mod detection;

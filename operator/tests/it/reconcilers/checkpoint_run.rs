@@ -35,6 +35,7 @@ fn scenario(node_name: Option<&str>, status: Value) -> Scenario {
     mgmt.put("checkpoints", json!({
         "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "Checkpoint",
         "metadata": {"name": "c1", "namespace": "ops",
+                     "finalizers": [checkpoint::FINALIZER],
                      "annotations": {"transition.dcnlab.ssu.ac.kr/checkpoint-now": "t1"}},
         "spec": {"schedule": "@manual", "clusterRef": {"name": "cluster1-azure", "packageName": "counter"},
                  "podRef": pod_ref,

@@ -1,0 +1,230 @@
+//! A deleted Checkpoint, against the lab's REAL kube-apiserver v1.20.2, s3s-fs and docker-registry:
+//! the finalizer holds the object until the operator deleted the S3 archives (and digest record)
+//! and the registry manifests of its history — except an image a Transition recorded (Git may pin
+//! it) — then the object goes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use transition_crds::{Checkpoint, Transition};
+use transition_operator::checkpoint;
+use transition_operator::context::Context;
+use transition_operator::image::archive::Limits;
+use transition_operator::image::build::{ImageSpec, build_and_push, timestamp_tag};
+use transition_operator::image::registry::{Credentials, Registry, RegistryConfig};
+use transition_operator::k8s::crd_install::install_crds;
+use transition_operator::observe::metrics::Metrics;
+use transition_operator::storage::{ArchiveStore, StoreConfig};
+use transition_testlab::{Lab, checkpoint_fixture, fresh_namespace};
+
+async fn push(reg: &Registry, repo: &str) -> String {
+    let archive = checkpoint_fixture("small", 0).unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let spec = ImageSpec {
+        repo: repo.to_owned(),
+        tag: timestamp_tag(&now),
+        moving_tag: None,
+        chunk_size: 64 << 10,
+        limits: Limits::default(),
+        known_digest: None,
+        created: now,
+        arch: None,
+    };
+    build_and_push(reg, std::fs::File::open(&archive).unwrap(), &spec)
+        .await
+        .unwrap()
+        .reference
+}
+
+fn manifest_status(ep: &transition_testlab::RegistryEndpoint, reference: &str) -> u16 {
+    let (name, digest) = reference.split_once('@').unwrap();
+    let repo = name.split_once('/').unwrap().1;
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I", "-u"])
+        .arg(format!("{}:{}", ep.user, ep.password))
+        .args([
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!("http://{}/v2/{repo}/manifests/{digest}", ep.host))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_checkpoint_takes_its_archives_and_images_with_it_but_keeps_a_deployed_image() {
+    let lab = Lab::get().unwrap();
+    let client = lab.kube_client(&lab.clusters()[0]).await.unwrap();
+    install_crds(&client, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ns = fresh_namespace(&client, "cleanup").await.unwrap();
+    let s3 = lab.s3().unwrap();
+    let ep = lab.registry().unwrap();
+
+    // Two records, as a history holds them: archive in S3 (with a digest record) + image.
+    let run = format!("cleanup-{}", std::process::id());
+    let keys: Vec<String> = (0..2)
+        .map(|i| {
+            format!("checkpoints/v1/cluster1-azure/{run}/checkpoint-counter_{ns}-counter-{i}.tar")
+        })
+        .collect();
+    let sdk = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(s3.region.clone()))
+            .endpoint_url(&s3.endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &s3.access_key,
+                &s3.secret_key,
+                None,
+                None,
+                "test",
+            ))
+            .force_path_style(true)
+            .build(),
+    );
+    for key in &keys {
+        for k in [key.clone(), format!("{key}.sha256.json")] {
+            sdk.put_object()
+                .bucket(&s3.bucket)
+                .key(&k)
+                .body(b"archive bytes".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let reg = Registry::new(&RegistryConfig {
+        host: ep.host.clone(),
+        insecure: true,
+        credentials: Some(Credentials {
+            username: ep.user.clone(),
+            password: ep.password.clone(),
+        }),
+        timeout: Duration::from_secs(60),
+    })
+    .unwrap();
+    let repo = format!("checkpoints/{ns}/counter-counter");
+    let old = push(&reg, &repo).await;
+    let deployed = push(&reg, &format!("{repo}-deployed")).await;
+    assert_eq!(manifest_status(&ep, &old), 200);
+
+    // The registry Secret the Checkpoint names, and a Transition that deployed `deployed`.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "registry-credentials"},
+        "stringData": {"username": ep.user, "password": ep.password}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let transitions: Api<Transition> = Api::namespaced(client.clone(), &ns);
+    let tr: Transition = serde_json::from_value(json!({
+        "apiVersion": "transition.dcnlab.ssu.ac.kr/v1alpha1", "kind": "Transition",
+        "metadata": {"name": "counter-policy-counter-1"},
+        "spec": {"policyRef": {"name": "counter-policy"}, "package": "counter",
+                 "sourceCluster": "cluster1-azure", "targetCluster": "cluster2-aws",
+                 "trigger": {"type": "Planned"}}
+    }))
+    .unwrap();
+    transitions
+        .create(&PostParams::default(), &tr)
+        .await
+        .unwrap();
+    let (image, digest) = deployed.split_once('@').unwrap();
+    transitions
+        .patch_status(
+            "counter-policy-counter-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Completed",
+                "images": [{"image": image, "digest": digest}]}})),
+        )
+        .await
+        .unwrap();
+
+    let checkpoints: Api<Checkpoint> = Api::namespaced(client.clone(), &ns);
+    let c: Checkpoint = serde_json::from_value(json!({
+        "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "Checkpoint",
+        "metadata": {"name": "c1", "finalizers": [checkpoint::FINALIZER]},
+        "spec": {"schedule": "@manual", "clusterRef": {"name": "cluster1-azure", "packageName": "counter"},
+                 "podRef": {"namespace": ns, "name": "counter-a",
+                            "containerRef": {"containers": [{"name": "counter"}]}},
+                 "resourceRef": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": ns, "name": "counter"},
+                 "registry": {"url": format!("http://{}", ep.host), "repository": "checkpoints",
+                              "secretRef": {"name": "registry-credentials"}},
+                 "containers": [{"name": "counter", "image": "docker.io/library/busybox:1.36"}]}
+    }))
+    .unwrap();
+    checkpoints
+        .create(&PostParams::default(), &c)
+        .await
+        .unwrap();
+    let history = json!([
+        {"time": "2026-12-01T10:00:00Z", "container": "counter", "archiveKey": keys[0], "image": old},
+        {"time": "2026-12-01T10:01:00Z", "container": "counter", "archiveKey": keys[1], "image": deployed},
+    ]);
+    checkpoints
+        .patch_status(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"history": history}})),
+        )
+        .await
+        .unwrap();
+    checkpoints
+        .delete("c1", &DeleteParams::default())
+        .await
+        .unwrap();
+    let held = checkpoints.get("c1").await.unwrap();
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "the finalizer holds the deleted Checkpoint until the cleanup ran"
+    );
+
+    let ctx = Context::new(
+        client.clone(),
+        Arc::new(Metrics::default()),
+        Duration::from_secs(300),
+    )
+    .with_store(ArchiveStore::new(&StoreConfig {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        bucket: s3.bucket.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key: s3.secret_key.clone(),
+        timeout: Duration::from_secs(30),
+    }));
+    checkpoint::reconcile(Arc::new(held), Arc::new(ctx))
+        .await
+        .unwrap();
+
+    assert!(
+        checkpoints.get_opt("c1").await.unwrap().is_none(),
+        "the finalizer was removed and the Checkpoint is gone"
+    );
+    for key in &keys {
+        for k in [key.clone(), format!("{key}.sha256.json")] {
+            let head = sdk.head_object().bucket(&s3.bucket).key(&k).send().await;
+            assert!(head.is_err(), "s3://{}/{k} was deleted", s3.bucket);
+        }
+    }
+    assert_eq!(manifest_status(&ep, &old), 404, "the old image was deleted");
+    assert_eq!(
+        manifest_status(&ep, &deployed),
+        200,
+        "the image a Transition deployed is kept"
+    );
+}
