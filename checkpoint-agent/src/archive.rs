@@ -35,39 +35,8 @@ pub enum Skip {
     UnsafeName(String),
 }
 
-/// Longest name [`shown`] shows, in characters.
-const SHOWN_CHARS: usize = 200;
-
-/// A file name as the agent shows it: UTF-8 escaped as `{:?}` escapes it (quotes, control and
-/// other unprintable characters: `\u{7f}`, `\u{1b}`), other bytes as `\xNN`, cut after
-/// [`SHOWN_CHARS`] characters with `…`.
-pub fn shown(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    let mut chars = 0;
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if chars == SHOWN_CHARS {
-                out.push('…');
-                return out;
-            }
-            if c == '\'' {
-                out.push(c);
-            } else {
-                out.extend(c.escape_debug());
-            }
-            chars += 1;
-        }
-        for b in chunk.invalid() {
-            if chars == SHOWN_CHARS {
-                out.push('…');
-                return out;
-            }
-            out.push_str(&format!("\\x{b:02x}"));
-            chars += 1;
-        }
-    }
-    out
-}
+/// A file name as the agent shows it (escaped, capped: [`transition_runtime::text::shown`]).
+pub use transition_runtime::text::shown;
 
 /// Classifies one directory entry (by `symlink_metadata`: links are not followed).
 pub fn classify(path: &Path) -> std::io::Result<Result<Candidate, Skip>> {

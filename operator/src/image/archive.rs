@@ -55,39 +55,9 @@ pub enum ArchiveError {
     Read(#[source] std::io::Error),
 }
 
-/// Longest name or message from an archive that an error shows, in characters.
-const SHOWN_CHARS: usize = 200;
-
-/// Bytes from an archive as an error shows them: UTF-8 escaped as `{:?}` escapes it (quotes,
-/// backslashes, control and other unprintable characters: `\n`, `\u{1b}`, `\u{202e}`), other
-/// bytes as `\xNN`, cut after [`SHOWN_CHARS`] characters with `…`.
-pub fn shown(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    let mut chars = 0;
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if chars == SHOWN_CHARS {
-                out.push('…');
-                return out;
-            }
-            if c == '\'' {
-                out.push(c);
-            } else {
-                out.extend(c.escape_debug());
-            }
-            chars += 1;
-        }
-        for b in chunk.invalid() {
-            if chars == SHOWN_CHARS {
-                out.push('…');
-                return out;
-            }
-            out.push_str(&format!("\\x{b:02x}"));
-            chars += 1;
-        }
-    }
-    out
-}
+/// Bytes from an archive as an error shows them (escaped, capped:
+/// [`transition_runtime::text::shown`]).
+pub use transition_runtime::text::shown;
 
 /// A read error of the tar reader at `at`, its message [`shown`] (the tar reader quotes header
 /// fields and names from the archive verbatim).
