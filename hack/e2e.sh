@@ -68,11 +68,11 @@ operator_pid="" operator_b_pid="" agent_pid="" agent2_pid="" shim1_pid="" shim2_
 cleanup() {
   local rc=$?
   for p in "$operator_pid" "$operator_b_pid" "$agent_pid" "$agent2_pid" "$shim1_pid" "$shim2_pid" "${pids[@]}"; do
-    [ -n "$p" ] && kill "$p" 2>/dev/null
+    [ -n "$p" ] && { kill "$p" 2>/dev/null || true; }
   done
   # A fault injected by the chaos mode is never left behind.
   for f in "$TRANSITION_LAB_DIR"/pids/*.cmdline; do
-    [ -f "$f" ] && bash hack/lab.sh revive "$(basename "$f" .cmdline)" >/dev/null 2>&1
+    [ -f "$f" ] && { bash hack/lab.sh revive "$(basename "$f" .cmdline)" >/dev/null 2>&1 || true; }
   done
   for d in "$W"/worker-*/pods/*/; do [ -d "$d" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
   if [ "$rc" != 0 ]; then
