@@ -8,6 +8,7 @@
 //! pushed twice, and the wait for an upload resumes from the archive's `takenAt`. Waiting is a
 //! requeue, never a sleep.
 
+pub mod cleanup;
 pub mod prune;
 pub mod registry;
 pub mod run;
@@ -36,10 +37,6 @@ const CONTROLLER: &str = "checkpoint";
 /// On every Checkpoint: before the object goes, the archives and images it recorded are deleted
 /// (S3 objects and registry manifests would leak otherwise).
 pub const FINALIZER: &str = "transition.dcnlab.ssu.ac.kr/checkpoint-cleanup";
-/// How long a deleted Checkpoint waits for S3 and the registry to allow the cleanup before it
-/// goes anyway, naming what it left in a Warning Event (a finalizer must not hold a namespace
-/// deletion forever).
-const CLEANUP_DEADLINE: Duration = Duration::from_secs(600);
 /// A run that keeps failing is given up after this many attempts (then the next trigger starts
 /// a fresh one).
 const MAX_RUN_ATTEMPTS: u32 = 5;
@@ -191,7 +188,7 @@ pub async fn reconcile(ckpt: Arc<Checkpoint>, ctx: Arc<Context>) -> Result<Actio
         finalizer(&api, FINALIZER, ckpt.clone(), |event| async {
             match event {
                 Event::Apply(c) => step(&c, &ctx).await,
-                Event::Cleanup(c) => cleanup(&c, &ctx).await,
+                Event::Cleanup(c) => cleanup::cleanup(&c, &ctx).await,
             }
         })
         .await
@@ -204,96 +201,6 @@ pub async fn reconcile(ckpt: Arc<Checkpoint>, ctx: Arc<Context>) -> Result<Actio
         })
     };
     ctx.timed(CONTROLLER, &key, work).await
-}
-
-/// A deleted Checkpoint: deletes the archives and images of its history and of an unfinished
-/// run — except images a Transition in the namespace deployed (Git may pin them) — then lets the
-/// object go. Retried with backoff while S3 or the registry fail, for [`CLEANUP_DEADLINE`].
-async fn cleanup(c: &Checkpoint, ctx: &Context) -> Result<Action, Error> {
-    let id = id_of(c);
-    let status = c.status.clone().unwrap_or_default();
-    let mut records = status.history.clone();
-    if let Some(run) = &status.run {
-        records.extend(run::unfinished_records(run));
-    }
-    if records.is_empty() {
-        return Ok(Action::await_change());
-    }
-    let ns = c.namespace().unwrap_or_default();
-    let mut left = Vec::new();
-    let pinned = pinned_images(ctx, &ns).await.unwrap_or_else(|e| {
-        left.push(e);
-        None
-    });
-    match ctx.store.as_ref() {
-        Some(store) => {
-            let registry =
-                registry::registry_for(&ctx.clusters.secrets, &ctx.client, &ns, &c.spec.registry)
-                    .await;
-            let images = match (&registry, &pinned) {
-                (Ok(r), Some(p)) => Some((r, p.as_slice())),
-                _ => None,
-            };
-            left.extend(prune::delete_records(store, images, &records).await);
-            if let Err(e) = &registry
-                && records.iter().any(|r| r.image.is_some())
-            {
-                left.push(format!("registry: {e}"));
-            }
-        }
-        None => left.push("no S3 store configured (--s3-endpoint)".into()),
-    }
-    if left.is_empty() {
-        info!(checkpoint = %id, records = records.len(), "deleted the archives and images of a deleted Checkpoint");
-        return Ok(Action::await_change());
-    }
-    let deleting_for = c
-        .meta()
-        .deletion_timestamp
-        .as_ref()
-        .map_or(Duration::ZERO, |t| {
-            Duration::from_millis(
-                u64::try_from((Timestamp::now().as_millisecond() - t.0.as_millisecond()).max(0))
-                    .unwrap_or(0),
-            )
-        });
-    if deleting_for >= CLEANUP_DEADLINE {
-        let note = format!(
-            "gave up cleaning up after {} s; left {} object(s): {}",
-            CLEANUP_DEADLINE.as_secs(),
-            left.len(),
-            left.join("; ")
-        );
-        ctx.publish(c, EventType::Warning, "CleanupAbandoned", &note)
-            .await;
-        tracing::warn!(checkpoint = %id, %note, "letting a deleted Checkpoint go");
-        return Ok(Action::await_change());
-    }
-    Err(Error::Cleanup {
-        checkpoint: id,
-        left: left.len(),
-        first: left.first().cloned().unwrap_or_default(),
-    })
-}
-
-/// Digests (`sha256:…`) of the images the Transitions in `namespace` recorded: deployed (or
-/// about to be) from Git, so never deleted with a Checkpoint. `Err` (the list failed) keeps
-/// every image for now and is retried.
-async fn pinned_images(ctx: &Context, namespace: &str) -> Result<Option<Vec<String>>, String> {
-    let api: kube::Api<transition_crds::Transition> =
-        kube::Api::namespaced(ctx.client.clone(), namespace);
-    match api.list(&Default::default()).await {
-        Ok(list) => Ok(Some(
-            list.items
-                .iter()
-                .filter_map(|t| t.status.as_ref())
-                .flat_map(|s| s.images.iter().map(|i| i.digest.clone()))
-                .collect(),
-        )),
-        Err(e) => Err(format!(
-            "could not list the Transitions of namespace {namespace} (images kept until it can): {e}"
-        )),
-    }
 }
 
 /// Starts a run when one is due, else says when to look again.
