@@ -242,6 +242,25 @@ run_operator() {
 }
 start_operator() { run_operator e2e-operator "$hb_port" "$metrics_port" operator.log; operator_pid=$!; }
 start_operator_b() { run_operator e2e-operator-b "$hb_port_b" "$metrics_port_b" operator-b.log; operator_b_pid=$!; }
+# supervise — in chaos mode the two replicas stand in for a Deployment's Pods: a replica that
+# exited (it lost the Lease while the management API was down: the operator then exits, as
+# controller-runtime's managers do, and relies on the kubelet) is started again, as the kubelet
+# restarts the container.
+replica_restarts=0
+supervise() {
+  [ "$chaos" = 1 ] || return 0
+  local rc
+  if [ -n "$operator_pid" ] && ! kill -0 "$operator_pid" 2>/dev/null; then
+    rc=0; wait "$operator_pid" 2>/dev/null || rc=$?
+    step "chaos: replica e2e-operator exited (status $rc); started again, as its Deployment would"
+    replica_restarts=$((replica_restarts + 1)); start_operator
+  fi
+  if [ -n "$operator_b_pid" ] && ! kill -0 "$operator_b_pid" 2>/dev/null; then
+    rc=0; wait "$operator_b_pid" 2>/dev/null || rc=$?
+    step "chaos: replica e2e-operator-b exited (status $rc); started again, as its Deployment would"
+    replica_restarts=$((replica_restarts + 1)); start_operator_b
+  fi
+}
 # Where agents send heartbeats: the operator, or in chaos mode the Service stand-in in front of both.
 agent_hb_port=$hb_port
 # Each phase pauses 3 s (a requeue, not a sleep) so the kill loop below, which also does the
@@ -355,6 +374,10 @@ if [ "$chaos" = 1 ]; then
 
   # S3 down across a scheduled run: the agent's upload and the operator's read both fail.
   step "chaos: S3 down for 25 s across a scheduled checkpoint run"
+  # A run already past the kubelet call would wait for S3 with its archive written before the
+  # fault and hold back the next run, so the fault waits for no run to be in flight.
+  no_run_in_flight() { [ "$(ck | jget 'd.get("status",{}).get("phase")')" != Running ]; }
+  wait_for "no checkpoint run in flight" 90 no_run_in_flight
   img0=$(last_image) before_archive=$(newest_archive)
   agent_req0=$(metric "$agent_metrics_port" checkpoint_agent_s3_requests_total)
   touch "$W/s3-down-marker"
@@ -449,15 +472,18 @@ step "fault detected: Transition $tr_name created ($(trj | jget 'd["spec"]["trig
 mgmt_ready() { "${MGMT[@]}" get --raw /readyz >/dev/null 2>&1; }
 c2_ready() { "${C2[@]}" get --raw /readyz >/dev/null 2>&1; }
 phase_now() { trj | jget 'd.get("status",{}).get("phase")'; }
-# wait_phase_leaves PHASE SECONDS — until the Transition is past PHASE; prints the phase then.
+# wait_phase_leaves PHASE SECONDS — until the Transition is past PHASE; sets $left_to to the phase
+# then. (Not run in a $(…) subshell: supervise must restart replicas in this shell.)
+left_to=""
 wait_phase_leaves() {
   local p end=$((SECONDS + $2))
   while [ $SECONDS -lt $end ]; do
+    supervise
     p=$(phase_now)
-    if [ -n "$p" ] && [ "$p" != "$1" ]; then echo "$p"; return 0; fi
+    if [ -n "$p" ] && [ "$p" != "$1" ]; then left_to=$p; return 0; fi
     sleep 0.5
   done
-  echo "$1"; return 1
+  left_to=$1; return 1
 }
 tr_message() { trj | jget 'd.get("status",{}).get("message") or ""' | tr '|' '/' | cut -c1-140; }
 # The faults do not depend on catching a phase by polling (a loaded machine can run Fencing to
@@ -505,7 +531,8 @@ chaos_tick() {
       target_down_at=$(now)
       bash hack/lab.sh revive git
       tr=$(now)
-      next=$(wait_phase_leaves Committing 120) || die "chaos: still Committing 120 s after the Git server came back: $(tr_message)"
+      wait_phase_leaves Committing 120 || die "chaos: still Committing 120 s after the Git server came back: $(tr_message)"
+      next=$left_to
       kept=no
       git -C "$W/seed" fetch -q "$AUTHED" main && git -C "$W/seed" merge-base --is-ancestor "$human_sha" FETCH_HEAD && kept=yes
       [ "$kept" = yes ] || die "chaos: the human commit $human_sha is not in the history after the failover commit"
@@ -542,6 +569,7 @@ kill_in_phase() {
   fi
 }
 while :; do
+  supervise
   phase=$(trj | jget 'd.get("status",{}).get("phase")')
   kill_in_phase "$phase"
   if [ "$chaos" = 1 ] && chaos_tick; then
@@ -712,6 +740,7 @@ fbj() { "${MGMT[@]}" get transitions.transition.dcnlab.ssu.ac.kr "$fb_name" -n d
 home_synced="" old_fenced="" mgmt_restarted=""
 deadline=$((SECONDS + 300))
 while :; do
+  supervise
   fb_phase=$(fbj | jget 'd.get("status",{}).get("phase")')
   if [ "$chaos" = 1 ] && [ -z "$mgmt_restarted" ]; then
     mgmt_restarted=1
@@ -720,13 +749,16 @@ while :; do
     bash hack/lab.sh fault apiserver-mgmt
     sleep 2
     bash hack/lab.sh revive apiserver-mgmt
-    wait_for "the management API server back" 90 mgmt_ready
+    # 180 s: on a loaded 2-core machine the v1.20 apiserver has taken 30 s to serve, then 15–30 s per request.
+    wait_for "the management API server back" 180 mgmt_ready
+    restarts_before=$replica_restarts
     failover_name=$tr_name tr_name=$fb_name
     fb_was=${fb_phase:-Pending}
-    fb_next=$(wait_phase_leaves "$fb_was" 120) || die "chaos: the failback did not leave $fb_was after the management API server came back"
+    wait_phase_leaves "$fb_was" 180 || die "chaos: the failback did not leave $fb_was after the management API server came back"
+    fb_next=$left_to
     tr_name=$failover_name
     row "management API server restarted (down ~2 s + its start) during the failback (in $fb_was)" \
-      "watches and the Lease reconnected; the failback resumed from its persisted phase ($fb_was, then $fb_next) and completed" \
+      "watches and the Lease reconnected ($((replica_restarts - restarts_before)) replica(s) had lost the Lease, exited and were restarted as by their Deployment); the failback resumed from its persisted phase ($fb_was, then $fb_next) and completed" \
       "$(failover_commits_now) (failback commits are not failover commits)" "none" "$(since "$tm")" "none"
     continue
   fi

@@ -176,6 +176,10 @@ pub struct HeartbeatArgs {
     /// File holding the bearer token sent with each heartbeat.
     #[arg(long = "heartbeat-token-file", env = "HEARTBEAT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM CA bundle an `https://` controller URL is verified with, in place of the system's
+    /// roots (the CA of the operator's heartbeat certificate; see docs/install.md).
+    #[arg(long = "controller-ca-file", env = "CONTROLLER_CA_FILE")]
+    pub controller_ca_file: Option<PathBuf>,
     /// Milliseconds between heartbeats.
     #[arg(
         long = "heartbeat-interval-ms",

@@ -22,6 +22,8 @@ pub enum HeartbeatError {
     },
     #[error("failed to build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error("failed to read the controller CA bundle {path}: {reason}")]
+    Ca { path: String, reason: String },
     #[error(transparent)]
     Vantage(crate::config::ConfigError),
     #[error(transparent)]
@@ -108,7 +110,12 @@ pub async fn send(
         reason: if e.is_timeout() {
             "timed out".into()
         } else if e.is_connect() {
-            "connection failed".into()
+            // The innermost cause says why: refused, or the certificate not trusted.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            format!("connection failed: {cause}")
         } else {
             e.to_string()
         },
@@ -120,6 +127,25 @@ pub async fn send(
         });
     }
     Ok(())
+}
+
+/// The heartbeat client: per-request timeout, and with `--controller-ca-file` only that CA
+/// bundle trusted for the operator's certificate.
+pub fn client(args: &HeartbeatArgs) -> Result<reqwest::Client, HeartbeatError> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_millis(args.timeout_ms));
+    if let Some(path) = &args.controller_ca_file {
+        let fail = |reason: String| HeartbeatError::Ca {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(fail("no PEM certificate in it".into()));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(HeartbeatError::Client)
 }
 
 /// How often the restore capability is probed again.
@@ -138,10 +164,7 @@ pub async fn run(
     let token = read_token(&args)?;
     let targets = args.vantage.targets().map_err(HeartbeatError::Vantage)?;
     let reach = crate::vantage::spawn(targets, &args.vantage, stop.clone())?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(args.timeout_ms))
-        .build()
-        .map_err(HeartbeatError::Client)?;
+    let client = client(&args)?;
     // Load figures are best effort: without /proc access they stay zero.
     let mut sys = sysinfo::System::new().ok();
     let mut ticker = tokio::time::interval(Duration::from_millis(args.interval_ms.max(10)));

@@ -363,7 +363,7 @@ impl ArchiveWatcher {
     ) -> Result<(), WatchError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            if res.is_ok_and(|event| wakes(&event.kind)) {
                 let _ = tx.try_send(());
             }
         })
@@ -417,9 +417,39 @@ impl ArchiveWatcher {
     }
 }
 
+/// Whether an inotify event can mean a new or finished archive. Reads do not: the scan itself
+/// opens and lists the folder, and inotify reports that as events on the folder, so waking on
+/// them made every scan trigger the next one (a busy loop that kept a CPU core busy).
+fn wakes(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_the_folder_does_not_wake_the_watcher_but_writing_does() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+        assert!(!wakes(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!wakes(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!wakes(&EventKind::Access(AccessKind::Read)));
+        assert!(wakes(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(wakes(&EventKind::Create(CreateKind::File)));
+        assert!(wakes(&EventKind::Modify(ModifyKind::Any)));
+        assert!(wakes(&EventKind::Any));
+    }
 
     #[test]
     fn retry_backoff_doubles_from_two_seconds_and_stops_at_five_minutes() {

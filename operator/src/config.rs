@@ -37,6 +37,22 @@ pub struct Config {
     /// Address of the heartbeat endpoint (`POST /heartbeat`, `GET /nodes`; the Go original used :8090).
     #[arg(long, env = "HEARTBEAT_ADDR", default_value = "0.0.0.0:8090")]
     pub heartbeat_addr: SocketAddr,
+    /// PEM certificate (chain) the heartbeat endpoint serves HTTPS with (`tls.crt` of a mounted
+    /// `kubernetes.io/tls` Secret); with `--heartbeat-tls-key-file`. Re-read when it changes.
+    /// Without both the endpoint speaks plain HTTP (in-cluster agents only).
+    #[arg(
+        long,
+        env = "HEARTBEAT_TLS_CERT_FILE",
+        requires = "heartbeat_tls_key_file"
+    )]
+    pub heartbeat_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `--heartbeat-tls-cert-file` (`tls.key`).
+    #[arg(
+        long,
+        env = "HEARTBEAT_TLS_KEY_FILE",
+        requires = "heartbeat_tls_cert_file"
+    )]
+    pub heartbeat_tls_key_file: Option<PathBuf>,
     /// File of `cluster=token` lines (a mounted Secret). Without it the heartbeat endpoint is off.
     #[arg(long, env = "HEARTBEAT_TOKENS_FILE")]
     pub heartbeat_tokens_file: Option<PathBuf>,

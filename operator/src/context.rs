@@ -219,6 +219,8 @@ pub struct Context {
     pub caches: Caches,
     /// The last listing of each ClusterPolicy's source cluster.
     pub listings: crate::cluster_policy::SourceListings,
+    /// Tells the controllers when the management API is back after an outage.
+    pub readiness: crate::observe::readiness::Readiness,
 }
 
 impl Context {
@@ -243,7 +245,13 @@ impl Context {
             git_locks: Mutex::new(HashMap::new()),
             caches: Caches::new().0,
             listings: Default::default(),
+            readiness: Default::default(),
         }
+    }
+
+    pub fn with_readiness(mut self, readiness: crate::observe::readiness::Readiness) -> Context {
+        self.readiness = readiness;
+        self
     }
 
     /// Lets reconciles pass each policy's fault-detection thresholds to the detector.
@@ -449,10 +457,12 @@ pub async fn run_controller<K, Fut>(
     Fut: futures::TryFuture<Ok = Action> + Send + 'static,
     Fut::Error: std::error::Error + Send + 'static,
 {
-    let results =
-        controller
-            .graceful_shutdown_on(stop.cancelled_owned())
-            .run(reconcile, error_policy, ctx);
+    // After a management API outage every object is reconciled at once, not when its backed-off
+    // retry comes due.
+    let results = controller
+        .reconcile_all_on(ctx.readiness.api_returns())
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(reconcile, error_policy, ctx);
     drain(results).await;
 }
 

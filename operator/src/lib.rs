@@ -55,6 +55,8 @@ pub enum RunError {
     ClustersDir(String),
     #[error(transparent)]
     SyncTrigger(#[from] gitops::agents::TriggerError),
+    #[error(transparent)]
+    HeartbeatTls(#[from] detect::tls::TlsError),
     #[error("failed to bind the heartbeat endpoint to {addr}: {source}")]
     HeartbeatBind {
         addr: std::net::SocketAddr,
@@ -119,17 +121,38 @@ async fn start_detection(
         last_seen_every: Duration::from_secs(600),
     };
     tokio::spawn(detector.run(stop.clone()));
+    let tls = match (
+        &config.heartbeat_tls_cert_file,
+        &config.heartbeat_tls_key_file,
+    ) {
+        (Some(cert), Some(key)) => {
+            let files = detect::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            let (tls, loaded) = files.load().await?;
+            files.reload_on_change(tls.clone(), loaded, stop.clone());
+            Some(tls)
+        }
+        _ => None,
+    };
     let addr = config.heartbeat_addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::HeartbeatBind { addr, source })?;
-    tracing::info!(%addr, "heartbeat endpoint listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "heartbeat endpoint listening");
     let app = detect::server::router(beats.clone());
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-        {
+        let served = match tls {
+            Some(tls) => detect::tls::serve(listener, tls, app, stop).await,
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::warn!(error = %e, "heartbeat endpoint stopped");
         }
     });
@@ -341,6 +364,7 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
         Duration::from_secs(config.resync_seconds),
     )
     .with_caches(caches.clone())
+    .with_readiness(readiness.clone())
     .with_settings(settings)
     .with_clusters(clusters);
     if let Some(store) = archive_store(&config)? {

@@ -5,6 +5,7 @@ pub mod phi;
 pub mod restore;
 pub mod run;
 pub mod server;
+pub mod tls;
 pub mod tracker;
 
 use std::sync::{Arc, Mutex};

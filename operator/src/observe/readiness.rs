@@ -36,6 +36,8 @@ struct State {
 #[derive(Clone, Debug)]
 pub struct Readiness {
     state: Arc<std::sync::Mutex<State>>,
+    /// Counts the times the management API answered again after a failed probe.
+    returns: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for Readiness {
@@ -47,6 +49,7 @@ impl Default for Readiness {
                 caches_synced: false,
                 label_cleared: true,
             })),
+            returns: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 }
@@ -92,18 +95,45 @@ impl Readiness {
         self.check_at(Instant::now())
     }
 
+    /// The management API answered again after a failed probe (an outage or a restart ended).
+    pub fn api_returned(&self) {
+        self.returns.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Yields once each time the management API comes back after a failed probe. Controllers
+    /// reconcile everything then: retries of failures the outage caused were backed off (up to
+    /// minutes) and nothing else wakes them, since the watches see no change.
+    pub fn api_returns(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let rx = self.returns.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        })
+    }
+
     /// Asks the API server for its version every [`PROBE_EVERY`] (each ask bounded by the same)
     /// until `stop`, marking each answer.
     pub fn probe_api(&self, client: kube::Client, stop: tokio_util::sync::CancellationToken) {
         let me = self.clone();
         tokio::spawn(async move {
+            let mut failed = false;
             loop {
                 match tokio::time::timeout(PROBE_EVERY, client.apiserver_version()).await {
-                    Ok(Ok(_)) => me.api_answered(),
+                    Ok(Ok(_)) => {
+                        me.api_answered();
+                        if std::mem::take(&mut failed) {
+                            tracing::info!("the management API server answers again");
+                            me.api_returned();
+                        }
+                    }
                     Ok(Err(e)) => {
+                        failed = true;
                         tracing::debug!(error = %e, "readiness: API server version request failed")
                     }
-                    Err(_) => tracing::debug!("readiness: API server version request timed out"),
+                    Err(_) => {
+                        failed = true;
+                        tracing::debug!("readiness: API server version request timed out")
+                    }
                 }
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -143,6 +173,18 @@ mod tests {
         r.api_answered();
         let later = Instant::now() + API_FRESH + Duration::from_secs(1);
         assert!(r.check_at(later).unwrap_err().contains("did not answer"));
+    }
+
+    #[tokio::test]
+    async fn each_return_of_the_api_wakes_the_controllers_once() {
+        use futures::StreamExt;
+        let r = Readiness::default();
+        let mut returns = Box::pin(r.api_returns());
+        r.api_returned();
+        let woke = tokio::time::timeout(Duration::from_secs(1), returns.next()).await;
+        assert_eq!(woke, Ok(Some(())));
+        let idle = tokio::time::timeout(Duration::from_millis(50), returns.next()).await;
+        assert!(idle.is_err(), "no second wake without a second return");
     }
 
     #[test]
