@@ -326,8 +326,10 @@ mod tests {
     #[test]
     fn the_committed_flag_reference_matches_the_code() {
         use clap::CommandFactory;
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../docs/reference/checkpoint-agent.md");
+        let path = transition_runtime::flagdoc::repo_file(
+            env!("CARGO_MANIFEST_DIR"),
+            "docs/reference/checkpoint-agent.md",
+        );
         if let Err(e) = transition_runtime::flagdoc::check_reference(
             "checkpoint-agent",
             Config::command(),

@@ -168,8 +168,10 @@ mod tests {
     #[test]
     fn the_committed_flag_reference_matches_the_code() {
         use clap::CommandFactory;
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../docs/reference/transition-operator.md");
+        let path = transition_runtime::flagdoc::repo_file(
+            env!("CARGO_MANIFEST_DIR"),
+            "docs/reference/transition-operator.md",
+        );
         if let Err(e) = transition_runtime::flagdoc::check_reference(
             "transition-operator",
             Config::command(),

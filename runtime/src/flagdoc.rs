@@ -102,6 +102,16 @@ pub fn undocumented(mut cmd: clap::Command) -> Vec<String> {
         .collect()
 }
 
+/// `rel` under the repository root, found from the crate folder cargo gives the running test
+/// (`CARGO_MANIFEST_DIR` at run time; the compile-time one can name another checkout when a
+/// shared target folder reuses a test binary built there).
+pub fn repo_file(compiled_manifest_dir: &str, rel: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(compiled_manifest_dir));
+    dir.join("..").join(rel)
+}
+
 /// The drift check each binary's tests run: the committed reference at `path` matches `cmd`
 /// (or is rewritten with `TRANSITION_BLESS=1`), and every visible flag has a description.
 pub fn check_reference(name: &str, cmd: clap::Command, path: &Path) -> Result<(), DriftError> {

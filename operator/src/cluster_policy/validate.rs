@@ -444,7 +444,7 @@ mod tests {
         const SAMPLE: &str = include_str!("../../../catalog/policies/clusterpolicy-sample.yaml");
         let policy: ClusterPolicy = serde_saphyr::from_str(SAMPLE).unwrap();
         assert!(validate(&policy.spec).is_ok());
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = transition_runtime::flagdoc::repo_file(env!("CARGO_MANIFEST_DIR"), "");
         for p in &policy.spec.package_selectors {
             assert!(
                 root.join(&p.package_path)
