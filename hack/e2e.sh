@@ -358,7 +358,7 @@ now() { date +%s.%N; }
 since() { python3 -c "import sys,time; print(round(time.time()-float(sys.argv[1]),1))" "$1"; }
 failover_commits_now() {
   git -C "$W/seed" fetch -q "$AUTHED" main 2>/dev/null
-  git -C "$W/seed" log --format=%s FETCH_HEAD 2>/dev/null | grep -c '^transition: fail over counter' || true
+  git -C "$W/seed" log --format=%s FETCH_HEAD 2>/dev/null | grep -c "^transition: fail over counter from ${1:-cluster1-azure} " || true
 }
 # row FAULT WHAT_THE_SYSTEM_DID COMMITS STATE_LOST RECOVERY_S LOST_OR_DUPLICATED
 row() {
@@ -759,7 +759,7 @@ while :; do
     tr_name=$failover_name
     row "management API server restarted (down ~2 s + its start) during the failback (in $fb_was)" \
       "watches and the Lease reconnected ($((replica_restarts - restarts_before)) replica(s) had lost the Lease, exited and were restarted as by their Deployment); the failback resumed from its persisted phase ($fb_was, then $fb_next) and completed" \
-      "$(failover_commits_now) (failback commits are not failover commits)" "none" "$(since "$tm")" "none"
+      "$(failover_commits_now) failover, $(failover_commits_now cluster2-aws) failback so far" "none" "$(since "$tm")" "none"
     continue
   fi
   if git -C "$W/seed" fetch -q "$AUTHED" main 2>/dev/null; then
