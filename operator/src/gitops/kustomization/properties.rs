@@ -159,11 +159,12 @@ fn uniform_ending(text: &str) -> Option<&'static str> {
     }
 }
 
-/// `text`'s lines, a last line's bare `\r` taken as part of its ending (an edit that appends
-/// after it turns it into a `\r\n`, every byte kept).
+/// `text`'s lines without their endings: `\n` and every `\r` before it or at the end of the text
+/// (an edit that appends after a line ending in bare `\r`s adds its own `\n` or `\r\n` after them,
+/// every byte kept: `"a\r"` becomes `"a\r\r\n"` in a CRLF file, `"a\r\r"` becomes `"a\r\r\n"`).
 fn lines_of(text: &str) -> Vec<&str> {
-    text.lines()
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+    text.split_inclusive('\n')
+        .map(|l| l.trim_end_matches('\n').trim_end_matches('\r'))
         .collect()
 }
 
