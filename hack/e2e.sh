@@ -174,8 +174,8 @@ count_start=$(bash hack/runc-pod.sh count "$src_dir") t_count_start=$(date +%s.%
 step "counter runs on worker-1 as pod $src_pod (runc + busybox), count=$count_start"
 
 step "management cluster: CRDs, kubeconfig/registry/Git Secrets, the ClusterPolicy"
-"${MGMT[@]}" apply --server-side --force-conflicts --field-manager transition-e2e -f crds/yaml/ >/dev/null
-"${MGMT[@]}" wait --for condition=Established --timeout 60s -f crds/yaml/ >/dev/null
+"${MGMT[@]}" apply --server-side --force-conflicts --field-manager transition-e2e -k crds/yaml >/dev/null
+"${MGMT[@]}" wait --for condition=Established --timeout 60s $(for f in crds/yaml/*.*.yaml; do f=${f##*/}; echo "crd/${f%.yaml}"; done) >/dev/null
 "${MGMT[@]}" create namespace transition-system --dry-run=client -o yaml | "${MGMT[@]}" apply -f - >/dev/null
 for c in cluster1-azure cluster2-aws; do
   var="LAB_$(echo "$c" | tr 'a-z-' 'A-Z_')_KUBECONFIG"

@@ -37,6 +37,13 @@ pub enum RunError {
     Kubeconfig { path: String, reason: String },
     #[error("failed to create a Kubernetes client: {0}")]
     Client(#[source] kube::Error),
+    #[error(
+        "failed to find the management cluster: no kubeconfig ({kubeconfig}) and no in-cluster configuration ({in_cluster})"
+    )]
+    NoClientConfig {
+        kubeconfig: String,
+        in_cluster: String,
+    },
     #[error(transparent)]
     InstallCrds(#[from] crd_install::InstallError),
     #[error(transparent)]
@@ -159,11 +166,27 @@ async fn start_detection(
     Ok((beats, faults_rx))
 }
 
-/// Builds the management-cluster client from `--kubeconfig`, else $KUBECONFIG / in-cluster.
+/// Builds the management-cluster client from `--kubeconfig`, else $KUBECONFIG / ~/.kube/config,
+/// else the in-cluster configuration (the order of `kube::Config::infer`), and logs which one.
 pub async fn client(config: &config::Config) -> Result<kube::Client, RunError> {
     let Some(path) = &config.kubeconfig else {
-        return kube::Client::try_default().await.map_err(RunError::Client);
+        let options = kube::config::KubeConfigOptions::default();
+        let (kc, source) = match kube::Config::from_kubeconfig(&options).await {
+            Ok(kc) => (kc, "kubeconfig ($KUBECONFIG or ~/.kube/config)"),
+            Err(kubeconfig) => match kube::Config::incluster() {
+                Ok(kc) => (kc, "in-cluster configuration (service account token)"),
+                Err(in_cluster) => {
+                    return Err(RunError::NoClientConfig {
+                        kubeconfig: kubeconfig.to_string(),
+                        in_cluster: in_cluster.to_string(),
+                    });
+                }
+            },
+        };
+        tracing::info!(source, api = %kc.cluster_url, "management cluster client");
+        return kube::Client::try_from(kc).map_err(RunError::Client);
     };
+    tracing::info!(source = "--kubeconfig", path = %path.display(), "management cluster client");
     let fail = |reason: String| RunError::Kubeconfig {
         path: path.display().to_string(),
         reason,
