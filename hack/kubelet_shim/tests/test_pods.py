@@ -113,16 +113,19 @@ class BackOff(ShimCase):
 
 
 class Starting(ShimCase):
-    def test_a_plain_image_starts_fresh_and_its_folder_records_the_pod(self):
-        self.shim.images = StubImages(self.tmp)
+    def test_a_busybox_image_starts_the_counter_stand_in_without_asking_a_registry(self):
+        self.shim.images = StubImages(self.tmp, error=AssertionError("the registry was asked"))
         t = self.track(make_pod())
+        t.pod["spec"]["containers"][0]["image"] = "docker.io/library/busybox:1.36"
         c = t.ctrs[0]
+        c.image = "docker.io/library/busybox:1.36"
         self.shim.start_one(t, c)
         self.assertEqual(self.runc.calls[-1], ["bash", RUNC_POD, "start", c.dir, "--pod", "web", "--namespace", "ns", "--container", "app"])
-        self.assertEqual((c.state, c.cid, c.image_id, c.restored_from), ("running", "cid-ns_web_app", FRESH_IMAGE_ID, None))
+        self.assertEqual((c.state, c.cid, c.image_id, c.restored_from, c.kind), ("running", "cid-ns_web_app", FRESH_IMAGE_ID, None, "standin"))
         self.assertEqual(read(os.path.join(c.dir, "pod-uid")), "u-1")
         self.assertEqual(read(os.path.join(c.dir, "image")), c.image)
         self.assertEqual(read(os.path.join(c.dir, "image-id")), FRESH_IMAGE_ID)
+        self.assertEqual(read(os.path.join(c.dir, "kind")), "standin")
         self.assertEqual(read(os.path.join(c.dir, "started-at")), c.started_at)
 
     def test_a_checkpoint_image_is_pulled_restored_and_the_pull_folder_removed(self):
@@ -138,6 +141,7 @@ class Starting(ShimCase):
         self.shim.images = StubImages(self.tmp)
         t = self.track(make_pod())
         c = t.ctrs[0]
+        c.image = "busybox"
         os.makedirs(c.dir)
         write(os.path.join(c.dir, "id"), "old")
         write(os.path.join(c.dir, "junk"), "x")
