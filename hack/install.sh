@@ -23,7 +23,7 @@ KUBECTL_CURRENT_VERSION="1.37.1"
 
 install_apt() {
   apt_install ca-certificates curl git python3 python3-venv openssl lighttpd apache2-utils docker-registry \
-    skopeo jq file procps iproute2 util-linux libssl-dev pkg-config cmake tmux
+    skopeo umoci jq file procps iproute2 util-linux libssl-dev pkg-config cmake tmux
 }
 
 install_kube() {

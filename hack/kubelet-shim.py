@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Kubelet stand-in (no kubelet with a CRIU runtime can run here): the launcher of the package
+"""Kubelet stand-in (no kubelet with a CRIU runtime can run here; runs busybox as the counter
+stand-in, restores checkpoint images with CRIU, pulls and runs any other OCI image with runc on the
+host network): the launcher of the package
 hack/kubelet_shim/, whose docstring (python3 -c 'import kubelet_shim; help(kubelet_shim)' in hack/)
 has the full usage. Checkpoint endpoint only:
 

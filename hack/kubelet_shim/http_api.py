@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlparse, parse_qs
 
 from .runtime import run
-from .util import NAME, RUNC_POD, tail
+from .util import NAME, RUNC_POD, read, tail
 
 
 def status(code, reason, message):
@@ -39,6 +39,9 @@ class Handler(BaseHTTPRequestHandler):
         pod_dir = os.path.join(self.server.pods, f"{ns}_{pod}_{ctr}")
         if not os.path.isfile(os.path.join(pod_dir, "id")) or os.path.exists(os.path.join(pod_dir, "stopped")):
             return self.reply(404, status(404, "NotFound", f"container {ctr} of pod {ns}/{pod} is not running on this node"))
+        if read(os.path.join(pod_dir, "kind")) == "oci":
+            return self.reply(500, status(500, "InternalError", f"checkpointing container {ctr} of pod {ns}/{pod}, which runs a pulled "
+                                          "image, is not supported by kubelet-shim (its restore rebuilds the busybox stand-in's rootfs)"))
         timeout = int(parse_qs(url.query).get("timeout", ["60"])[0] or 60)
         try:
             out = subprocess.run(
@@ -57,7 +60,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply_text(200, "ok")
         if len(parts) == 4 and parts[0] == "containerLogs" and all(NAME.match(p) for p in parts[1:]):
             ns, pod, ctr = parts[1:]
-            path = os.path.join(self.server.pods, f"{ns}_{pod}_{ctr}", "container.log")
+            previous = parse_qs(url.query).get("previous", [""])[0] == "true"
+            path = os.path.join(self.server.pods, f"{ns}_{pod}_{ctr}", "previous.log" if previous else "container.log")
             try:
                 with open(path, errors="replace") as f:
                     lines = f.readlines()

@@ -1,10 +1,18 @@
-"""Registry side: image references, and looking at / pulling checkpoint images with skopeo."""
-import base64, hashlib, json, os, shutil, tempfile
+"""Registry side: image references, looking at / pulling checkpoint images with skopeo, and pulling
+other images into OCI layouts cached per digest (STATE/images/<hex>/, tag `pulled`; STATE/images/
+refs.json maps each pulled reference to its digest, for imagePullPolicy IfNotPresent / Never)."""
+import base64, hashlib, json, os, shutil, tempfile, threading
 from urllib.parse import quote
 
+from . import oci
 from .kube import ApiError
 from .runtime import run
-from .util import CHECKPOINT_ANNOTATIONS, FRESH_IMAGE_ID, log_limited, read, tail
+from .util import CHECKPOINT_ANNOTATIONS, FRESH_IMAGE_ID, log, log_limited, read, tail
+
+# docker.io/library/busybox (any tag or digest) is not pullable here (no internet): it runs as the
+# local busybox-static stand-in (hack/runc-pod.sh start: the counter), as the lab's workloads expect.
+STANDIN_REPOSITORY = "library/busybox"
+LAYOUT_TAG = "pulled"
 
 
 class PullError(Exception):
@@ -27,8 +35,34 @@ def split_ref(ref):
     return host, name
 
 
+def is_standin(ref):
+    """Whether ref is docker.io/library/busybox in any spelling (busybox, busybox:1.36, library/busybox@...)."""
+    host, name = split_ref(ref)
+    if host not in ("docker.io", "index.docker.io"):
+        return False
+    path = name.split("/", 1)[1] if name.startswith(host + "/") else name
+    return (path if "/" in path else "library/" + path) == STANDIN_REPOSITORY
+
+
+def pull_policy(ref, policy):
+    """imagePullPolicy as the API server defaults it: Always for :latest or no tag, else IfNotPresent."""
+    if policy in ("Always", "IfNotPresent", "Never"):
+        return policy
+    if "@" in ref:
+        return "IfNotPresent"
+    last = ref.rsplit("/", 1)[-1]
+    return "Always" if ":" not in last or last.endswith(":latest") else "IfNotPresent"
+
+
+class Pulled:
+    """An image in the cache: its OCI layout and tag, imageID (repository@digest) and config."""
+
+    def __init__(self, layout, image_id, config):
+        self.layout, self.tag, self.image_id, self.config = layout, LAYOUT_TAG, image_id, config
+
+
 class Images:
-    """Looks at and pulls checkpoint images with skopeo."""
+    """Looks at and pulls checkpoint images with skopeo; pulls other images into cached OCI layouts."""
 
     def __init__(self, args, kube, state_dir):
         self.kube = kube
@@ -42,6 +76,10 @@ class Images:
         self.dir = os.path.join(state_dir, "pulls")
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         os.chmod(self.dir, 0o700)
+        self.cache = os.path.join(state_dir, "images")
+        self.timeout = getattr(args, "pull_timeout", 600)
+        self.lock = threading.Lock()
+        self.digest_locks = {}
 
     def managed(self, host):
         h = host.rsplit(":", 1)[0] if not host.startswith("[") else host
@@ -141,3 +179,78 @@ class Images:
             raise
         finally:
             os.unlink(auth)
+
+    # ------------------------------------------------------------------ OCI images (the third kind)
+    def _refs(self):
+        try:
+            with open(os.path.join(self.cache, "refs.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def _remember(self, ref, digest):
+        with self.lock:
+            refs = self._refs()
+            refs[ref] = digest
+            tmp = os.path.join(self.cache, f".refs.{os.getpid()}.json")
+            with open(tmp, "w") as f:
+                json.dump(refs, f, indent=1, sort_keys=True)
+            os.replace(tmp, os.path.join(self.cache, "refs.json"))
+
+    def _layout(self, digest):
+        return os.path.join(self.cache, digest.split(":", 1)[1])
+
+    def _load(self, name, digest):
+        layout = self._layout(digest)
+        try:
+            config, _ = oci.layout_config(layout, LAYOUT_TAG)
+        except (OSError, ValueError, KeyError, oci.RunError) as e:
+            raise PullError("ErrImagePull", f"the cached image {name}@{digest} is unreadable: {e}") from None
+        return Pulled(layout, f"{name}@{digest}", config)
+
+    def cached(self, ref, policy):
+        """The cached image ref names, without asking the registry (None when a pull is due): a ref
+        by digest whenever its layout is here; by tag unless the policy is Always."""
+        _, name = split_ref(ref)
+        digest = ref.split("@", 1)[1] if "@sha256:" in ref else (None if policy == "Always" else self._refs().get(ref))
+        if digest and os.path.isfile(os.path.join(self._layout(digest), "index.json")):
+            return self._load(name, digest)
+        return None
+
+    def pull_oci(self, ref, pod, policy, digest=None):
+        """The image ref in the cache, pulled by digest with skopeo when it is not there yet.
+        digest: what the registry resolved ref to (classify already asked), else asked here."""
+        host, name = split_ref(ref)
+        hit = self.cached(ref, policy)
+        if hit:
+            return hit
+        if policy == "Never":
+            raise PullError("ErrImageNeverPull", f'Container image "{ref}" is not present with pull policy of Never')
+        os.makedirs(self.cache, mode=0o700, exist_ok=True)
+        auth = self.write_auth(host, pod)
+        try:
+            if "@sha256:" in ref:
+                digest = ref.split("@", 1)[1]
+            elif not digest:
+                digest = self.inspect_raw(ref, host, auth)[1]
+            with self.lock:
+                lock = self.digest_locks.setdefault(digest, threading.Lock())
+            with lock:
+                layout = self._layout(digest)
+                if not os.path.isfile(os.path.join(layout, "index.json")):
+                    tmp = tempfile.mkdtemp(prefix=".pull.", dir=self.cache)
+                    try:
+                        out = run(["skopeo", "--command-timeout", f"{self.timeout}s", "copy", "-q",
+                                   f"--src-tls-verify={'true' if self.tls_verify(host) else 'false'}", "--src-authfile", auth,
+                                   f"docker://{name}@{digest}", f"oci:{tmp}/layout:{LAYOUT_TAG}"], self.timeout + 30)
+                        if out.returncode != 0:
+                            raise PullError("ErrImagePull", f"pulling image {ref} failed: {tail(out.stderr, 600)}")
+                        shutil.rmtree(layout, ignore_errors=True)
+                        os.rename(os.path.join(tmp, "layout"), layout)
+                    finally:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                    log(f"pulled {ref} ({name}@{digest}) into {layout}")
+        finally:
+            os.unlink(auth)
+        self._remember(ref, digest)
+        return self._load(name, digest)

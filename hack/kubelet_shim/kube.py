@@ -54,14 +54,20 @@ class Kube:
         self.server = cluster.get("server", "").rstrip("/")
         if not self.server:
             raise SystemExit(f"kubelet-shim: no server in {kubeconfig}")
+        # The CA the shim trusts for the API server (PEM; None without one): the ca.crt of pods'
+        # kube-root-ca.crt when that ConfigMap does not exist (volumes.py).
+        self.ca_pem = None
         if str(cluster.get("insecure-skip-tls-verify", "")).lower() == "true":
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         elif cluster.get("certificate-authority-data"):
-            ctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+            self.ca_pem = base64.b64decode(cluster["certificate-authority-data"]).decode()
+            ctx = ssl.create_default_context(cadata=self.ca_pem)
         elif cluster.get("certificate-authority"):
             ctx = ssl.create_default_context(cafile=cluster["certificate-authority"])
+            with open(cluster["certificate-authority"]) as f:
+                self.ca_pem = f.read()
         else:
             ctx = ssl.create_default_context()
         self.token = user.get("token")

@@ -6,6 +6,7 @@ from .kube import ApiError
 from .pods import PodSync
 from .runtime import run
 from .util import log, log_limited, micro_time, rfc3339
+from .volumes import Volumes
 
 
 class NodeShim(PodSync):
@@ -20,6 +21,8 @@ class NodeShim(PodSync):
         self.tracked_lock = threading.Lock()
         self.finished = {}  # uid -> when its containers were stopped (a stale list may still show it)
         self.images = Images(args, kube, args.state_dir)
+        self.volumes = Volumes(os.path.join(args.state_dir, "volumes"))
+        self.unpack_lock = threading.Lock()
         self.first_list = True
         self.runc_version = (run(["runc", "--version"], 10).stdout.splitlines() or ["runc"])[0].replace("runc version ", "")
 

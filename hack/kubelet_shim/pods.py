@@ -1,11 +1,22 @@
-"""NodeShim's pod side: the sync loop, container start / restore / stop, liveness, pod status."""
-import os, shutil, threading, time
-from urllib.parse import quote
+"""NodeShim's pod side: the sync loop, container start / restore / stop, liveness, pod status.
 
-from .images import PullError
+Three kinds of container (the `kind` file of its folder): `standin` (docker.io/library/busybox: the
+busybox counter of hack/runc-pod.sh start), `checkpoint` (a checkpoint image restored with runc +
+CRIU) and `oci` (any other image: pulled, unpacked with umoci, run with runc from a config built
+from the pod spec, oci.py / podspec.py / volumes.py)."""
+import json, os, resource, shutil, threading, time
+from urllib.parse import quote, urlparse
+
+from . import oci, podspec
+from .images import PullError, is_standin, pull_policy
 from .kube import ApiError
 from .runtime import PodTrack, run, runc_status
 from .util import FRESH_IMAGE_ID, RUNC_POD, log, log_limited, read, rfc3339, tail, write
+from .volumes import ApiLookup
+
+# What a start can fail with: a kubelet-like reason (ErrImagePull, CreateContainerConfigError, ...) + message.
+START_ERRORS = (PullError, podspec.ConfigError, oci.RunError)
+MAX_GRACE = 10  # seconds between SIGTERM and SIGKILL at most (a lab, not a production node)
 
 
 class PodSync:
@@ -20,6 +31,7 @@ class PodSync:
                 if time.monotonic() >= next_live:
                     next_live = time.monotonic() + 5
                     self.check_liveness()
+                    self.refresh_tokens()
             except Exception as e:  # noqa: BLE001 — never let one bad pod stop the loop
                 log_limited("sync", f"pod sync failed (will retry): {type(e).__name__}: {e}")
 
@@ -59,6 +71,10 @@ class PodSync:
             if uid and uid not in seen and not os.path.exists(os.path.join(d, "stopped")):
                 log(f"container {n} belongs to a pod no longer on this node: stopping it")
                 self.stop_dir(d)
+        for uid in self.volumes.known():
+            if uid not in seen:
+                log(f"volumes of pod {uid}, no longer on this node: removing them")
+                self.volumes.teardown(uid)
 
     def sync_pod(self, pod):
         md, st = pod["metadata"], pod.get("status") or {}
@@ -108,6 +124,9 @@ class PodSync:
                 c.image_id = read(os.path.join(c.dir, "image-id")) or FRESH_IMAGE_ID
                 rf = read(os.path.join(c.dir, "restored-from"))
                 c.restored_from = int(rf) if rf.isdigit() else None
+                c.kind = read(os.path.join(c.dir, "kind")) or ("checkpoint" if c.restored_from is not None else "standin")
+                if c.kind == "oci":
+                    self.volumes.schedule_refresh(t.pod)  # a fresh token soon: when the old one expires is not known
                 log(f"pod {t.key()}: adopted running container {c.name} ({c.cid})")
 
     def start_containers(self, t):
@@ -123,7 +142,7 @@ class PodSync:
                 try:
                     self.start_one(t, c)
                     c.attempts = 0
-                except PullError as e:
+                except START_ERRORS as e:
                     self.failed(t, c, e.reason, str(e))
                 except Exception as e:  # noqa: BLE001
                     self.failed(t, c, "CreateContainerError", f"{type(e).__name__}: {e}")
@@ -143,52 +162,140 @@ class PodSync:
 
     def start_one(self, t, c):
         t0 = time.monotonic()
-        is_ckpt, image_id = self.images.classify(c.image, t.pod)
-        if os.path.lexists(c.dir):
-            self.stop_dir(c.dir)
-            shutil.rmtree(c.dir, ignore_errors=True)
-        os.makedirs(os.path.dirname(c.dir), exist_ok=True)
+        spec = t.spec_of(c)
+        policy = pull_policy(c.image, spec.get("imagePullPolicy"))
+        pulled, image_id = None, FRESH_IMAGE_ID
+        if is_standin(c.image):
+            kind = "standin"
+        else:
+            pulled = self.images.cached(c.image, policy)
+            if pulled:
+                kind = "oci"
+            else:
+                is_ckpt, image_id = self.images.classify(c.image, t.pod)
+                kind = "checkpoint" if is_ckpt else "oci"
+        if kind == "oci" and pulled is None:
+            hint = image_id.split("@", 1)[1] if "@sha256:" in image_id else None
+            pulled = self.images.pull_oci(c.image, t.pod, policy, digest=hint)
+        if kind == "oci":
+            image_id = pulled.image_id
+        previous = self.replace_folder(c)
         ident = ["--pod", t.name, "--namespace", t.ns, "--container", c.name]
-        if is_ckpt:
+        if kind == "checkpoint":
             log(f"pod {t.key()} container {c.name}: pulling checkpoint image {c.image}")
-            pulled, layer = self.images.pull_archive(c.image, t.pod)
+            pulled_dir, layer = self.images.pull_archive(c.image, t.pod)
             t1 = time.monotonic()
             try:
                 out = run(["bash", RUNC_POD, "restore", c.dir, layer] + ident, self.a.start_timeout)
             finally:
-                shutil.rmtree(pulled, ignore_errors=True)
+                shutil.rmtree(pulled_dir, ignore_errors=True)
             if out.returncode != 0:
                 self.stop_dir(c.dir)
                 raise PullError("CreateContainerError", f"restoring checkpoint image {c.image} with runc + CRIU failed: {tail(out.stderr)}")
             rf = read(os.path.join(c.dir, "restored-from"))
             c.restored_from = int(rf) if rf.isdigit() else None
             how = f"restored from checkpoint image (counter {rf} at checkpoint; pull {t1 - t0:.1f}s, restore {time.monotonic() - t1:.1f}s)"
-        else:
+        elif kind == "standin":
             out = run(["bash", RUNC_POD, "start", c.dir] + ident, self.a.start_timeout)
             if out.returncode != 0:
                 self.stop_dir(c.dir)
-                raise PullError("CreateContainerError", f"starting {c.image} (as the busybox counter) with runc failed: {tail(out.stderr)}")
+                raise PullError("CreateContainerError", f"starting {c.image} (as the busybox counter stand-in) with runc failed: {tail(out.stderr)}")
             c.restored_from = None
-            how = f"started fresh in {time.monotonic() - t0:.1f}s"
+            how = f"started fresh (the busybox counter stand-in for {c.image}) in {time.monotonic() - t0:.1f}s"
+        else:
+            os.makedirs(c.dir, exist_ok=True)
+            if previous is not None:
+                os.replace(previous, os.path.join(c.dir, "previous.log"))
+                previous = None
+            t1 = time.monotonic()
+            state = self.start_oci(t, c, spec, pulled)
+            c.restored_from = None
+            how = f"image {pulled.image_id} unpacked and started with runc ({state}; pull {t1 - t0:.1f}s, start {time.monotonic() - t1:.1f}s)"
+        if previous is not None:
+            os.unlink(previous)
+        c.kind = kind
         c.cid = read(os.path.join(c.dir, "id"))
         write(os.path.join(c.dir, "pod-uid"), t.uid)
         write(os.path.join(c.dir, "image"), c.image)
         write(os.path.join(c.dir, "image-id"), image_id)
+        write(os.path.join(c.dir, "kind"), kind)
         c.image_id = image_id
         c.state, c.reason, c.message = "running", "", ""
         c.started_at = rfc3339()
         write(os.path.join(c.dir, "started-at"), c.started_at)
         log(f"pod {t.key()} container {c.name}: {how}; runc id {c.cid}")
 
-    def stop_dir(self, d):
-        if os.path.isfile(os.path.join(d, "id")):
+    def replace_folder(self, c):
+        """Stops and removes the container's old folder; returns where its log went (oci) or None."""
+        previous = None
+        if os.path.lexists(c.dir):
+            self.stop_dir(c.dir)
+            if read(os.path.join(c.dir, "kind")) == "oci" and os.path.isfile(os.path.join(c.dir, "container.log")):
+                previous = c.dir + ".previous.log"
+                os.replace(os.path.join(c.dir, "container.log"), previous)
+            shutil.rmtree(c.dir, ignore_errors=True)
+        os.makedirs(os.path.dirname(c.dir), exist_ok=True)
+        return previous
+
+    def api_endpoint(self):
+        """(host, port) of the API server the shim talks to: KUBERNETES_SERVICE_HOST/PORT of its pods."""
+        u = urlparse(getattr(self.kube, "server", "") or "https://127.0.0.1:443")
+        return u.hostname or "127.0.0.1", u.port or 443
+
+    def start_oci(self, t, c, spec, pulled):
+        """Volumes, env, config.json from the pod + image, umoci unpack, runc (oci.py). -> running | exited"""
+        host_ip = self.a.address
+        lookup = ApiLookup(self.kube, getattr(self.kube, "ca_pem", None))
+        env = podspec.container_env(t.pod, spec, lookup, host_ip, podspec.service_env(*self.api_endpoint()))
+        hostname = (t.pod["spec"].get("hostname") or t.name)[:63]
+        mounts = self.volumes.pod_files(t.pod, hostname, host_ip) + self.volumes.setup(t.pod, spec, lookup, host_ip, env)
+        os.makedirs(c.dir, exist_ok=True)
+        write(os.path.join(c.dir, "kind"), "oci")
+        for name, value in (("pod", t.name), ("namespace", t.ns), ("container", c.name), ("created", rfc3339())):
+            write(os.path.join(c.dir, name), value)
+        term = os.path.join(c.dir, "termination-log")
+        open(term, "w").close()
+        os.chmod(term, 0o666)
+        mounts.append(podspec.bind(term, spec.get("terminationMessagePath") or "/dev/termination-log"))
+        bundle = os.path.join(c.dir, "bundle")
+        with self.unpack_lock:
+            oci.unpack(pulled.layout, pulled.tag, bundle, self.a.start_timeout)
+        rootfs = os.path.join(bundle, "rootfs")
+        sec = podspec.security(t.pod, spec, pulled.config, oci.rootfs_text(rootfs, "/etc/passwd"), oci.rootfs_text(rootfs, "/etc/group"))
+        annotations = {"io.kubernetes.pod.name": t.name, "io.kubernetes.pod.namespace": t.ns, "io.kubernetes.pod.uid": t.uid,
+                       "io.kubernetes.container.name": c.name, "org.opencontainers.image.ref.name": c.image}
+        cfg = podspec.runc_config(t.pod, spec, pulled.config, env, sec, mounts, hostname, annotations,
+                                  nofile=resource.getrlimit(resource.RLIMIT_NOFILE))
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
+        cid = f"oci-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            return oci.start(c.dir, cid, self.a.start_timeout)
+        except oci.RunError:
+            self.stop_dir(c.dir)
+            raise
+
+    def stop_dir(self, d, grace=0):
+        if not os.path.isfile(os.path.join(d, "id")):
+            return
+        if read(os.path.join(d, "kind")) == "oci":
+            oci.stop(d, min(grace, MAX_GRACE))
+            if runc_status(d) == "absent":  # the rootfs is no longer in use: free its space, keep the logs
+                shutil.rmtree(os.path.join(d, "bundle", "rootfs"), ignore_errors=True)
+        else:
             out = run(["bash", RUNC_POD, "stop", d], 60)
             if out.returncode != 0:
                 log(f"stopping {d} failed: {tail(out.stderr, 200)}")
-            try:
-                write(os.path.join(d, "stopped"), rfc3339())
-            except OSError:
-                pass
+        try:
+            write(os.path.join(d, "stopped"), rfc3339())
+        except OSError:
+            pass
+
+    @staticmethod
+    def grace(t):
+        md, spec = t.pod.get("metadata") or {}, t.pod.get("spec") or {}
+        g = md.get("deletionGracePeriodSeconds")
+        return int(g if g is not None else spec.get("terminationGracePeriodSeconds", 30) or 0)
 
     def spawn_delete(self, t, delete_pod):
         t.deleting = True
@@ -199,9 +306,11 @@ class PodSync:
             with t.lock:  # waits for a start in progress
                 for c in t.ctrs:
                     if os.path.isfile(os.path.join(c.dir, "id")) and read(os.path.join(c.dir, "pod-uid")) in (t.uid, ""):
-                        self.stop_dir(c.dir)
+                        self.stop_dir(c.dir, self.grace(t))
                         log(f"pod {t.key()} container {c.name}: stopped")
                     c.state, c.finished_at = "terminated", rfc3339()
+                if not self.volumes.teardown(t.uid):
+                    raise RuntimeError(f"the volumes of pod {t.key()} could not be unmounted")
             if delete_pod:
                 body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": t.uid}}
                 try:
@@ -235,21 +344,67 @@ class PodSync:
                     # "paused": frozen by a checkpoint (CRIU dump) in progress — alive.
                     if s in ("running", "paused", "unknown"):
                         continue
-                    c.last_terminated = {"exitCode": 137, "reason": "Error", "startedAt": c.started_at, "finishedAt": rfc3339(),
-                                         "containerID": f"runc://{c.cid}"}
+                    code, reason, message, finished = 137, "Error", "", rfc3339()
+                    if c.kind == "oci":
+                        code = oci.exit_code(c.dir)
+                        if code is None and oci.monitor_alive(c.dir):
+                            continue  # exited a moment ago: its monitor has not written the exit code yet
+                        if code is None:
+                            code, message = 137, "the exit code was lost (its monitor is gone)"
+                        reason = "Completed" if code == 0 else "Error"
+                        finished = read(os.path.join(c.dir, "finished-at")) or finished
+                        message = message or self.termination_message(t.spec_of(c), c.dir, code)
+                    term = {"exitCode": code, "reason": reason, "startedAt": c.started_at, "finishedAt": finished,
+                            "containerID": f"runc://{c.cid}"}
+                    if message:
+                        term["message"] = message
                     changed = True
-                    if (t.pod["spec"].get("restartPolicy") or "Always") == "Never":
-                        c.state, c.finished_at = "terminated", rfc3339()
-                        log(f"pod {t.key()} container {c.name} died ({s}); restartPolicy Never: not restarted")
+                    policy = t.pod["spec"].get("restartPolicy") or "Always"
+                    if policy == "Never" or (policy == "OnFailure" and code == 0):
+                        c.state, c.finished_at = "terminated", finished
+                        c.exit_code, c.term_reason, c.term_message = code, reason, message
+                        log(f"pod {t.key()} container {c.name} exited ({s}, code {code}); restartPolicy {policy}: not restarted")
                         continue
+                    c.last_terminated = term
                     c.restarts += 1
                     delay = min(10 * 2 ** (c.restarts - 1), 300)
                     c.state, c.reason = "waiting", "CrashLoopBackOff"
                     c.message = f"back-off {delay}s restarting failed container={c.name} pod={t.name}"
                     c.attempts, c.next_try = 0, time.monotonic() + delay
-                    log(f"pod {t.key()} container {c.name} died ({s}): restarting in {delay}s")
+                    log(f"pod {t.key()} container {c.name} died ({s}, code {code}): restarting in {delay}s")
             if changed:
                 self.patch_status(t)
+
+    @staticmethod
+    def termination_message(spec, d, code):
+        """terminationMessagePath's content (4 KiB at most), or with FallbackToLogsOnError the log's tail."""
+        try:
+            with open(os.path.join(d, "termination-log"), "rb") as f:
+                msg = f.read(4096).decode("utf-8", "replace")
+        except OSError:
+            msg = ""
+        if not msg and code != 0 and spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            try:
+                with open(os.path.join(d, "container.log"), "rb") as f:
+                    f.seek(0, 2)
+                    f.seek(max(0, f.tell() - 2048))
+                    msg = b"\n".join(f.read().splitlines()[-80:]).decode("utf-8", "replace")
+            except OSError:
+                msg = ""
+        return msg
+
+    def refresh_tokens(self):
+        """Re-requests the service-account tokens of running pulled-image containers at 80% of their life."""
+        with self.tracked_lock:
+            tracks = list(self.tracked.values())
+        for t in tracks:
+            if t.deleting or (t.worker is not None and t.worker.is_alive()) or not any(c.kind == "oci" and c.state == "running" for c in t.ctrs):
+                continue
+            try:
+                for name in self.volumes.refresh_due(t.pod, ApiLookup(self.kube, getattr(self.kube, "ca_pem", None)), self.a.address):
+                    log(f"pod {t.key()}: volume {name}: service-account token refreshed")
+            except (podspec.ConfigError, OSError) as e:
+                log_limited(f"token/{t.uid}", f"pod {t.key()}: refreshing a token failed (will retry): {e}")
 
     # ------------------------------------------------------------------ pod status
     def pod_status(self, t):
@@ -261,7 +416,10 @@ class PodSync:
                 s["state"] = {"running": {"startedAt": c.started_at}}
                 s["containerID"] = f"runc://{c.cid}"
             elif c.state == "terminated":
-                s["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": c.started_at, "finishedAt": c.finished_at}}
+                term = {"exitCode": c.exit_code, "reason": c.term_reason, "startedAt": c.started_at, "finishedAt": c.finished_at}
+                if c.term_message:
+                    term["message"] = c.term_message
+                s["state"] = {"terminated": term}
                 if c.cid:
                     s["containerID"] = f"runc://{c.cid}"
             else:
@@ -290,7 +448,7 @@ class PodSync:
         if any(c.state == "running" for c in t.ctrs) or (t.ctrs and all(c.started_at for c in t.ctrs) and not all(c.state == "terminated" for c in t.ctrs)):
             phase = "Running"
         elif t.ctrs and all(c.state == "terminated" for c in t.ctrs):
-            phase = "Failed"
+            phase = "Succeeded" if all(c.exit_code == 0 for c in t.ctrs) else "Failed"
         else:
             phase = "Pending"
         st = {"phase": phase, "hostIP": self.a.address, "podIP": self.a.address, "podIPs": [{"ip": self.a.address}],
@@ -327,4 +485,5 @@ class PodSync:
                 if read(os.path.join(c.dir, "pod-uid")) == t.uid:
                     self.stop_dir(c.dir)
                     log(f"pod {t.key()} container {c.name}: stopped (--stop-containers-on-exit)")
+            self.volumes.teardown(t.uid)
 

@@ -45,6 +45,8 @@ class Ctr:
         self.next_try = 0.0
         self.last_terminated = None
         self.restored_from = None
+        self.kind = ""                   # standin (busybox counter) | checkpoint (restored) | oci (pulled image)
+        self.exit_code, self.term_reason, self.term_message = 137, "Error", ""
 
 
 class PodTrack:
@@ -65,3 +67,7 @@ class PodTrack:
 
     def key(self):
         return f"{self.ns}/{self.name}"
+
+    def spec_of(self, c):
+        """The container's spec in the latest pod seen."""
+        return next((x for x in self.pod["spec"].get("containers") or [] if x.get("name") == c.name), {"name": c.name})

@@ -106,10 +106,21 @@ class ShimCase(TempDirCase):
 
 
 class StubImages:
-    """Replaces Images (skopeo): classify answers is_ckpt; pull_archive makes a folder with a layer file."""
+    """Replaces Images (skopeo): classify answers is_ckpt; pull_archive makes a folder with a layer file;
+    cached answers `cached` (None: not in the cache); pull_oci records its call and answers `oci`."""
 
-    def __init__(self, tmp, is_ckpt=False, error=None):
+    def __init__(self, tmp, is_ckpt=False, error=None, oci=None, cached=None):
         self.tmp, self.is_ckpt, self.error, self.pulled = tmp, is_ckpt, error, []
+        self.oci, self.hit, self.oci_pulls = oci, cached, []
+
+    def cached(self, ref, policy):
+        return self.hit
+
+    def pull_oci(self, ref, pod, policy, digest=None):
+        self.oci_pulls.append((ref, policy, digest))
+        if self.oci is None:
+            raise AssertionError(f"unexpected pull of {ref}")
+        return self.oci
 
     def classify(self, ref, pod):
         if self.error:

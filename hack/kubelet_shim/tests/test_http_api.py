@@ -192,3 +192,21 @@ class SelfSigned(TempDirCase):
         self.assertEqual(self_signed(self.tmp, "worker-1"), (self.path("kubelet.crt"), self.path("kubelet.key")))
         with open(self.path("kubelet.crt")) as f:
             self.assertEqual(f.read(), "existing")
+
+
+class PulledImageContainers(Endpoint):
+    def test_a_pulled_image_container_is_not_checkpointed(self):
+        d = self.container("ns_web_app")
+        with open(os.path.join(d, "kind"), "w") as f:
+            f.write("oci\n")
+        got = self.call("POST", "/checkpoint/ns/web/app")
+        self.assertStatus(got, 500, "InternalError")
+        self.assertIn("not supported by kubelet-shim", got[1]["message"])
+        self.assertFalse(os.path.exists(os.path.join(self.out, "args")))
+
+    def test_previous_true_serves_the_log_of_the_run_before_the_restart(self):
+        d = self.container("ns_web_app", log="now\n")
+        with open(os.path.join(d, "previous.log"), "w") as f:
+            f.write("before\n")
+        self.assertEqual(self.call("GET", "/containerLogs/ns/web/app?previous=true")[:2], (200, "before\n"))
+        self.assertEqual(self.call("GET", "/containerLogs/ns/web/app")[:2], (200, "now\n"))

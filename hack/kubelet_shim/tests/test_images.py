@@ -255,3 +255,24 @@ class PullArchive(ImagesCase):
         self.assertEqual(cm.exception.reason, "ErrImagePull")
         self.assertIn("pulling checkpoint image 127.0.0.1:5000/app:v1 failed: denied", str(cm.exception))
         self.assertEqual(os.listdir(self.path("pulls")), [])
+
+
+class StandInAndPolicy(TempDirCase):
+    def test_every_spelling_of_docker_hubs_busybox_is_the_stand_in(self):
+        from kubelet_shim.images import is_standin
+        for ref in ("busybox", "busybox:1.36", "library/busybox", "docker.io/library/busybox:1.36", "docker.io/busybox@sha256:" + "a" * 64):
+            self.assertTrue(is_standin(ref), ref)
+        for ref in ("127.0.0.1:5000/busybox:1", "quay.io/library/busybox", "docker.io/other/busybox", "busyboxes"):
+            self.assertFalse(is_standin(ref), ref)
+
+    def test_the_pull_policy_defaults_like_the_api_server(self):
+        from kubelet_shim.images import pull_policy
+        self.assertEqual([pull_policy(r, None) for r in ("a", "a:latest", "a:v1", "h:5000/a", "a@sha256:x")],
+                         ["Always", "Always", "IfNotPresent", "Always", "IfNotPresent"])
+        self.assertEqual(pull_policy("a:v1", "Never"), "Never")
+
+    def test_never_without_the_image_in_the_cache_is_err_image_never_pull(self):
+        im = Images(args(), StubKube(), self.tmp)
+        with self.assertRaises(PullError) as cm:
+            im.pull_oci("127.0.0.1:5000/app:v1", pod(), "Never")
+        self.assertEqual(cm.exception.reason, "ErrImageNeverPull")

@@ -113,16 +113,19 @@ class BackOff(ShimCase):
 
 
 class Starting(ShimCase):
-    def test_a_plain_image_starts_fresh_and_its_folder_records_the_pod(self):
-        self.shim.images = StubImages(self.tmp)
+    def test_a_busybox_image_starts_the_counter_stand_in_without_asking_a_registry(self):
+        self.shim.images = StubImages(self.tmp, error=AssertionError("the registry was asked"))
         t = self.track(make_pod())
+        t.pod["spec"]["containers"][0]["image"] = "docker.io/library/busybox:1.36"
         c = t.ctrs[0]
+        c.image = "docker.io/library/busybox:1.36"
         self.shim.start_one(t, c)
         self.assertEqual(self.runc.calls[-1], ["bash", RUNC_POD, "start", c.dir, "--pod", "web", "--namespace", "ns", "--container", "app"])
-        self.assertEqual((c.state, c.cid, c.image_id, c.restored_from), ("running", "cid-ns_web_app", FRESH_IMAGE_ID, None))
+        self.assertEqual((c.state, c.cid, c.image_id, c.restored_from, c.kind), ("running", "cid-ns_web_app", FRESH_IMAGE_ID, None, "standin"))
         self.assertEqual(read(os.path.join(c.dir, "pod-uid")), "u-1")
         self.assertEqual(read(os.path.join(c.dir, "image")), c.image)
         self.assertEqual(read(os.path.join(c.dir, "image-id")), FRESH_IMAGE_ID)
+        self.assertEqual(read(os.path.join(c.dir, "kind")), "standin")
         self.assertEqual(read(os.path.join(c.dir, "started-at")), c.started_at)
 
     def test_a_checkpoint_image_is_pulled_restored_and_the_pull_folder_removed(self):
@@ -138,6 +141,7 @@ class Starting(ShimCase):
         self.shim.images = StubImages(self.tmp)
         t = self.track(make_pod())
         c = t.ctrs[0]
+        c.image = "busybox"
         os.makedirs(c.dir)
         write(os.path.join(c.dir, "id"), "old")
         write(os.path.join(c.dir, "junk"), "x")
@@ -313,3 +317,62 @@ class Liveness(ShimCase):
         t.ctrs[0].state = "running"
         self.shim.check_liveness()
         self.assertEqual((t.ctrs[0].state, self.kube.calls), ("running", []))
+
+
+class PulledImages(ShimCase):
+    """The third kind: an exit code from the monitor's exit-code file, restart policies, pod phase."""
+
+    def exited(self, code, policy=None):
+        extra = {"restartPolicy": policy} if policy else {}
+        t = self.track(make_pod(**extra))
+        c = t.ctrs[0]
+        os.makedirs(c.dir)
+        write(os.path.join(c.dir, "exit-code"), str(code))
+        write(os.path.join(c.dir, "finished-at"), "2024-01-01T00:02:00Z")
+        c.state, c.kind, c.cid, c.started_at = "running", "oci", "oci-1", "2024-01-01T00:00:00Z"
+        self.runc_status("absent")
+        self.shim.check_liveness()
+        return t, c
+
+    def test_an_exit_with_restart_policy_never_is_terminated_with_its_code(self):
+        t, c = self.exited(3, "Never")
+        term = self.shim.pod_status(t)["containerStatuses"][0]["state"]["terminated"]
+        self.assertEqual((term["exitCode"], term["reason"], term["finishedAt"]), (3, "Error", "2024-01-01T00:02:00Z"))
+        self.assertEqual(self.shim.pod_status(t)["phase"], "Failed")
+
+    def test_a_zero_exit_with_on_failure_is_a_succeeded_pod(self):
+        t, c = self.exited(0, "OnFailure")
+        self.assertEqual((c.state, c.term_reason, self.shim.pod_status(t)["phase"]), ("terminated", "Completed", "Succeeded"))
+
+    def test_an_exit_with_restart_policy_always_is_a_crash_loop_with_the_real_code_in_last_state(self):
+        t, c = self.exited(0)
+        self.assertEqual((c.state, c.reason, c.restarts, c.last_terminated["exitCode"]), ("waiting", "CrashLoopBackOff", 1, 0))
+
+    def test_a_missing_exit_code_while_the_monitor_lives_is_not_yet_a_death(self):
+        t = self.track(make_pod())
+        c = t.ctrs[0]
+        os.makedirs(c.dir)
+        write(os.path.join(c.dir, "monitor-pid"), str(os.getpid()))
+        c.state, c.kind = "running", "oci"
+        self.runc_status("stopped")
+        self.shim.check_liveness()
+        self.assertEqual(c.state, "running")
+
+    def test_a_cached_image_is_not_looked_up_in_the_registry(self):
+        from kubelet_shim.images import Pulled
+        self.shim.images = StubImages(self.tmp, error=AssertionError("registry asked"), cached=Pulled("/l", "r@sha256:1", {}))
+        t = self.track(make_pod())
+        with mock.patch.object(self.shim, "start_oci", return_value="running") as start:
+            self.shim.start_one(t, t.ctrs[0])
+        start.assert_called_once()
+        self.assertEqual((t.ctrs[0].kind, t.ctrs[0].image_id), ("oci", "r@sha256:1"))
+
+    def test_a_plain_image_on_a_registry_is_pulled_by_the_digest_classify_saw(self):
+        from kubelet_shim.images import Pulled
+        self.shim.images = StubImages(self.tmp, oci=Pulled("/l", "127.0.0.1:5000/app@sha256:9", {}))
+        self.shim.images.classify = lambda ref, pod: (False, "127.0.0.1:5000/app@sha256:9")
+        t = self.track(make_pod())
+        with mock.patch.object(self.shim, "start_oci", return_value="running"):
+            self.shim.start_one(t, t.ctrs[0])
+        self.assertEqual(self.shim.images.oci_pulls, [("127.0.0.1:5000/app:v1", "IfNotPresent", "sha256:9")])
+        self.assertEqual(read(os.path.join(t.ctrs[0].dir, "kind")), "oci")
