@@ -300,7 +300,9 @@ def runc_config(pod, ctr, image_cfg, env, sec, mounts, hostname, annotations=Non
         "linux": {
             "resources": {"devices": [{"allow": sec["privileged"], "access": "rwm"}]},
             # No "network" namespace: host networking (no CNI here); ports bind on the node's addresses.
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            # spec.hostPID: no "pid" namespace either (the node's processes are visible, as with the kubelet).
+            "namespaces": ([] if pod["spec"].get("hostPID") else [{"type": "pid"}])
+            + [{"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": masked, "readonlyPaths": readonly_paths,
         },
     }

@@ -145,6 +145,13 @@ class Config(unittest.TestCase):
         self.assertEqual(cfg["process"]["env"], ["PATH=/bin", "HOSTNAME=web", "A=pod"])
         self.assertEqual((cfg["process"]["args"], cfg["process"]["cwd"], cfg["hostname"]), (["/bin/true"], "/w", "web"))
 
+    def test_host_pid_shares_the_nodes_pid_namespace_and_the_default_has_its_own(self):
+        sec = security(pod(), {}, {})
+        own = runc_config(pod(), {"name": "a", "command": ["x"]}, {}, [], sec, [], "web")
+        self.assertIn("pid", [n["type"] for n in own["linux"]["namespaces"]])
+        shared = runc_config(pod(hostPID=True), {"name": "a", "command": ["x"]}, {}, [], sec, [], "web")
+        self.assertNotIn("pid", [n["type"] for n in shared["linux"]["namespaces"]])
+
     def test_a_non_root_user_gets_no_effective_capabilities(self):
         sec = security(pod(securityContext={"runAsUser": 1000}), {}, {})
         cfg = runc_config(pod(), {"name": "a", "command": ["x"]}, {}, [], sec, [], "web")
