@@ -66,6 +66,7 @@ declare -A PORTS=([transition-operator]="8080/tcp 8090/tcp" [checkpoint-agent]="
 declare -A ENV_NAME=([transition-operator]=OPERATOR_IMAGE [checkpoint-agent]=AGENT_IMAGE)
 
 command -v skopeo >/dev/null || apt_install skopeo
+command -v rsync >/dev/null || apt_install rsync
 apt_install ca-certificates
 
 # --- what the images are made from ---------------------------------------------------------------
@@ -102,7 +103,7 @@ esac
 
 # --- the release binaries ------------------------------------------------------------------------
 # A target folder of its own (never blocks the debug builds in $TRANSITION_CACHE/target), the
-# `image` profile (release + strip, Cargo.toml), one job at the lowest priority: this machine has
+# `image` profile (release + strip, Cargo.toml), at the lowest priority (BUILD_IMAGES_JOBS jobs, 2 by default): this machine has
 # two cores and end-to-end tests that are sensitive to timing run beside it.
 export CARGO_TARGET_DIR="$TRANSITION_CACHE/target-images"
 bin_dir="$CARGO_TARGET_DIR/image"
@@ -114,24 +115,33 @@ tree_state() {
   changes=$({ git diff HEAD; git ls-files -o --exclude-standard -z | xargs -0 -r sha256sum; } | sha256sum | cut -c1-16)
   echo "$revision $changes"
 }
+# The build runs in a copy of the checkout at a fixed path ($TRANSITION_CACHE/images-src): every
+# path in the flags is then the same for every checkout and clone (CI's included), so the
+# dependencies' build cache stays valid and only our crates rebuild when they change. The copy
+# keeps the files' modification times (rsync -a), which is what cargo compares.
+build_src="$TRANSITION_CACHE/images-src"
 build_binaries() {
   local cargo_home="${CARGO_HOME:-$HOME/.cargo}" rustup_home="${RUSTUP_HOME:-$HOME/.rustup}"
+  rm -rf "$build_src" && mkdir -p "$build_src"
+  git ls-files -z --cached --others --exclude-standard \
+    | rsync -a --ignore-missing-args --from0 --files-from=- ./ "$build_src/" \
+    || die "cannot copy the checkout to $build_src"
   # No build path in the binaries (panic locations, C __FILE__): registry sources, toolchain,
-  # checkout and target folder are remapped to fixed names.
+  # source copy and target folder are remapped to fixed names.
   RUSTFLAGS="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$rustup_home=/rustup"
-  RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=$REPO_ROOT=/src --remap-path-prefix=$CARGO_TARGET_DIR=/target"
-  CFLAGS="-ffile-prefix-map=$cargo_home=/cargo -ffile-prefix-map=$REPO_ROOT=/src -ffile-prefix-map=$CARGO_TARGET_DIR=/target"
+  RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=$build_src=/src --remap-path-prefix=$CARGO_TARGET_DIR=/target"
+  CFLAGS="-ffile-prefix-map=$cargo_home=/cargo -ffile-prefix-map=$build_src=/src -ffile-prefix-map=$CARGO_TARGET_DIR=/target"
   # C compilers read SOURCE_DATE_EPOCH (for __DATE__/__TIME__), so the cc crate makes every C
   # dependency (aws-lc, libgit2, ring, zlib) and all that depends on them rebuild when it changes.
   # The build takes the time of the last commit that changed Cargo.lock: fixed for a given set of
   # dependencies, so a commit touching our code alone rebuilds our crates alone.
-  local build_epoch
+  local build_epoch jobs="${BUILD_IMAGES_JOBS:-2}"
   build_epoch=$(git log -1 --format=%ct -- Cargo.lock)
-  log "building the release binaries (profile image, -j 1, nice 19) in $CARGO_TARGET_DIR"
+  log "building the release binaries (profile image, -j $jobs, nice 19) in $CARGO_TARGET_DIR"
   local start=$SECONDS
-  RUSTFLAGS="$RUSTFLAGS" CFLAGS="$CFLAGS" SOURCE_DATE_EPOCH="$build_epoch" \
-    nice -n 19 cargo build --locked --profile image -j 1 \
-    -p transition-operator --bin transition-operator -p checkpoint-agent --bin checkpoint-agent \
+  (cd "$build_src" && RUSTFLAGS="$RUSTFLAGS" CFLAGS="$CFLAGS" SOURCE_DATE_EPOCH="$build_epoch" \
+    nice -n 19 cargo build --locked --profile image -j "$jobs" \
+    -p transition-operator --bin transition-operator -p checkpoint-agent --bin checkpoint-agent) \
     || die "cargo build of transition-operator and checkpoint-agent failed"
   log "release binaries built in $((SECONDS - start)) s"
   tree_state >"$stamp"

@@ -29,6 +29,11 @@
 # the leader SIGKILLed in Syncing, the target's API server down in Verifying; then the source node
 # returns and must not run the package again. Each fault adds a row to $W/chaos-rows.jsonl.
 #
+# E2E_PODS=1 (hack/demo.sh) runs the operator and the agents as Pods, installed as docs/install.md
+# installs them (kubectl apply -k of overlays of deploy/management and deploy/workload) from the
+# images hack/build-images.sh builds and pushes to the lab registry; a kubelet shim is the
+# management cluster's node (hack/e2e-pods.sh). Not combined with E2E_CHAOS or the kill loop.
+#
 # Writes a timeline and $TRANSITION_LAB_DIR/e2e/summary.json; exits non-zero when a check fails.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -42,6 +47,10 @@ for arg in "$@"; do
 done
 
 chaos="${E2E_CHAOS:-0}"
+pods="${E2E_PODS:-0}"
+if [ "$pods" = 1 ] && { [ "$chaos" = 1 ] || [ "$kill_phases" = 1 ]; }; then
+  die "E2E_PODS=1 runs the installed pods; the chaos mode and --kill-operator-in-each-phase kill host processes"
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TRANSITION_CACHE/target}"
 BIN="$CARGO_TARGET_DIR/debug"
 if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
@@ -51,6 +60,8 @@ if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
 fi
 export TRANSITION_LAB_DIR="${TRANSITION_LAB_DIR:-/tmp/transition-lab}"
 export LAB_CONTROLLERS="cluster1-azure cluster2-aws"
+# Pods mode: the management cluster schedules the operator's Pod and fills service-account tokens.
+[ "$pods" = 1 ] && export LAB_CONTROLLERS="mgmt cluster1-azure cluster2-aws"
 export LAB_NODE_MONITOR_GRACE="${LAB_NODE_MONITOR_GRACE:-20s}"
 bash hack/lab.sh up >/dev/null
 # shellcheck disable=SC1091
@@ -64,20 +75,24 @@ C2=("$LAB_KUBECTL" --kubeconfig "$LAB_CLUSTER2_AWS_KUBECONFIG")
 W="$TRANSITION_LAB_DIR/e2e"
 run_id="$(date +%s)"
 pids=()
-operator_pid="" operator_b_pid="" agent_pid="" agent2_pid="" shim1_pid="" shim2_pid=""
+operator_pid="" operator_b_pid="" agent_pid="" agent2_pid="" shim1_pid="" shim2_pid="" shim_m_pid=""
 cleanup() {
   local rc=$?
-  for p in "$operator_pid" "$operator_b_pid" "$agent_pid" "$agent2_pid" "$shim1_pid" "$shim2_pid" "${pids[@]}"; do
+  for p in "$operator_pid" "$operator_b_pid" "$agent_pid" "$agent2_pid" "$shim1_pid" "$shim2_pid" "$shim_m_pid" "${pids[@]}"; do
     [ -n "$p" ] && { kill "$p" 2>/dev/null || true; }
   done
   # A fault injected by the chaos mode is never left behind.
   for f in "$TRANSITION_LAB_DIR"/pids/*.cmdline; do
     [ -f "$f" ] && { bash hack/lab.sh revive "$(basename "$f" .cmdline)" >/dev/null 2>&1 || true; }
   done
-  for d in "$W"/worker-*/pods/*/; do [ -d "$d" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
+  for d in "$W"/worker-*/pods/*/ "$W"/mgmt-1/pods/*/; do [ -d "$d" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
   if [ "$rc" != 0 ]; then
     log "FAILED (exit $rc); logs in $W: operator*.log, shim-*.log, agent.log"
     tail -n 25 "$W/operator.log" >&2 2>/dev/null || true
+    if [ "$pods" = 1 ]; then
+      "${MGMT[@]}" logs -n transition-system deploy/transition-operator --tail 25 >&2 2>/dev/null || true
+      for k in MGMT C1 C2; do declare -n kk=$k; "${kk[@]}" get pods -n transition-system -o wide >&2 2>/dev/null || true; done
+    fi
   fi
   if [ "$keep" = 0 ]; then
     "${C1[@]}" delete node worker-1 --wait=false >/dev/null 2>&1 || true
@@ -92,7 +107,7 @@ trap cleanup EXIT
 pkill -f -- "--state-dir $W/" 2>/dev/null || true
 pkill -f -- "--git-cache-dir $W/" 2>/dev/null || true
 pkill -f -- "service-standin.py --for $W " 2>/dev/null || true
-for d in "$W"/worker-*/pods/*/; do [ -d "$d" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
+for d in "$W"/worker-*/pods/*/ "$W"/mgmt-1/pods/*/; do [ -d "$d" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
 rm -rf "$W" && mkdir -p "$W" && chmod 0700 "$W"
 t0=$(date +%s.%N)
 stamp() { python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):6.1f}s')" "$t0"; }
@@ -155,7 +170,8 @@ render_apply() {
 step "starting the kubelet shims: worker-1 on cluster1-azure, worker-2 on cluster2-aws"
 printf %s "$LAB_REGISTRY_PASSWORD" >"$W/registry-password" && chmod 0600 "$W/registry-password"
 python3 hack/kubelet-shim.py --node worker-1 --kubeconfig "$LAB_CLUSTER1_AZURE_KUBECONFIG" \
-  --state-dir "$W/worker-1" >"$W/shim-1.log" 2>&1 &
+  --state-dir "$W/worker-1" --registry-user "$LAB_REGISTRY_USER" --registry-password-file "$W/registry-password" \
+  >"$W/shim-1.log" 2>&1 &
 shim1_pid=$!
 python3 hack/kubelet-shim.py --node worker-2 --kubeconfig "$LAB_CLUSTER2_AWS_KUBECONFIG" \
   --state-dir "$W/worker-2" --registry-user "$LAB_REGISTRY_USER" --registry-password-file "$W/registry-password" \
@@ -164,6 +180,37 @@ shim2_pid=$!
 node_ready() { [ "$("$@" get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 NODE=worker-1 wait_for "node worker-1 Ready" 60 node_ready "${C1[@]}"
 NODE=worker-2 wait_for "node worker-2 Ready" 60 node_ready "${C2[@]}"
+hb_port=$(free_port) metrics_port=$(free_port)
+hb_token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+hb_token2=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf 'cluster1-azure=%s\ncluster2-aws=%s\n' "$hb_token" "$hb_token2" >"$W/heartbeat-tokens" && chmod 0600 "$W/heartbeat-tokens"
+printf %s "$hb_token" >"$W/heartbeat-token" && printf %s "$hb_token2" >"$W/heartbeat-token2" \
+  && chmod 0600 "$W/heartbeat-token" "$W/heartbeat-token2"
+printf %s "$LAB_S3_ACCESS_KEY" >"$W/s3-access" && printf %s "$LAB_S3_SECRET_KEY" >"$W/s3-secret" && chmod 0600 "$W/s3-access" "$W/s3-secret"
+mkdir -p "$W/kubeconfigs" && cp "$LAB_CLUSTER1_AZURE_KUBECONFIG" "$W/kubeconfigs/cluster1-azure.kubeconfig" \
+  && cp "$LAB_CLUSTER2_AWS_KUBECONFIG" "$W/kubeconfigs/cluster2-aws.kubeconfig"
+if [ "$pods" = 1 ]; then
+  # shellcheck source=hack/e2e-pods.sh
+  source hack/e2e-pods.sh
+  step "pods: the management cluster's node mgmt-1 (kubelet shim)"
+  python3 hack/kubelet-shim.py --node mgmt-1 --kubeconfig "$LAB_MGMT_KUBECONFIG" \
+    --state-dir "$W/mgmt-1" --registry-user "$LAB_REGISTRY_USER" --registry-password-file "$W/registry-password" \
+    >"$W/shim-mgmt.log" 2>&1 &
+  shim_m_pid=$!
+  NODE=mgmt-1 wait_for "node mgmt-1 Ready" 60 node_ready "${MGMT[@]}"
+  pods_images
+  pods_tls
+  step "pods: kubectl apply -k of the workload install on cluster1-azure and cluster2-aws (agent DaemonSet, the operator's identity)"
+  pods_install_workload cluster1-azure worker-1 "$W/agent-state" "" "${C1[@]}"
+  # worker-2 is the target: the shim restores with runc + CRIU (no containerd config to read).
+  pods_install_workload cluster2-aws worker-2 "$W/agent2-state" "$(printf '%s\n' \
+    '                  - {name: RUNTIME_NAME, value: runc}' \
+    '                  - {name: RESTORE_ENABLED, value: "true"}' \
+    "                  - {name: WATCH_APIS, value: \"cluster1-azure=$LAB_CLUSTER1_AZURE_URL\"}")" "${C2[@]}"
+  # The operator reaches the workload clusters as its own service account there (least privilege).
+  pods_operator_kubeconfig cluster1-azure "$LAB_CLUSTER1_AZURE_URL" "$W/kubeconfigs/cluster1-azure.kubeconfig" "${C1[@]}"
+  pods_operator_kubeconfig cluster2-aws "$LAB_CLUSTER2_AWS_URL" "$W/kubeconfigs/cluster2-aws.kubeconfig" "${C2[@]}"
+fi
 
 step "GitOps sync of cluster1-azure: $(render_apply cluster1-azure "${C1[@]}")"
 pod_running() { [ "$("$@" get pods -n default -l app=counter -o 'jsonpath={.items[0].status.phase}')" = Running ]; }
@@ -178,8 +225,7 @@ step "management cluster: CRDs, kubeconfig/registry/Git Secrets, the ClusterPoli
 "${MGMT[@]}" wait --for condition=Established --timeout 60s $(for f in crds/yaml/*.*.yaml; do f=${f##*/}; echo "crd/${f%.yaml}"; done) >/dev/null
 "${MGMT[@]}" create namespace transition-system --dry-run=client -o yaml | "${MGMT[@]}" apply -f - >/dev/null
 for c in cluster1-azure cluster2-aws; do
-  var="LAB_$(echo "$c" | tr 'a-z-' 'A-Z_')_KUBECONFIG"
-  "${MGMT[@]}" create secret generic "$c-kubeconfig" -n default --from-file=value="${!var}" \
+  "${MGMT[@]}" create secret generic "$c-kubeconfig" -n default --from-file=value="$W/kubeconfigs/$c.kubeconfig" \
     --dry-run=client -o yaml | "${MGMT[@]}" apply -f - >/dev/null
 done
 "${MGMT[@]}" create secret generic registry-credentials -n default --from-literal=username="$LAB_REGISTRY_USER" \
@@ -218,15 +264,6 @@ spec:
 EOF
 "${MGMT[@]}" apply -f "$W/policy.yaml" >/dev/null
 
-hb_port=$(free_port) metrics_port=$(free_port)
-hb_token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-hb_token2=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf 'cluster1-azure=%s\ncluster2-aws=%s\n' "$hb_token" "$hb_token2" >"$W/heartbeat-tokens" && chmod 0600 "$W/heartbeat-tokens"
-printf %s "$hb_token" >"$W/heartbeat-token" && printf %s "$hb_token2" >"$W/heartbeat-token2" \
-  && chmod 0600 "$W/heartbeat-token" "$W/heartbeat-token2"
-printf %s "$LAB_S3_ACCESS_KEY" >"$W/s3-access" && printf %s "$LAB_S3_SECRET_KEY" >"$W/s3-secret" && chmod 0600 "$W/s3-access" "$W/s3-secret"
-mkdir -p "$W/kubeconfigs" && cp "$LAB_CLUSTER1_AZURE_KUBECONFIG" "$W/kubeconfigs/cluster1-azure.kubeconfig" \
-  && cp "$LAB_CLUSTER2_AWS_KUBECONFIG" "$W/kubeconfigs/cluster2-aws.kubeconfig"
 operator_runs=0
 # run_operator IDENTITY HEARTBEAT_PORT METRICS_PORT LOG — one operator replica (leader election on).
 run_operator() {
@@ -266,37 +303,46 @@ agent_hb_port=$hb_port
 # Each phase pauses 3 s (a requeue, not a sleep) so the kill loop below, which also does the
 # GitOps stand-in's renders, sees every phase.
 [ "$kill_phases" = 1 ] || [ "$chaos" = 1 ] && export PHASE_PAUSE_MS=3000
-step "starting transition-operator (heartbeats on :$hb_port, metrics on :$metrics_port)"
-start_operator
-if [ "$chaos" = 1 ]; then
-  hb_port_b=$(free_port) metrics_port_b=$(free_port) agent_hb_port=$(free_port)
-  step "chaos: a second replica (heartbeats on :$hb_port_b) and the Service stand-in on :$agent_hb_port"
-  start_operator_b
-  python3 hack/service-standin.py --for "$W" "$agent_hb_port" "$hb_port" "$hb_port_b" >"$W/service-standin.log" 2>&1 &
-  pids+=($!)
+if [ "$pods" = 1 ]; then
+  step "pods: kubectl apply -k of the management install (CRDs, operator Deployment, Services, RBAC)"
+  pods_install_management
+  wait_for "the operator's Pod Running and Ready on mgmt-1" 180 pods_ready "${MGMT[@]}"
+  wait_for "the checkpoint-agent Pod Running and Ready on worker-1" 120 pods_ready "${C1[@]}"
+  wait_for "the checkpoint-agent Pod Running and Ready on worker-2" 120 pods_ready "${C2[@]}"
+  agent_metrics_port=""
+else
+  step "starting transition-operator (heartbeats on :$hb_port, metrics on :$metrics_port)"
+  start_operator
+  if [ "$chaos" = 1 ]; then
+    hb_port_b=$(free_port) metrics_port_b=$(free_port) agent_hb_port=$(free_port)
+    step "chaos: a second replica (heartbeats on :$hb_port_b) and the Service stand-in on :$agent_hb_port"
+    start_operator_b
+    python3 hack/service-standin.py --for "$W" "$agent_hb_port" "$hb_port" "$hb_port_b" >"$W/service-standin.log" 2>&1 &
+    pids+=($!)
+  fi
+  agent_metrics_port=$(free_port)
+  step "starting checkpoint-agent on worker-1 (watches the shim's checkpoint folder, heartbeats every 1 s)"
+  "$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
+    --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
+    --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$agent_metrics_port" \
+    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
+    >"$W/agent.log" 2>&1 &
+  agent_pid=$!
+  # The agent on the target's worker reports what it can restore: real CRIU and runc versions and
+  # the kernel; the lab's "runtime" is the kubelet shim restoring with runc + CRIU directly (no
+  # containerd/CRI-O config to read), so restore is declared on. It is also a vantage point: it
+  # checks the source API, so the operator can tell a partition from a source outage.
+  step "starting checkpoint-agent on worker-2 (cluster2-aws): reports its restore capability"
+  mkdir -p "$W/worker-2/checkpoints"
+  "$BIN/checkpoint-agent" --node-name worker-2 --cluster-name cluster2-aws --no-kube \
+    --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
+    --checkpoint-dir "$W/worker-2/checkpoints" --state-dir "$W/agent2-state" --metrics-addr "127.0.0.1:$(free_port)" \
+    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token2" \
+    --runtime runc --restore-enabled true --criu-bin "$LAB_CRIU" --runc-bin "$(command -v runc)" \
+    --watch-api "cluster1-azure=$LAB_CLUSTER1_AZURE_URL" \
+    >"$W/agent2.log" 2>&1 &
+  agent2_pid=$!
 fi
-agent_metrics_port=$(free_port)
-step "starting checkpoint-agent on worker-1 (watches the shim's checkpoint folder, heartbeats every 1 s)"
-"$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
-  --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
-  --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$agent_metrics_port" \
-  --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
-  >"$W/agent.log" 2>&1 &
-agent_pid=$!
-# The agent on the target's worker reports what it can restore: real CRIU and runc versions and
-# the kernel; the lab's "runtime" is the kubelet shim restoring with runc + CRIU directly (no
-# containerd/CRI-O config to read), so restore is declared on. It is also a vantage point: it
-# checks the source API, so the operator can tell a partition from a source outage.
-step "starting checkpoint-agent on worker-2 (cluster2-aws): reports its restore capability"
-mkdir -p "$W/worker-2/checkpoints"
-"$BIN/checkpoint-agent" --node-name worker-2 --cluster-name cluster2-aws --no-kube \
-  --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
-  --checkpoint-dir "$W/worker-2/checkpoints" --state-dir "$W/agent2-state" --metrics-addr "127.0.0.1:$(free_port)" \
-  --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token2" \
-  --runtime runc --restore-enabled true --criu-bin "$LAB_CRIU" --runc-bin "$(command -v runc)" \
-  --watch-api "cluster1-azure=$LAB_CLUSTER1_AZURE_URL" \
-  >"$W/agent2.log" 2>&1 &
-agent2_pid=$!
 
 ckpt="checkpoint-counter-policy-$src_pod-counter"
 ck() { "${MGMT[@]}" get checkpoint "$ckpt" -n default -o json 2>/dev/null; }
@@ -676,6 +722,16 @@ check "source fenced: package gone from cluster1 and node tainted out-of-service
 [ "$kill_phases" = 0 ] || check "operator killed in every phase ($killed)" '[ "$(echo $killed | wc -w)" = 4 ]'
 [ "$ok" = 1 ] || die "end-to-end checks failed (see $W)"
 log "end to end: OK — the counter came back on cluster2-aws with its memory state"
+if [ "$pods" = 1 ]; then
+  pods_show mgmt "${MGMT[@]}"
+  pods_show cluster2-aws "${C2[@]}"
+  client_line=$("${MGMT[@]}" logs -n transition-system deploy/transition-operator 2>/dev/null | grep -m1 'management cluster client' || true)
+  log "the operator Pod's log: ${client_line:-(no client line)}"
+  case "$client_line" in
+    *in-cluster*) ;;
+    *) die "the operator Pod did not use its in-cluster configuration" ;;
+  esac
+fi
 step "kubectl transition status (after the failover):"
 NO_COLOR=1 "${KT[@]}" status >&2 || die "kubectl transition status failed"
 
@@ -687,13 +743,18 @@ python3 hack/kubelet-shim.py --node worker-1 --kubeconfig "$LAB_CLUSTER1_AZURE_K
   --state-dir "$W/worker-1" --registry-user "$LAB_REGISTRY_USER" --registry-password-file "$W/registry-password" \
   >>"$W/shim-1.log" 2>&1 &
 shim1_pid=$!
-"$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
-  --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
-  --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$agent_metrics_port" \
-  --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
-  >>"$W/agent.log" 2>&1 &
-agent_pid=$!
+if [ "$pods" = 1 ]; then
+  : # the agent is the DaemonSet's Pod on worker-1: the returning shim runs it again
+else
+  "$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
+    --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
+    --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$agent_metrics_port" \
+    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
+    >>"$W/agent.log" 2>&1 &
+  agent_pid=$!
+fi
 NODE=worker-1 wait_for "node worker-1 Ready again" 90 node_ready "${C1[@]}"
+[ "$pods" = 1 ] && wait_for "the checkpoint-agent Pod on worker-1 Running and Ready again" 120 pods_ready "${C1[@]}"
 # The source node is back with its old pod's state on disk: nothing may start the counter there
 # while it runs on cluster2-aws (no dual-active). The fence is Git (the package left
 # clusters/cluster1-azure, so the GitOps sync pruned its Deployment) plus the out-of-service taint;
@@ -802,6 +863,7 @@ check "the failover's taint is gone from worker-1 ($home_taint)" '[ -z "$home_ta
 check "the old home is fenced: no counter on cluster2-aws" '[ -z "$c2_left" ]'
 [ "$ok" = 1 ] || die "failback checks failed (see $W)"
 log "failback: OK — the counter went back to cluster1-azure with its memory state"
+[ "$pods" = 1 ] && pods_show cluster1-azure "${C1[@]}"
 NO_COLOR=1 "${KT[@]}" history >&2 || die "kubectl transition history failed"
 if [ "$keep" = 1 ]; then
   operator_pid="" shim1_pid=""

@@ -63,7 +63,7 @@ cleanup() {
   if [ -n "$shim_pid" ] && kill -0 "$shim_pid" 2>/dev/null; then kill "$shim_pid" 2>/dev/null || true; wait "$shim_pid" 2>/dev/null || true; fi
   local d
   for d in "$work"/node/pods/*/; do [ -f "$d/id" ] && bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
-  grep -F "$work/node/volumes/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount "$m" 2>/dev/null || true; done
+  { grep -F "$work/node/volumes/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do umount "$m" 2>/dev/null || true; done
   if [ "$rc" != 0 ]; then
     log "FAILED; shim log tail ($work/shim.log):"
     tail -n 40 "$work/shim.log" >&2 2>/dev/null || true

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, CI): installs what it needs, starts a lab of real servers, runs
-# fmt, clippy, the CRD drift check, every test and the chaos scenarios (hack/chaos.sh), then
-# stops the labs.
+# fmt, clippy, the CRD drift check, every test, the end-to-end run with the installed pods, the
+# images' and the kubelet shim's own checks and the chaos scenarios (hack/chaos.sh), then stops
+# the labs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -40,6 +41,13 @@ cargo run --quiet --locked --bin crdgen -- --check
 log "tests"
 cargo build --quiet --locked --bins
 cargo nextest run --workspace --locked --no-fail-fast
+# The demo's run: operator and agents as Pods installed with kubectl apply -k from images built here.
+log "end to end with the installed pods (hack/e2e.sh, E2E_PODS=1)"
+TRANSITION_LAB_DIR="$TRANSITION_E2E_LAB_DIR" E2E_SKIP_BUILD=1 E2E_PODS=1 bash hack/e2e.sh
+# The images it just built, checked with skopeo, umoci and runc; the kubelet shim running pulled images.
+log "images (hack/test-images.sh) and the kubelet shim's pulled images (hack/test-shim-images.sh)"
+bash hack/test-images.sh --skip-build
+bash hack/test-shim-images.sh
 # Faults survived (docs/reliability.md): ≈5 min on this 2-core machine, after the ≈8 min above.
 log "chaos scenarios"
 bash hack/chaos.sh --skip-build
