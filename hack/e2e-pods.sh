@@ -10,12 +10,13 @@
 # Uses e2e.sh's variables: W, MGMT, C1, C2, LAB_*, hb_port, metrics_port, the token, S3 and
 # kubeconfig files under $W.
 
-# apply_k KUBECONFIG DIR — `kubectl apply -k DIR`: kustomize 5 (a current kubectl) renders, the
+# apply_k DIR KUBECTL... — `kubectl apply -k DIR`: kustomize 5 (a current kubectl) renders, the
 # lab's kubectl applies to its v1.20 API server (a kubectl 1.37 is outside the supported skew).
 apply_k() {
-  local kubeconfig="$1" dir="$2"
+  local dir="$1"
+  shift
   "$LAB_KUBECTL_CURRENT" kustomize "$dir" >"$dir/rendered.yaml" || die "kustomize build of $dir failed"
-  "$LAB_KUBECTL" --kubeconfig "$kubeconfig" apply -f "$dir/rendered.yaml" >"$dir/apply.log" 2>&1 \
+  "$@" apply -f "$dir/rendered.yaml" >"$dir/apply.log" 2>&1 \
     || { cat "$dir/apply.log" >&2; die "kubectl apply -k $dir failed"; }
 }
 
@@ -54,11 +55,14 @@ secret() {
 pods_operator_kubeconfig() {
   local cluster="$1" url="$2" out="$3"
   shift 3
-  local token=""
-  got_token() { token=$("$@" -n transition-system get secret transition-operator-token -o 'jsonpath={.data.token}' 2>/dev/null) && [ -n "$token" ]; }
-  wait_for "the operator's token on $cluster" 60 got_token "$@"
-  got_token "$@"
-  python3 - "$cluster" "$url" "$LAB_CA" "$out" "$(printf %s "$token" | base64 -d)" <<'PY'
+  local token
+  # A TokenRequest (24 h): the lab runs kube-controller-manager without its legacy token
+  # controller, so the install's token Secret stays empty here (docs/install.md: either works).
+  token=$(printf '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":86400}}' \
+    | "$@" create --raw /api/v1/namespaces/transition-system/serviceaccounts/transition-operator/token -f - \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["token"])') \
+    || die "a TokenRequest for transition-operator on $cluster failed"
+  python3 - "$cluster" "$url" "$LAB_CA" "$out" "$token" <<'PY'
 import base64, json, os, sys
 cluster, url, ca, out, token = sys.argv[1:]
 cfg = {"apiVersion": "v1", "kind": "Config", "current-context": cluster,
@@ -71,6 +75,25 @@ os.write(fd, json.dumps(cfg).encode())
 os.close(fd)
 PY
 }
+
+# The service-account token as Kubernetes ≥ 1.21 mounts it by itself (a projected volume: bound
+# token, kube-root-ca.crt, namespace). The lab's v1.20 would mount a legacy token Secret, which
+# its controller-manager does not create (the lab runs it without the token controller).
+# sa_token_volume INDENT — the pod-spec lines; $SA_MOUNT — the container's mount.
+sa_token_volume() {
+  sed "s/^/$1/" <<'EOF'
+automountServiceAccountToken: false
+volumes:
+  - name: kube-api-access
+    projected:
+      defaultMode: 0444
+      sources:
+        - serviceAccountToken: {path: token, expirationSeconds: 3607}
+        - configMap: {name: kube-root-ca.crt, items: [{key: ca.crt, path: ca.crt}]}
+        - downwardAPI: {items: [{path: namespace, fieldRef: {fieldPath: metadata.namespace}}]}
+EOF
+}
+SA_MOUNT='{name: kube-api-access, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}'
 
 # The agent DaemonSet and the operator's identity on one workload cluster (deploy/workload).
 # pods_install_workload CLUSTER NODE STATE_DIR EXTRA_ENV_YAML KUBECTL...
@@ -90,7 +113,7 @@ pods_install_workload() {
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - $REPO_ROOT/deploy/workload
+  - $(realpath --relative-to "$d" "$REPO_ROOT/deploy/workload")
 configMapGenerator:
   - name: checkpoint-agent
     namespace: transition-system
@@ -115,12 +138,14 @@ patches:
                   # Host networking: each node's agent on a port of its own (all nodes are this machine).
                   - {name: METRICS_ADDR, value: "127.0.0.1:$port"}
 $extra_env
-            volumes:
+                volumeMounts:
+                  - $SA_MOUNT
+$(sa_token_volume '            ')
               # The shim's checkpoint folder of $node (the kubelet's /var/lib/kubelet/checkpoints).
               - {name: checkpoints, hostPath: {path: $W/$node/checkpoints, type: DirectoryOrCreate}}
               - {name: state, hostPath: {path: $state, type: DirectoryOrCreate}}
 EOF
-  apply_k "$1" "$d"
+  apply_k "$d" "$@"
 }
 
 # The operator's Pod on the management cluster (deploy/management) with the lab's settings.
@@ -138,7 +163,7 @@ pods_install_management() {
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - $REPO_ROOT/deploy/management
+  - $(realpath --relative-to "$d" "$REPO_ROOT/deploy/management")
 configMapGenerator:
   - name: transition-operator
     namespace: transition-system
@@ -166,8 +191,11 @@ patches:
                 env:
                   - {name: METRICS_ADDR, value: "127.0.0.1:$metrics_port"}
                   - {name: HEARTBEAT_ADDR, value: "127.0.0.1:$hb_port"}
+                volumeMounts:
+                  - $SA_MOUNT
+$(sa_token_volume '            ')
 EOF
-  apply_k "$LAB_MGMT_KUBECONFIG" "$d"
+  apply_k "$d" "${MGMT[@]}"
 }
 
 # pods_ready KUBECTL... — every Pod in transition-system Running and Ready.

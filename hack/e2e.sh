@@ -502,7 +502,7 @@ chaos_before_failover() {
 }
 [ "$chaos" = 1 ] && chaos_before_failover
 rate=$(python3 -c "import sys; a,b,t1,t2=map(float,sys.argv[1:]); print(round((b-a)/max(t2-t1,0.1),2))" "$count_start" "$count_at_kill" "$t_count_start" "$t_count_kill")
-kill "$agent_pid" 2>/dev/null; agent_pid=""
+{ [ -z "$agent_pid" ] || kill "$agent_pid" 2>/dev/null || true; }; agent_pid=""  # pods mode: the agent Pod dies with its node below
 kill -9 "$shim1_pid" 2>/dev/null; shim1_pid=""
 for d in "$W"/worker-1/pods/*/; do bash hack/runc-pod.sh stop "$d" >/dev/null 2>&1; done
 t_kill=$(date +%s.%N)
@@ -762,7 +762,8 @@ NODE=worker-1 wait_for "node worker-1 Ready again" 90 node_ready "${C1[@]}"
 t_back=$(now)
 running_on_worker1() {
   local d n=0
-  for d in "$W"/worker-1/pods/*/; do
+  # The counter's containers only (folders <namespace>_<pod>_<container>; the agent Pod runs here too).
+  for d in "$W"/worker-1/pods/default_*_counter/; do
     [ -d "$d" ] && [ "$(bash hack/runc-pod.sh status "$d" 2>/dev/null)" = running ] && n=$((n + 1))
   done
   echo "$n"
