@@ -173,7 +173,7 @@ pub struct HeartbeatArgs {
     /// Operator heartbeat endpoint, e.g. http://operator:8090/heartbeat (empty: no heartbeats).
     #[arg(long, env = "CONTROLLER_URL", default_value = "")]
     pub controller_url: String,
-    /// File holding the bearer token sent with each heartbeat.
+    /// File holding the bearer token sent with each heartbeat; re-read when it changes.
     #[arg(long = "heartbeat-token-file", env = "HEARTBEAT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// PEM CA bundle an `https://` controller URL is verified with, in place of the system's

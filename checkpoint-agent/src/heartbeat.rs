@@ -81,17 +81,53 @@ pub fn payload(
     }
 }
 
-/// Reads the bearer token (trimmed) from the token file, if one is configured.
-pub fn read_token(args: &HeartbeatArgs) -> Result<Option<Secret>, HeartbeatError> {
-    let Some(path) = &args.token_file else {
-        return Ok(None);
-    };
-    std::fs::read_to_string(path)
-        .map(|t| Some(Secret::new(t.trim())))
-        .map_err(|source| HeartbeatError::Token {
+/// The bearer token (trimmed) of the token file, re-read when the file changes: a rotated Secret
+/// (the kubelet swaps the mounted file) is used from the next heartbeat, without a restart.
+pub struct TokenFile {
+    path: Option<std::path::PathBuf>,
+    token: Option<Secret>,
+    /// Inode, modification time and size of the file read last.
+    seen: Option<(u64, std::time::SystemTime, u64)>,
+}
+
+impl TokenFile {
+    /// Reads the token file, if one is configured; an unreadable file stops the start.
+    pub fn open(args: &HeartbeatArgs) -> Result<TokenFile, HeartbeatError> {
+        let mut t = TokenFile {
+            path: args.token_file.clone(),
+            token: None,
+            seen: None,
+        };
+        t.refresh()?;
+        Ok(t)
+    }
+
+    /// The token to send now.
+    pub fn token(&self) -> Option<&Secret> {
+        self.token.as_ref()
+    }
+
+    /// Re-reads the file when its inode, modification time or size changed; `Ok(true)` when the
+    /// token was re-read. On an error the token in use stays.
+    pub fn refresh(&mut self) -> Result<bool, HeartbeatError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let fail = |source| HeartbeatError::Token {
             path: path.display().to_string(),
             source,
-        })
+        };
+        let meta = std::fs::metadata(path).map_err(fail)?;
+        let stamp = (meta.ino(), meta.modified().map_err(fail)?, meta.len());
+        if self.seen == Some(stamp) {
+            return Ok(false);
+        }
+        let text = std::fs::read_to_string(path).map_err(fail)?;
+        self.token = Some(Secret::new(text.trim()));
+        self.seen = Some(stamp);
+        Ok(true)
+    }
 }
 
 /// Sends one heartbeat.
@@ -161,7 +197,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> Result<(), HeartbeatError> {
-    let token = read_token(&args)?;
+    let mut token = TokenFile::open(&args)?;
     let targets = args.vantage.targets().map_err(HeartbeatError::Vantage)?;
     let reach = crate::vantage::spawn(targets, &args.vantage, stop.clone())?;
     let client = client(&args)?;
@@ -205,8 +241,18 @@ pub async fn run(
             Timestamp::now(),
         );
         body.reach = crate::vantage::current(&reach);
+        match token.refresh() {
+            Ok(true) => debug!("heartbeat token (re)read"),
+            Ok(false) => {}
+            Err(e) => {
+                if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    warn!(error = %e, "kept the heartbeat token in use");
+                    last_warn = Some(Instant::now());
+                }
+            }
+        }
         let started = Instant::now();
-        match send(&client, &args.controller_url, token.as_ref(), &body).await {
+        match send(&client, &args.controller_url, token.token(), &body).await {
             Ok(()) => {
                 metrics
                     .heartbeat_seconds
@@ -232,6 +278,34 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotated_token_file_is_read_again_and_a_vanished_one_keeps_the_token_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first-token\n").unwrap();
+        let cfg = <crate::config::Config as clap::Parser>::parse_from([
+            "agent",
+            "--node-name",
+            "n1",
+            "--s3-endpoint",
+            "127.0.0.1:9000",
+            "--heartbeat-token-file",
+            path.to_str().unwrap(),
+        ]);
+        let mut t = TokenFile::open(&cfg.heartbeat).unwrap();
+        assert_eq!(t.token().map(Secret::expose), Some("first-token"));
+        assert!(!t.refresh().unwrap(), "unchanged file, not read again");
+        // The kubelet's atomic update: a new file renamed over the old name.
+        let next = dir.path().join("token.new");
+        std::fs::write(&next, "second-token").unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert!(t.refresh().unwrap());
+        assert_eq!(t.token().map(Secret::expose), Some("second-token"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(t.refresh().is_err());
+        assert_eq!(t.token().map(Secret::expose), Some("second-token"));
+    }
 
     #[test]
     fn the_payload_carries_every_go_field_and_our_additions() {

@@ -53,7 +53,8 @@ pub struct Config {
         requires = "heartbeat_tls_cert_file"
     )]
     pub heartbeat_tls_key_file: Option<PathBuf>,
-    /// File of `cluster=token` lines (a mounted Secret). Without it the heartbeat endpoint is off.
+    /// File of `cluster=token` lines (a mounted Secret), re-read every 30 s. Without it the
+    /// heartbeat endpoint is off.
     #[arg(long, env = "HEARTBEAT_TOKENS_FILE")]
     pub heartbeat_tokens_file: Option<PathBuf>,
     /// Folder of `<cluster>.kubeconfig` files for the workload clusters (mounted Secrets), used to

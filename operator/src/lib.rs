@@ -48,8 +48,8 @@ pub enum RunError {
     InstallCrds(#[from] crd_install::InstallError),
     #[error(transparent)]
     Server(#[from] server::ServerError),
-    #[error("failed to read heartbeat tokens from {path}: {reason}")]
-    Tokens { path: String, reason: String },
+    #[error(transparent)]
+    Tokens(#[from] detect::tokens_file::TokensFileError),
     #[error("failed to read {what} from {path}: {reason}")]
     SecretFile {
         what: &'static str,
@@ -87,12 +87,7 @@ async fn start_detection(
     probe: detect::run::SecretClients,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<(Arc<detect::server::Beats>, Faults), RunError> {
-    let fail = |reason: String| RunError::Tokens {
-        path: tokens_file.display().to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(tokens_file).map_err(|e| fail(e.to_string()))?;
-    let tokens = detect::server::Tokens::parse(&text).map_err(|e| fail(e.to_string()))?;
+    let (tokens, loaded) = detect::tokens_file::read(tokens_file).await?;
     let (beats, changes) = detect::beats_counted(
         tokens,
         detect::tracker::TrackerConfig::default(),
@@ -128,6 +123,13 @@ async fn start_detection(
         last_seen_every: Duration::from_secs(600),
     };
     tokio::spawn(detector.run(stop.clone()));
+    // A rotated token (the Secret updated) is used without a restart.
+    detect::tokens_file::reload_on_change(
+        beats.clone(),
+        tokens_file.to_owned(),
+        loaded,
+        stop.clone(),
+    );
     let tls = match (
         &config.heartbeat_tls_cert_file,
         &config.heartbeat_tls_key_file,

@@ -6,6 +6,7 @@ pub mod restore;
 pub mod run;
 pub mod server;
 pub mod tls;
+pub mod tokens_file;
 pub mod tracker;
 
 use std::sync::{Arc, Mutex};
@@ -47,7 +48,7 @@ pub fn beats_counted(
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(CHANGES_QUEUE);
     let beats = server::Beats {
-        tokens,
+        tokens: Mutex::new(tokens),
         tracker: Mutex::new(Tracker::new(config, server::now_ms())),
         last: Mutex::new(Default::default()),
         changes: tx,

@@ -77,6 +77,11 @@ impl Tokens {
         Ok(Tokens(map))
     }
 
+    /// How many tokens the table holds.
+    pub fn clusters(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn insert(&mut self, cluster: &str, token: &str) {
         self.0.insert(hash(token), cluster.to_owned());
     }
@@ -97,7 +102,8 @@ impl Tokens {
 
 /// Shared state of the endpoint and the detector loop.
 pub struct Beats {
-    pub tokens: Tokens,
+    /// Replaced when the tokens file changes ([`super::tokens_file`]).
+    pub tokens: Mutex<Tokens>,
     pub tracker: Mutex<Tracker>,
     pub last: Mutex<HashMap<NodeKey, LastBeat>>,
     /// Health changes found while recording beats (recoveries), for the detector loop.
@@ -106,6 +112,20 @@ pub struct Beats {
     pub changes_dropped: prometheus_client::metrics::counter::Counter,
     pub accepted: prometheus_client::metrics::counter::Counter,
     pub rejected: prometheus_client::metrics::counter::Counter,
+}
+
+impl Beats {
+    /// The cluster whose token the request bears, in the table in use now.
+    pub fn cluster_of(&self, headers: &HeaderMap) -> Option<String> {
+        crate::observe::locks::lock(&self.tokens, "heartbeat tokens")
+            .cluster_of(headers)
+            .map(str::to_owned)
+    }
+
+    /// Replaces the tokens (a reloaded tokens file); requests from now on use them.
+    pub fn set_tokens(&self, tokens: Tokens) {
+        *crate::observe::locks::lock(&self.tokens, "heartbeat tokens") = tokens;
+    }
 }
 
 /// Why a heartbeat body was refused; [`BodyError::status`] is the HTTP status it gets.
@@ -150,7 +170,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn heartbeat(State(beats): State<Arc<Beats>>, headers: HeaderMap, body: Body) -> Response {
-    let Some(cluster) = beats.tokens.cluster_of(&headers).map(str::to_owned) else {
+    let Some(cluster) = beats.cluster_of(&headers) else {
         beats.rejected.inc();
         return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
     };
@@ -210,7 +230,7 @@ async fn heartbeat(State(beats): State<Arc<Beats>>, headers: HeaderMap, body: Bo
 }
 
 async fn nodes(State(beats): State<Arc<Beats>>, headers: HeaderMap) -> Response {
-    let Some(cluster) = beats.tokens.cluster_of(&headers).map(str::to_owned) else {
+    let Some(cluster) = beats.cluster_of(&headers) else {
         return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
     };
     let now = now_ms();

@@ -345,6 +345,27 @@ fn the_workload_install_is_accepted_and_the_operator_and_agent_may_do_exactly_wh
 }
 
 #[test]
+fn the_example_overlays_render_with_their_settings_and_images_by_digest() {
+    let lab = Lab::get().unwrap();
+    let management = render(&lab, "deploy/examples/management");
+    assert!(
+        management.contains(
+            "image: registry.internal.example:5000/transition/transition-operator@sha256:"
+        ),
+        "{management}"
+    );
+    assert!(management.contains("REGISTRY_URL: registry.internal.example:5000"));
+    assert!(management.contains("namespace: team-a"));
+    let workload = render(&lab, "deploy/examples/workload");
+    assert!(
+        workload
+            .contains("image: registry.internal.example:5000/transition/checkpoint-agent@sha256:"),
+        "{workload}"
+    );
+    assert!(workload.contains("CLUSTER_NAME: cluster1-azure"));
+}
+
+#[test]
 fn the_gitops_example_agent_and_the_sample_policy_are_accepted_by_the_api_server() {
     let lab = Lab::get().unwrap();
     let mgmt = lab.clusters()[0].clone();
