@@ -13,6 +13,31 @@ use std::sync::{Arc, Mutex};
 
 use tracker::{Health, NodeKey, Tracker, TrackerConfig};
 
+/// Runs `step` every `every` until `stop`, on a task of its own, threading its state from one
+/// run to the next: the loop of the files the operator re-reads while running (the heartbeat TLS
+/// certificate, the heartbeat tokens), whose state is the digest of the content in use.
+pub fn reload_every<S, F, Fut>(
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+    initial: S,
+    mut step: F,
+) where
+    S: Send + 'static,
+    F: FnMut(S) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = S> + Send,
+{
+    tokio::spawn(async move {
+        let mut state = initial;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            state = step(state).await;
+        }
+    });
+}
+
 /// How many health changes found by the heartbeat endpoint may wait for the detector loop; beyond
 /// that a change is dropped and counted (the tracker itself is already up to date, only the
 /// NodeHealth write of that recovery waits for the next change).

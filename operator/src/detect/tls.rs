@@ -83,21 +83,18 @@ impl TlsFiles {
         stop: CancellationToken,
     ) {
         let files = self.clone();
-        tokio::spawn(async move {
-            let mut current = loaded;
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(RELOAD_EVERY) => {}
-                }
+        super::reload_every(RELOAD_EVERY, stop, loaded, move |current| {
+            let (files, config) = (files.clone(), config.clone());
+            async move {
                 match files.reload(&config, current).await {
                     Ok(Some(d)) => {
-                        current = d;
                         tracing::info!(cert = %files.cert.display(), "heartbeat TLS certificate reloaded");
+                        d
                     }
-                    Ok(None) => {}
+                    Ok(None) => current,
                     Err(e) => {
-                        tracing::warn!(error = %e, "kept the heartbeat TLS certificate in use")
+                        tracing::warn!(error = %e, "kept the heartbeat TLS certificate in use");
+                        current
                     }
                 }
             }

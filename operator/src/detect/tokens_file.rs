@@ -70,20 +70,19 @@ pub fn reload_on_change(
     loaded: [u8; 32],
     stop: CancellationToken,
 ) {
-    tokio::spawn(async move {
-        let mut current = loaded;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(RELOAD_EVERY) => {}
-            }
+    super::reload_every(RELOAD_EVERY, stop, loaded, move |current| {
+        let (beats, path) = (beats.clone(), path.clone());
+        async move {
             match reload(&beats, &path, current).await {
                 Ok(Some((digest, clusters))) => {
-                    current = digest;
                     tracing::info!(path = %path.display(), clusters, "heartbeat tokens reloaded");
+                    digest
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "kept the heartbeat tokens in use"),
+                Ok(None) => current,
+                Err(e) => {
+                    tracing::warn!(error = %e, "kept the heartbeat tokens in use");
+                    current
+                }
             }
         }
     });
