@@ -366,15 +366,23 @@ fn the_example_overlays_render_with_their_settings_and_images_by_digest() {
 }
 
 #[test]
-fn the_gitops_example_agent_and_the_sample_policy_are_accepted_by_the_api_server() {
+fn the_gitops_example_agent_the_secret_templates_and_the_sample_policy_are_accepted_by_the_api_server()
+ {
     let lab = Lab::get().unwrap();
     let mgmt = lab.clusters()[0].clone();
     install_crds(&lab, &mgmt);
+    for cluster in [mgmt.as_str(), "cluster1-azure"] {
+        let (ok, out) = kubectl(&lab, cluster, &["create", "namespace", "transition-system"]);
+        assert!(ok || out.contains("AlreadyExists"), "{out}");
+    }
     for (cluster, file) in [
         (
             "cluster1-azure",
             "clusters/cluster1-azure/gitops/checkpoint-agent.yaml",
         ),
+        // The Secret templates of the install.
+        (mgmt.as_str(), "deploy/examples/secrets/management.yaml"),
+        ("cluster1-azure", "deploy/examples/secrets/workload.yaml"),
         // The sample policy for this repository's layout.
         (mgmt.as_str(), "catalog/policies/clusterpolicy-sample.yaml"),
     ] {
