@@ -9,9 +9,11 @@ pub mod config;
 pub mod heartbeat;
 pub mod metrics;
 pub mod node;
+pub mod retry;
 pub mod server;
 pub mod store;
 pub mod upload;
+pub mod upload_record;
 pub mod vantage;
 pub mod watch;
 

@@ -16,11 +16,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +31,9 @@ use transition_crds::storage::{
 
 use crate::archive::Candidate;
 use crate::metrics::{Label, Metrics};
+pub use crate::retry::with_retry;
 use crate::store::{ErrorKind, ObjectInfo, ObjectStore, StoreError};
+use crate::upload_record::{UploadRecord, read_record, write_record};
 
 /// User-metadata key: archive size in bytes.
 pub const META_SIZE: &str = "size";
@@ -118,16 +119,6 @@ impl UploadError {
     }
 }
 
-/// Progress record of a multipart upload (JSON in the state folder).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-struct UploadRecord {
-    key: String,
-    upload_id: String,
-    size: u64,
-    mtime_ns: u128,
-    part_size: u64,
-}
-
 /// Uploader settings.
 #[derive(Clone, Debug)]
 pub struct UploaderConfig {
@@ -147,38 +138,6 @@ pub struct Uploader {
 
 fn mtime_ns(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-}
-
-/// Runs `op` up to `max_attempts` times while it fails transiently, sleeping 200 ms, 400 ms, …
-/// (capped at 10 s, with jitter) in between.
-pub async fn with_retry<T, F, Fut>(
-    metrics: &Metrics,
-    max_attempts: u32,
-    mut op: F,
-) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        metrics.s3_requests.inc();
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && attempt < max_attempts.max(1) => {
-                let spread = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos() % 1000);
-                let jitter = delay.mul_f64(f64::from(spread) / 2000.0);
-                warn!(error = %e, attempt, retry_in = ?(delay + jitter), "S3 request failed; retrying");
-                tokio::time::sleep(delay + jitter).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 impl Uploader {
@@ -614,30 +573,6 @@ fn ensure_unchanged(c: &Candidate, read: u64) -> Result<(), UploadError> {
         });
     }
     Ok(())
-}
-
-fn read_record(path: &Path) -> Option<UploadRecord> {
-    let text = std::fs::read(path).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
-fn write_record(path: &Path, record: &UploadRecord) -> Result<(), UploadError> {
-    let fail = |source| UploadError::State {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec(record).map_err(|e| fail(std::io::Error::other(e)))?;
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-        f.write_all(&body).map_err(fail)?;
-        f.sync_all().map_err(fail)?;
-    }
-    std::fs::rename(&tmp, path).map_err(fail)
 }
 
 /// Label for the uploads metric.

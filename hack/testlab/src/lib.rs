@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Why the lab could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,9 @@ pub enum LabError {
     Missing(String),
     #[error("failed to build a Kubernetes client for lab cluster {cluster}: {reason}")]
     Kube { cluster: String, reason: String },
+    /// The first start in this process failed; later callers get that error.
+    #[error("failed to start the lab (first attempt in this test process): {0}")]
+    Earlier(#[source] Arc<LabError>),
 }
 
 /// The running lab.
@@ -136,18 +139,15 @@ where
     Ok(out)
 }
 
-static LAB: OnceLock<Result<Lab, String>> = OnceLock::new();
+static LAB: OnceLock<Result<Lab, Arc<LabError>>> = OnceLock::new();
 
 impl Lab {
     /// The lab, started with `hack/lab.sh up` unless it is already up (`up` is idempotent and
     /// serialised with a lock, so parallel test processes share one lab).
     pub fn get() -> Result<Lab, LabError> {
-        LAB.get_or_init(|| Lab::start().map_err(|e| e.to_string()))
+        LAB.get_or_init(|| Lab::start().map_err(Arc::new))
             .clone()
-            .map_err(|reason| LabError::Start {
-                script: "hack/lab.sh up".into(),
-                reason,
-            })
+            .map_err(LabError::Earlier)
     }
 
     fn start() -> Result<Lab, LabError> {
