@@ -78,6 +78,12 @@ class Images:
         os.chmod(self.dir, 0o700)
         self.cache = os.path.join(state_dir, "images")
         self.timeout = getattr(args, "pull_timeout", 600)
+        # Checkpoint images: the node's private keys for encrypted layers (CRI-O's
+        # decryption_keys_path, containerd imgcrypt's keys folder) and the signature policy
+        # (containers-policy.json + registries.d lookaside, as CRI-O reads them).
+        self.decryption_keys_dir = getattr(args, "decryption_keys_dir", None)
+        self.signature_policy = getattr(args, "signature_policy", None)
+        self.registries_d = getattr(args, "registries_d", None)
         self.lock = threading.Lock()
         self.digest_locks = {}
 
@@ -155,21 +161,62 @@ class Images:
         finally:
             os.unlink(auth)
 
+    def decryption_keys(self):
+        """The node's private key files (every regular file of --decryption-keys-dir, sorted), as
+        CRI-O reads its decryption_keys_path: several keys = rotation or several senders."""
+        d = self.decryption_keys_dir
+        if not d:
+            return []
+        try:
+            names = sorted(os.listdir(d))
+        except OSError as e:
+            raise PullError("ErrImagePull", f"cannot read the decryption keys folder {d}: {e.strerror}") from None
+        return [os.path.join(d, n) for n in names if not n.startswith(".") and os.path.isfile(os.path.join(d, n))]
+
+    def verify_args(self):
+        """skopeo's signature policy options (none: skopeo's default policy, as a runtime without
+        a policy file of its own)."""
+        a = []
+        if self.signature_policy:
+            a += ["--policy", self.signature_policy]
+        if self.registries_d:
+            a += ["--registries.d", self.registries_d]
+        return a
+
     def pull_archive(self, ref, pod):
-        """Pulls ref into a private folder; returns (folder, path of the checkpoint archive layer)."""
+        """Pulls ref into a private folder; returns (folder, path of the checkpoint archive layer).
+
+        Signed: skopeo checks the image against --signature-policy first (a refused signature is
+        SignatureValidationFailed, as CRI-O reports it). Encrypted (`+encrypted` layer, the
+        ocicrypt format): skopeo decrypts with the node's keys; a layer still encrypted after the
+        copy (this node has no key for it) is refused: the archive is never restored from, or
+        handed to CRIU as, ciphertext."""
         host, _ = split_ref(ref)
+        keys = self.decryption_keys()
         auth = self.write_auth(host, pod)
         dest = tempfile.mkdtemp(prefix="pull.", dir=self.dir)
         try:
-            out = run(["skopeo", "copy", "-q", f"--src-tls-verify={'true' if self.tls_verify(host) else 'false'}",
-                       "--src-authfile", auth, f"docker://{ref}", f"dir:{dest}/image"], 600)
+            cmd = ["skopeo"] + self.verify_args() + ["copy", "-q",
+                   f"--src-tls-verify={'true' if self.tls_verify(host) else 'false'}", "--src-authfile", auth]
+            for k in keys:
+                cmd += ["--decryption-key", k]
+            out = run(cmd + [f"docker://{ref}", f"dir:{dest}/image"], 600)
             if out.returncode != 0:
-                raise PullError("ErrImagePull", f"pulling checkpoint image {ref} failed: {tail(out.stderr, 600)}")
+                err = tail(out.stderr, 600)
+                if "rejected" in err and ("signature" in err.lower() or "policy" in err.lower()):
+                    raise PullError("SignatureValidationFailed", f"checkpoint image {ref} refused by the signature policy {self.signature_policy}: {err}")
+                if "decrypt" in err.lower() or "unwrap" in err.lower():
+                    raise PullError("ErrImagePull", f"checkpoint image {ref} is encrypted and none of this node's {len(keys)} key(s) in {self.decryption_keys_dir} decrypts it: {err}")
+                raise PullError("ErrImagePull", f"pulling checkpoint image {ref} failed: {err}")
             with open(os.path.join(dest, "image", "manifest.json")) as f:
                 manifest = json.load(f)
             layers = manifest.get("layers") or []
             if len(layers) != 1:
                 raise PullError("ErrImagePull", f"checkpoint image {ref} has {len(layers)} layers, expected 1 (the checkpoint archive)")
+            if str(layers[0].get("mediaType", "")).endswith("+encrypted"):
+                why = (f"none of this node's keys in {self.decryption_keys_dir} decrypts it" if keys
+                       else "this node has no decryption keys (--decryption-keys-dir)")
+                raise PullError("ErrImagePull", f"checkpoint image {ref} is encrypted ({layers[0].get('mediaType')}) and {why}")
             layer = os.path.join(dest, "image", layers[0]["digest"].split(":", 1)[1])
             if not os.path.isfile(layer):
                 raise PullError("ErrImagePull", f"checkpoint image {ref}: layer blob missing after pull")

@@ -257,6 +257,66 @@ class PullArchive(ImagesCase):
         self.assertEqual(os.listdir(self.path("pulls")), [])
 
 
+class EncryptedAndSigned(ImagesCase):
+    """Checkpoint images encrypted in the ocicrypt format and signed (docs/security.md): the
+    node's keys and policy go to skopeo, which decrypts and verifies (hack/test-shim-images.sh and
+    the e2e run the real skopeo on real encrypted, signed images)."""
+
+    def keys(self, *names):
+        d = self.path("keys")
+        os.makedirs(d)
+        for n in names:
+            with open(os.path.join(d, n), "w") as f:
+                f.write("-----BEGIN PRIVATE KEY-----\n")
+        return d
+
+    def test_every_key_of_the_node_goes_to_skopeo_in_name_order(self):
+        d = self.keys("b.pem", "a.pem", ".hidden")
+        self.im.decryption_keys_dir = d
+        fake = self.fake(copy_manifest={"layers": [{"digest": "sha256:" + "e" * 64, "mediaType": "application/vnd.oci.image.layer.v1.tar"}]})
+        self.im.pull_archive("127.0.0.1:5000/app:v1", pod())
+        cmd = fake.calls[0]
+        keys = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--decryption-key"]
+        self.assertEqual(keys, [os.path.join(d, "a.pem"), os.path.join(d, "b.pem")])
+
+    def test_a_layer_still_encrypted_after_the_copy_is_refused_naming_the_missing_keys(self):
+        self.fake(copy_manifest={"layers": [{"digest": "sha256:" + "e" * 64, "mediaType": "application/vnd.oci.image.layer.v1.tar+encrypted"}]})
+        with self.assertRaises(PullError) as cm:
+            self.im.pull_archive("127.0.0.1:5000/app:v1", pod())
+        self.assertIn("is encrypted", str(cm.exception))
+        self.assertIn("no decryption keys", str(cm.exception))
+        self.assertEqual([n for n in os.listdir(self.path("pulls")) if n.startswith("pull.")], [])
+
+    def test_a_key_that_does_not_decrypt_is_an_err_image_pull_naming_the_keys_folder(self):
+        self.im.decryption_keys_dir = self.keys("stranger.pem")
+        self.fake(fail="Error: decrypting layer sha256:e: no suitable key unwrapper found or none of the private keys could be used for decryption")
+        with self.assertRaises(PullError) as cm:
+            self.im.pull_archive("127.0.0.1:5000/app:v1", pod())
+        self.assertEqual(cm.exception.reason, "ErrImagePull")
+        self.assertIn("none of this node's 1 key(s)", str(cm.exception))
+
+    def test_a_missing_keys_folder_is_an_err_image_pull_before_any_pull(self):
+        self.im.decryption_keys_dir = self.path("nope")
+        fake = self.fake(copy_manifest={"layers": []})
+        with self.assertRaisesRegex(PullError, "cannot read the decryption keys folder"):
+            self.im.pull_archive("127.0.0.1:5000/app:v1", pod())
+        self.assertEqual(fake.calls, [])
+
+    def test_the_signature_policy_and_registries_d_go_to_skopeo(self):
+        self.im.signature_policy, self.im.registries_d = "/etc/policy.json", "/etc/registries.d"
+        fake = self.fake(copy_manifest={"layers": [{"digest": "sha256:" + "e" * 64}]})
+        self.im.pull_archive("127.0.0.1:5000/app:v1", pod())
+        self.assertEqual(fake.calls[0][:5], ["skopeo", "--policy", "/etc/policy.json", "--registries.d", "/etc/registries.d"])
+
+    def test_an_image_the_policy_rejects_is_signature_validation_failed(self):
+        self.im.signature_policy = "/etc/policy.json"
+        self.fake(fail='Error: Source image rejected: A signature was required, but no signature exists')
+        with self.assertRaises(PullError) as cm:
+            self.im.pull_archive("127.0.0.1:5000/app:v1", pod())
+        self.assertEqual(cm.exception.reason, "SignatureValidationFailed")
+        self.assertIn("no signature exists", str(cm.exception))
+
+
 class StandInAndPolicy(TempDirCase):
     def test_every_spelling_of_docker_hubs_busybox_is_the_stand_in(self):
         from kubelet_shim.images import is_standin
