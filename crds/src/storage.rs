@@ -27,6 +27,16 @@ pub const META_NODE: &str = "node";
 /// User-metadata key holding the cluster that produced the archive.
 pub const META_CLUSTER: &str = "cluster";
 
+/// User-metadata key naming how the object is encrypted ([`ENCRYPTION_AGE`]); absent: plaintext.
+/// An encrypted object's `sha256` (metadata or digest record) is still the PLAINTEXT archive's,
+/// which is what the image layer and every reader after decryption verify.
+pub const META_ENCRYPTION: &str = "encryption";
+/// [`META_ENCRYPTION`] value: the object is an age file (X25519 recipients, age-encryption.org/v1).
+pub const ENCRYPTION_AGE: &str = "age";
+/// User-metadata key holding the plaintext archive's size in bytes (encrypted objects only; the
+/// object's own size is the ciphertext's).
+pub const META_PLAINTEXT_SIZE: &str = "plaintext-size";
+
 /// Suffix of the digest record beside an archive uploaded in parts.
 pub const DIGEST_SUFFIX: &str = ".sha256.json";
 /// Largest digest record a reader accepts.
