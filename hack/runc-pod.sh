@@ -11,6 +11,11 @@
 #   hack/runc-pod.sh status DIR    (prints runc's status of the container: running, stopped, ...;
 #                                   "absent" when runc has no such container)
 #
+# STANDIN_MEMORY_MARK_A / _B (environment of `start`, optional): the shell joins the two halves
+# into a variable, so the whole mark exists only in the process's heap, not in its environment,
+# arguments or config — the e2e's proof that a checkpoint holds process memory and that S3 and
+# the registry hold none of it in plaintext (docs/security.md).
+#
 # DIR holds the bundle, runc state and metadata of the one container (created by `start`, or by
 # `restore`, which restores a kubelet-format checkpoint archive into DIR with runc + CRIU, leaves it
 # running, and writes the counter value at checkpoint to DIR/restored-from; `checkpoint`, `stop`,
@@ -39,11 +44,11 @@ start() {
   sleep 0.01
   (cd "$dir/bundle" && runc spec)
   local shm_kib=$(( (state_mib + 8) * 1024 ))
-  local script='i=0; if [ "$STATE_MIB" -gt 0 ]; then dd if=/dev/urandom of=/dev/shm/state bs=1M count="$STATE_MIB" 2>/dev/null; fi; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; echo "count $i"; sleep 0.1; done'
-  jq --arg script "$script" --arg mib "$state_mib" --arg pod "$pod" --arg ns "$ns" --arg ctr "$ctr" --arg shm "size=${shm_kib}k" '
+  local script='m="${MARK_A}${MARK_B}"; i=0; if [ "$STATE_MIB" -gt 0 ]; then dd if=/dev/urandom of=/dev/shm/state bs=1M count="$STATE_MIB" 2>/dev/null; fi; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; echo "count $i"; sleep 0.1; done'
+  jq --arg script "$script" --arg mib "$state_mib" --arg ma "${STANDIN_MEMORY_MARK_A:-}" --arg mb "${STANDIN_MEMORY_MARK_B:-}" --arg pod "$pod" --arg ns "$ns" --arg ctr "$ctr" --arg shm "size=${shm_kib}k" '
     .process.terminal = false
     | .process.args = ["/bin/sh", "-c", $script]
-    | .process.env += ["STATE_MIB=" + $mib]
+    | .process.env += ["STATE_MIB=" + $mib, "MARK_A=" + $ma, "MARK_B=" + $mb]
     | .root.readonly = false
     | .mounts = [.mounts[] | if .destination == "/dev/shm" then .options = ["nosuid","noexec","nodev","mode=1777",$shm] else . end]
     | .annotations = {
