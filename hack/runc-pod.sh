@@ -107,11 +107,16 @@ checkpoint() {
   echo '[]' >"$a/deleted.files"
   echo '{"interfaces":[]}' >"$a/network.status"
   cp "$dir/container.log" "$a/container.log" 2>/dev/null || : >"$a/container.log"
+  # CRIU's dump statistics (frozen time, pages written: a protobuf stats-dump), at the archive's
+  # top level where CRI-O and containerd put it and checkpointctl reads it. runc leaves it in
+  # the work path.
+  local stats=()
+  if [ -f "$a.work/stats-dump" ]; then cp "$a.work/stats-dump" "$a/stats-dump" && stats=(stats-dump); fi
   log "checkpointed container $id at counter value $(cat "$rootfs/tmp/count" 2>/dev/null)"
   [ -n "$name" ] || name="checkpoint-${pod}_${ns}-${ctr}-${checkpointed}.tar"
   (
     umask 077
-    tar -C "$a" -cf "$out/.$name.tmp" config.dump spec.dump status.dump checkpoint rootfs-diff.tar deleted.files network.status container.log
+    tar -C "$a" -cf "$out/.$name.tmp" config.dump spec.dump status.dump checkpoint rootfs-diff.tar deleted.files network.status container.log "${stats[@]}"
   )
   chmod 0600 "$out/.$name.tmp"
   mv "$out/.$name.tmp" "$out/$name"
