@@ -34,10 +34,11 @@ pub const MAX_CHECKPOINT_HISTORY: usize = 10;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointSpec {
-    /// Cron expression (5 fields, 6 with seconds, or `@hourly`-style macros).
-    #[schemars(regex(pattern = r"^(@[a-z]+|\S+(\s+\S+){4,5})$"))]
+    /// Cron expression (5 fields, 6 with seconds, or `@hourly`-style macros), or an interval
+    /// `@every <n>s` (a policy's `intervalSeconds`).
+    #[schemars(regex(pattern = r"^(@every [1-9][0-9]*s|@[a-z]+|\S+(\s+\S+){4,5})$"))]
     pub schedule: String,
-    /// The package's further `Schedule` entries (cron expressions): a run is due when any of
+    /// The package's further `Schedule` entries (cron expressions or intervals): a run is due when any of
     /// `schedule` and these fires. Empty for a package with one schedule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_schedules: Vec<String>,

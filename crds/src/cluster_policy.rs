@@ -212,6 +212,24 @@ pub struct BackupInformation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(@[a-z]+|\S+(\s+\S+){4,5})$"))]
     pub schedule_period: Option<String>,
+    /// Instead of `schedulePeriod`: checkpoint every this many seconds (1–86400), for
+    /// protection below cron's one-minute resolution. Slots are multiples of the interval since
+    /// the Unix epoch; a run that outlasts the interval is never overlapped and missed slots are
+    /// not replayed (the next one runs). Set one of the two, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub interval_seconds: Option<u32>,
+}
+
+impl BackupInformation {
+    /// The entry's schedule as the Checkpoint carries it: the cron expression, or
+    /// `@every <n>s` for `intervalSeconds`.
+    pub fn schedule(&self) -> Option<String> {
+        match self.interval_seconds {
+            Some(n) => Some(format!("@every {n}s")),
+            None => self.schedule_period.clone(),
+        }
+    }
 }
 
 /// Rules for the source copy after a transition.
@@ -381,7 +399,8 @@ pub struct ScheduleStatus {
     /// Schedule name (its `backupInformation` entry's `name`).
     pub name: String,
     pub backup_type: BackupType,
-    /// The entry's cron expression; absent for `Manual` entries.
+    /// The entry's cron expression, or `@every <n>s` for `intervalSeconds`; absent for `Manual`
+    /// entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_period: Option<String>,
     /// When the schedule next fires (RFC 3339, UTC); absent for `Manual` entries or an invalid

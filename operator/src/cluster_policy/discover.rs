@@ -142,7 +142,7 @@ pub fn discover_in(
             .iter()
             .flat_map(|p| &p.backup_information)
             .filter(|b| b.backup_type == BackupType::Schedule)
-            .filter_map(|b| b.schedule_period.clone())
+            .filter_map(|b| b.schedule())
             .collect();
         if schedules.is_empty() {
             schedules.push(MANUAL_SCHEDULE.to_owned());
@@ -520,6 +520,25 @@ spec:
             d.checkpoints[0].spec.additional_schedules,
             vec!["*/1 * * * *"]
         );
+    }
+
+    #[test]
+    fn an_interval_entry_reaches_its_checkpoints_as_an_every_schedule() {
+        let mut p = policy(POLICY);
+        p.spec.package_selectors[0].backup_information.push(
+            serde_json::from_value(serde_json::json!(
+                {"name": "sub-minute", "backupType": "Schedule", "intervalSeconds": 10}
+            ))
+            .unwrap(),
+        );
+        let d = discover(
+            &p,
+            &[deployment("counter", "counter", None)],
+            &[pod("counter-a", "counter", "worker-1")],
+            &defaults(),
+        );
+        assert_eq!(d.checkpoints[0].spec.schedule, "*/3 * * * *");
+        assert_eq!(d.checkpoints[0].spec.additional_schedules, vec!["@every 10s"]);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use croner::Cron;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use transition_crds::cluster_policy::{
@@ -12,7 +11,7 @@ use transition_crds::cluster_policy::{
 };
 use transition_crds::conditions::{self, Status};
 
-use crate::checkpoint::schedule::{next_run, parse_cron};
+use crate::checkpoint::schedule::{Schedule, next_run, parse_cron};
 
 /// One problem in a spec, with the path of the field at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +52,7 @@ fn printable(text: &str) -> String {
 pub struct ProtectedPackage<'a> {
     pub selector: &'a PackageSelector,
     /// `(schedule name, cron)`; `None` for `Manual` entries.
-    pub schedules: Vec<(&'a str, Option<Cron>)>,
+    pub schedules: Vec<(&'a str, Option<Schedule>)>,
 }
 
 /// A spec that passed validation.
@@ -139,14 +138,22 @@ fn parse_schedules<'a>(
     p: &'a PackageSelector,
     at: &str,
     errors: &mut Vec<SpecError>,
-) -> Vec<(&'a str, Option<Cron>)> {
+) -> Vec<(&'a str, Option<Schedule>)> {
     let mut schedules = Vec::new();
     for (j, b) in p.backup_information.iter().enumerate() {
         let bat = format!("{at}.backupInformation[{j}].schedulePeriod");
-        match (b.backup_type, b.schedule_period.as_deref()) {
-            (BackupType::Schedule, None) => {
-                errors.push(err(bat, "is required when backupType is Schedule"))
-            }
+        if b.schedule_period.is_some() && b.interval_seconds.is_some() {
+            errors.push(err(
+                format!("{at}.backupInformation[{j}]"),
+                "sets both schedulePeriod and intervalSeconds: set one",
+            ));
+            continue;
+        }
+        match (b.backup_type, b.schedule().as_deref()) {
+            (BackupType::Schedule, None) => errors.push(err(
+                bat,
+                "is required when backupType is Schedule (or set intervalSeconds)",
+            )),
             (BackupType::Schedule, Some(expr)) => match parse_cron(expr) {
                 Ok(cron) => schedules.push((b.name.as_str(), Some(cron))),
                 Err(e) => errors.push(err(bat, printable(&e.to_string()))),
@@ -326,7 +333,7 @@ fn protected(
                     ScheduleStatus {
                         name: (*name).to_owned(),
                         backup_type: info.backup_type,
-                        schedule_period: info.schedule_period.clone(),
+                        schedule_period: info.schedule(),
                         next_run: next.map(Time),
                     }
                 })
@@ -507,6 +514,51 @@ packageRetentionPolicy: {retainOnSource: true}
             conditions::READY
         ));
         assert_eq!(eval.status.protected_packages, Some(1));
+    }
+
+    #[test]
+    fn an_interval_schedule_shows_its_every_form_and_its_next_slot() {
+        let s = spec(
+            r#"
+clusterSelector: {name: src, repo: http://g/src.git}
+selectMode: Specific
+packageSelectors:
+  - name: app
+    packagePath: catalog/app
+    packageType: Stateful
+    liveStatePackage: true
+    backupInformation:
+      - {name: fast, backupType: Schedule, intervalSeconds: 10}
+targetClusterPolicy: {preferClusters: [{name: dst, weight: 1}]}
+"#,
+        );
+        let eval = evaluate(&s, None, Some(1), at("2026-11-21T10:04:33Z"));
+        let sched = &eval.status.packages[0].schedules[0];
+        assert_eq!(sched.schedule_period.as_deref(), Some("@every 10s"));
+        assert_eq!(sched.next_run, Some(Time(at("2026-11-21T10:04:40Z"))));
+        assert_eq!(eval.wake_after, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn an_entry_with_both_a_cron_and_an_interval_is_refused_naming_it() {
+        let s = spec(
+            r#"
+clusterSelector: {name: src, repo: http://g/src.git}
+selectMode: Specific
+packageSelectors:
+  - name: app
+    packagePath: catalog/app
+    packageType: Stateful
+    liveStatePackage: true
+    backupInformation:
+      - {name: both, backupType: Schedule, schedulePeriod: "*/3 * * * *", intervalSeconds: 10}
+targetClusterPolicy: {preferClusters: [{name: dst, weight: 1}]}
+"#,
+        );
+        let errors = validate(&s).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "spec.packageSelectors[0].backupInformation[0]");
+        assert!(errors[0].reason.contains("set one"), "{}", errors[0].reason);
     }
 
     #[test]
