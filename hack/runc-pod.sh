@@ -4,12 +4,17 @@
 # make-checkpoint.sh (fixtures) and kubelet-shim.py (the kubelet stand-in; no kubelet runs here).
 #
 #   hack/runc-pod.sh start DIR [--pod P] [--namespace NS] [--container C] [--state-mib N]
+#                              [--app memstate [--change-pct P]]
 #   hack/runc-pod.sh checkpoint DIR OUT_DIR [--leave-running] [--name FILE]   (prints the archive path)
 #   hack/runc-pod.sh stop DIR
 #   hack/runc-pod.sh restore DIR ARCHIVE_DIR_OR_TAR [--pod P] [--namespace NS] [--container C]
 #   hack/runc-pod.sh count DIR     (prints the container's current counter value: rootfs /tmp/count)
 #   hack/runc-pod.sh status DIR    (prints runc's status of the container: running, stopped, ...;
 #                                   "absent" when runc has no such container)
+#
+# --app memstate runs hack/bench/memstate.c (built static, once) instead of the shell counter: it
+# holds --state-mib MiB in its own anonymous memory (not a tmpfs file) and rewrites --change-pct %
+# of it per second (default 2), counting in /tmp/count like the counter (the benchmarks' app).
 #
 # STANDIN_MEMORY_MARK_A / _B (environment of `start`, optional): the shell joins the two halves
 # into a variable, so the whole mark exists only in the process's heap, not in its environment,
@@ -23,18 +28,33 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CRIU="${LAB_CRIU:-$TRANSITION_BIN/criu}"
 
+# memstate_bin — hack/bench/memstate.c built static, cached by the source's hash.
+memstate_bin() {
+  local src="$REPO_ROOT/hack/bench/memstate.c" out
+  out="$TRANSITION_CACHE/bin/memstate-$(sha256sum "$src" | cut -c1-12)"
+  if [ ! -x "$out" ]; then
+    mkdir -p "$TRANSITION_CACHE/bin"
+    gcc -static -O2 -o "$out.tmp" "$src" || die "cannot build $src (gcc -static)"
+    mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+
 start() {
   local dir="$1"; shift
-  local pod=counter-7d9f5 ns=default ctr=counter state_mib=0
+  local pod=counter-7d9f5 ns=default ctr=counter state_mib=0 app=counter change_pct=2
   while [ $# -gt 0 ]; do
     case "$1" in
       --pod) pod="$2"; shift 2 ;;
       --namespace) ns="$2"; shift 2 ;;
       --container) ctr="$2"; shift 2 ;;
       --state-mib) state_mib="$2"; shift 2 ;;
+      --app) app="$2"; shift 2 ;;
+      --change-pct) change_pct="$2"; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
+  case "$app" in counter|memstate) ;; *) die "unknown --app $app (counter|memstate)" ;; esac
   [ -x "$CRIU" ] || die "CRIU not installed ($CRIU): run hack/install.sh criu"
   command -v runc >/dev/null || die "runc not installed: run hack/install.sh criu"
   mkdir -p "$dir"
@@ -42,12 +62,17 @@ start() {
   make_busybox_rootfs "$rootfs"
   touch "$dir/marker"
   sleep 0.01
+  if [ "$app" = memstate ]; then
+    # After the marker: the binary is in rootfs-diff.tar, so a restore finds it.
+    cp "$(memstate_bin)" "$rootfs/memstate"
+  fi
   (cd "$dir/bundle" && runc spec)
   local shm_kib=$(( (state_mib + 8) * 1024 ))
+  [ "$app" = memstate ] && shm_kib=$((8 * 1024))
   local script='m="${MARK_A}${MARK_B}"; i=0; if [ "$STATE_MIB" -gt 0 ]; then dd if=/dev/urandom of=/dev/shm/state bs=1M count="$STATE_MIB" 2>/dev/null; fi; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; echo "count $i"; sleep 0.1; done'
-  jq --arg script "$script" --arg mib "$state_mib" --arg ma "${STANDIN_MEMORY_MARK_A:-}" --arg mb "${STANDIN_MEMORY_MARK_B:-}" --arg pod "$pod" --arg ns "$ns" --arg ctr "$ctr" --arg shm "size=${shm_kib}k" '
+  jq --arg script "$script" --arg mib "$state_mib" --arg ma "${STANDIN_MEMORY_MARK_A:-}" --arg mb "${STANDIN_MEMORY_MARK_B:-}" --arg app "$app" --arg pct "$change_pct" --arg pod "$pod" --arg ns "$ns" --arg ctr "$ctr" --arg shm "size=${shm_kib}k" '
     .process.terminal = false
-    | .process.args = ["/bin/sh", "-c", $script]
+    | .process.args = (if $app == "memstate" then ["/memstate", $mib, $pct] else ["/bin/sh", "-c", $script] end)
     | .process.env += ["STATE_MIB=" + $mib, "MARK_A=" + $ma, "MARK_B=" + $mb]
     | .root.readonly = false
     | .mounts = [.mounts[] | if .destination == "/dev/shm" then .options = ["nosuid","noexec","nodev","mode=1777",$shm] else . end]

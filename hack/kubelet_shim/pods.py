@@ -16,6 +16,27 @@ from .volumes import ApiLookup
 
 # What a start can fail with: a kubelet-like reason (ErrImagePull, CreateContainerConfigError, ...) + message.
 START_ERRORS = (PullError, podspec.ConfigError, oci.RunError)
+
+# The stand-in's app, chosen by pod annotations (the benchmarks' memory-state app; the counter
+# otherwise): hack/runc-pod.sh start --app memstate --state-mib N --change-pct P.
+STANDIN_APP = "lab.transition.dcnlab.ssu.ac.kr/standin-app"
+STANDIN_STATE_MIB = "lab.transition.dcnlab.ssu.ac.kr/standin-state-mib"
+STANDIN_CHANGE_PCT = "lab.transition.dcnlab.ssu.ac.kr/standin-change-pct"
+
+
+def standin_args(pod):
+    """runc-pod.sh start options from the pod's stand-in annotations (numbers only; unknown apps
+    are left to runc-pod.sh to refuse)."""
+    a = (pod.get("metadata") or {}).get("annotations") or {}
+    args = []
+    if a.get(STANDIN_APP):
+        args += ["--app", a[STANDIN_APP]]
+    if str(a.get(STANDIN_STATE_MIB, "")).isdigit():
+        args += ["--state-mib", str(a[STANDIN_STATE_MIB])]
+    pct = str(a.get(STANDIN_CHANGE_PCT, ""))
+    if pct and pct.replace(".", "", 1).isdigit():
+        args += ["--change-pct", pct]
+    return args
 MAX_GRACE = 10  # seconds between SIGTERM and SIGKILL at most (a lab, not a production node)
 
 
@@ -196,7 +217,7 @@ class PodSync:
             c.restored_from = int(rf) if rf.isdigit() else None
             how = f"restored from checkpoint image (counter {rf} at checkpoint; pull {t1 - t0:.1f}s, restore {time.monotonic() - t1:.1f}s)"
         elif kind == "standin":
-            out = run(["bash", RUNC_POD, "start", c.dir] + ident, self.a.start_timeout)
+            out = run(["bash", RUNC_POD, "start", c.dir] + ident + standin_args(t.pod), self.a.start_timeout)
             if out.returncode != 0:
                 self.stop_dir(c.dir)
                 raise PullError("CreateContainerError", f"starting {c.image} (as the busybox counter stand-in) with runc failed: {tail(out.stderr)}")

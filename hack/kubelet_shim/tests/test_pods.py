@@ -4,7 +4,7 @@ Stubs (fakes.py): StubKube replaces the kube-apiserver; FakeRuncPod replaces
 `bash hack/runc-pod.sh start|restore|stop` (no runc container or CRIU); `runc_status` (runc state)
 is patched per test; StubImages replaces Images (skopeo and the registry). No background thread is
 started: sync steps that would spawn one have spawn_delete patched."""
-import os, re, time
+import os, re, time, unittest
 from unittest import mock
 
 from kubelet_shim.images import PullError
@@ -376,3 +376,21 @@ class PulledImages(ShimCase):
             self.shim.start_one(t, t.ctrs[0])
         self.assertEqual(self.shim.images.oci_pulls, [("127.0.0.1:5000/app:v1", "IfNotPresent", "sha256:9")])
         self.assertEqual(read(os.path.join(t.ctrs[0].dir, "kind")), "oci")
+
+
+class StandinApp(unittest.TestCase):
+    """The stand-in's app from pod annotations (hack/runc-pod.sh start options)."""
+
+    def test_a_pod_without_annotations_runs_the_counter(self):
+        from kubelet_shim.pods import standin_args
+        self.assertEqual(standin_args({"metadata": {}}), [])
+
+    def test_the_memory_state_app_and_its_numbers_come_from_annotations(self):
+        from kubelet_shim.pods import STANDIN_APP, STANDIN_CHANGE_PCT, STANDIN_STATE_MIB, standin_args
+        pod = {"metadata": {"annotations": {STANDIN_APP: "memstate", STANDIN_STATE_MIB: "512", STANDIN_CHANGE_PCT: "2.5"}}}
+        self.assertEqual(standin_args(pod), ["--app", "memstate", "--state-mib", "512", "--change-pct", "2.5"])
+
+    def test_numbers_that_are_not_numbers_are_dropped(self):
+        from kubelet_shim.pods import STANDIN_CHANGE_PCT, STANDIN_STATE_MIB, standin_args
+        pod = {"metadata": {"annotations": {STANDIN_STATE_MIB: "512; rm -rf /", STANDIN_CHANGE_PCT: "-1"}}}
+        self.assertEqual(standin_args(pod), [])
