@@ -162,6 +162,13 @@ pub struct UploadArgs {
     /// Delete the local archive once the upload is verified (the kubelet never removes them).
     #[arg(long, env = "DELETE_AFTER_UPLOAD", default_value_t = false)]
     pub delete_after_upload: bool,
+    /// File of age X25519 recipients (`age1…`, one per line, `#` comments; a mounted Secret):
+    /// every archive is encrypted on the node to all of them before it leaves (any one identity
+    /// decrypts). Re-read for every archive, so rotation needs no restart; a line that does not
+    /// parse, a secret key or no recipient at all stops uploads. Unset: archives go up
+    /// unencrypted.
+    #[arg(long, env = "ENCRYPTION_RECIPIENTS_FILE")]
+    pub encryption_recipients_file: Option<PathBuf>,
     /// Skip the /proc scan for processes still writing an archive.
     #[arg(long, env = "NO_WRITER_CHECK", default_value_t = false)]
     pub no_writer_check: bool,

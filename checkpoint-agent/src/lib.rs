@@ -9,7 +9,9 @@ pub mod config;
 pub mod heartbeat;
 pub mod metrics;
 pub mod node;
+pub mod recipients;
 pub mod retry;
+pub mod seal;
 pub mod server;
 pub mod store;
 pub mod upload;
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError, resolve_secret};
 use crate::metrics::Metrics;
@@ -75,6 +77,7 @@ pub fn uploader(config: &Config, metrics: Arc<Metrics>) -> Result<Uploader, Conf
             part_size: up.part_size_mib.max(5) << 20,
             parallelism: up.parallelism,
             max_attempts: up.max_attempts,
+            recipients_file: up.encryption_recipients_file.clone(),
         },
         metrics,
     ))
@@ -109,6 +112,18 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let health = Arc::new(Health::default());
     let last_upload = Arc::new(Mutex::new(None));
     let uploader = uploader(&config, metrics.clone())?;
+    if let Some(path) = &config.upload.encryption_recipients_file {
+        // Checked at start to say so early; a bad file does not stop the agent (heartbeats must
+        // go on): each archive waits, retried, until the file is fixed.
+        match recipients::read_recipients(path) {
+            Ok(list) => {
+                info!(file = %path.display(), recipients = list.len(), "archives are encrypted with age before upload")
+            }
+            Err(e) => {
+                error!(error = %e, "archives will not be uploaded until the recipients file is fixed")
+            }
+        }
+    }
     let meta = node::resolve(&config.node).await;
     if meta.cluster_name.is_empty() {
         return Err(RunError::NoClusterName {

@@ -27,7 +27,9 @@ pub struct Metrics {
     pub uploads: Family<Label, Counter>,
     /// Upload failures, by kind (`auth`, `transient`, `local`, `changed`, `cancelled`, `other`).
     pub failures: Family<Label, Counter>,
-    /// Bytes sent to S3 as object data.
+    /// Archives uploaded encrypted (age), a subset of `uploads{label="uploaded"}`.
+    pub encrypted_uploads: Counter,
+    /// Bytes sent to S3 as object data (ciphertext for encrypted archives).
     pub uploaded_bytes: Counter,
     /// Bytes of archives read from local disk (one pass per upload is the goal).
     pub read_bytes: Counter,
@@ -49,6 +51,7 @@ impl Default for Metrics {
         let m = Metrics {
             uploads: Family::default(),
             failures: Family::default(),
+            encrypted_uploads: Counter::default(),
             uploaded_bytes: Counter::default(),
             read_bytes: Counter::default(),
             s3_requests: Counter::default(),
@@ -63,6 +66,11 @@ impl Default for Metrics {
             "upload_failures",
             "Upload failures, by kind",
             m.failures.clone(),
+        );
+        registry.register(
+            "encrypted_uploads",
+            "Archives uploaded encrypted with age",
+            m.encrypted_uploads.clone(),
         );
         registry.register(
             "uploaded_bytes",

@@ -12,6 +12,10 @@ pub(crate) struct UploadRecord {
     pub size: u64,
     pub mtime_ns: u128,
     pub part_size: u64,
+    /// An encrypted upload: never resumed, only aborted (records written before encryption
+    /// existed read as `false`).
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 pub(crate) fn read_record(path: &Path) -> Option<UploadRecord> {

@@ -304,13 +304,14 @@ impl ArchiveWatcher {
         }
     }
 
-    /// Deletes the local archive only after HEAD shows the same size in S3 and the recorded
-    /// sha256 (metadata or digest record) is the one computed while uploading.
+    /// Deletes the local archive only after HEAD shows the same archive size in S3 (its
+    /// `plaintext-size` when encrypted) and the recorded sha256 (metadata or digest record, always
+    /// the plaintext's) is the one computed while uploading.
     async fn delete_verified(&self, c: &Candidate, key: &ArchiveKey, sha256: &str) {
         let key_s = key.to_string();
         let head = self.uploader.store().head(&key_s).await;
         let recorded = match &head {
-            Ok(Some(info)) if info.size == c.size => self
+            Ok(Some(info)) if crate::upload::archive_size(info) == Some(c.size) => self
                 .uploader
                 .recorded_sha256(&key_s, info)
                 .await

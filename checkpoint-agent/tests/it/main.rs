@@ -12,4 +12,5 @@ mod agent_process;
 mod common;
 mod node_meta;
 mod upload_s3;
+mod upload_sealed;
 mod watch_dir;

@@ -157,6 +157,7 @@ async fn wrong_credentials_fail_at_once_with_a_clear_error() {
         part_size: 8 << 20,
         parallelism: 4,
         max_attempts: 8,
+        recipients_file: None,
     };
     let up = checkpoint_agent::upload::Uploader::new(
         store(&s3, "not-the-secret"),

@@ -83,6 +83,7 @@ async fn wrong_credentials_log_one_error_and_pause_instead_of_retrying() {
         part_size: 8 << 20,
         parallelism: 4,
         max_attempts: 5,
+        recipients_file: None,
     };
     let up = Uploader::new(store(&s3, "wrong-secret"), config, metrics.clone());
     let run = spawn(watch_config(&watched), up, metrics);

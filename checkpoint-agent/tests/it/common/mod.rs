@@ -49,6 +49,7 @@ pub fn uploader(s3: &S3Server, state: &Path, part_mib: u64, metrics: Arc<Metrics
         part_size: part_mib << 20,
         parallelism: 4,
         max_attempts: 8,
+        recipients_file: None,
     };
     Uploader::new(store(s3, &s3.secret_key), config, metrics)
 }
