@@ -96,6 +96,12 @@ pub struct FaultDetection {
     /// API) never fails over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_outage_failover: Option<bool>,
+    /// Whether a suspected node's kubelet is also asked through the API server's node proxy
+    /// (default true; needs `get` on `nodes/proxy`): a kubelet unreachable in consecutive probes
+    /// for 1 s, while the cluster's API and another node's kubelet answer, confirms a failure in
+    /// about 3 s instead of waiting for the Lease to go stale. `false`: the Lease rule alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_probe: Option<bool>,
 }
 
 /// The source cluster and the Git repository holding its packages.

@@ -100,8 +100,11 @@ fn ours(trace: &Trace, cfg: &TrackerConfig) -> Outcome {
                 let view = Ok(NodeView {
                     ready: None,
                     lease_renewed_ms: lease_renewed(trace, now),
+                    ..NodeView::default()
                 });
-                if let Verdict::NodeFailed(_) = decide(&view, now, None, cfg, &Default::default()) {
+                if let Verdict::NodeFailed(_) =
+                    decide(&view, now, None, None, cfg, &Default::default())
+                {
                     failed_at = Some(now);
                     if trace.death_ms.is_none_or(|dm| now < dm) {
                         false_failovers += 1;

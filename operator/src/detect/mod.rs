@@ -1,6 +1,7 @@
 //! Heartbeats and fault detection: a phi-accrual detector per node ([`phi`]), per-node health with
 //! corroboration by the workload cluster's API ([`tracker`]).
 
+pub mod kubelet_reach;
 pub mod phi;
 pub mod restore;
 pub mod run;
@@ -141,6 +142,9 @@ pub fn config_from_policy(
     }
     if let Some(v) = fd.cluster_outage_failover {
         c.outage_failover = v;
+    }
+    if let Some(v) = fd.kubelet_probe {
+        c.kubelet_probe = v;
     }
     c
 }

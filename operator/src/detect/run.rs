@@ -17,6 +17,7 @@ use transition_crds::NodeHealthStatus;
 use transition_crds::conditions::{self, Status};
 use transition_crds::node_health::NodeCondition;
 
+use super::kubelet_reach::{KubeletCheck, KubeletReach, Peer, classify_proxy_answer};
 use super::server::{Beats, LastBeat, now_ms};
 use super::tracker::{Change, Health, NodeKey, NodeView, ProbeError, Vantage};
 use crate::k8s::FIELD_MANAGER;
@@ -30,15 +31,18 @@ pub struct FaultEvent {
     pub at_ms: u64,
 }
 
-/// Asks a workload cluster about one of its nodes.
+/// Asks a workload cluster about one of its nodes (and, with `kubelet`, about its kubelet
+/// through the API server's node proxy).
 pub trait ClusterProbe: Send + Sync {
     fn view(
         &self,
         key: &NodeKey,
+        kubelet: Option<&KubeletCheck>,
     ) -> impl std::future::Future<Output = Result<NodeView, ProbeError>> + Send;
 }
 
-/// The real probe: the Node's Ready condition and its Lease in `kube-node-lease`.
+/// The real probe: the Node's Ready condition, its Lease in `kube-node-lease`, and its kubelet's
+/// `/healthz` through the API server's node proxy (concurrently with the two GETs).
 #[derive(Clone, Default)]
 pub struct KubeProbe {
     /// Fixed clients by cluster (tests; used only when no [`SecretClients`] is set).
@@ -93,8 +97,43 @@ impl SecretClients {
     }
 }
 
+/// Asks `node`'s kubelet `GET /healthz` through the API server's node proxy, with our deadline;
+/// returns the classified answer and when it came (ms). A deadline passing is `Unreachable` —
+/// callers count it only when the same API server answered their other requests in time.
+pub async fn kubelet_reach(
+    client: &kube::Client,
+    node: &str,
+    timeout_ms: u64,
+) -> (KubeletReach, u64) {
+    let ask = async {
+        let req = http::Request::get(format!("/api/v1/nodes/{node}/proxy/healthz"))
+            .body(kube::client::Body::from(Vec::new()))
+            .map_err(|e| e.to_string())?;
+        let res = client.send(req).await.map_err(|e| e.to_string())?;
+        let status = res.status().as_u16();
+        let body = res
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, body))
+    };
+    let reach = match tokio::time::timeout(Duration::from_millis(timeout_ms), ask).await {
+        Ok(Ok((status, body))) => classify_proxy_answer(status, &String::from_utf8_lossy(&body)),
+        Ok(Err(e)) => KubeletReach::Unknown(format!("failed to ask the API server: {e}")),
+        Err(_) => KubeletReach::Unreachable(format!(
+            "no answer through the API server within {timeout_ms} ms"
+        )),
+    };
+    (reach, now_ms())
+}
+
 impl ClusterProbe for KubeProbe {
-    async fn view(&self, key: &NodeKey) -> Result<NodeView, ProbeError> {
+    async fn view(
+        &self,
+        key: &NodeKey,
+        kubelet: Option<&KubeletCheck>,
+    ) -> Result<NodeView, ProbeError> {
         let client = match &self.secrets {
             Some(s) => s.client(&key.cluster).await?,
             None => self
@@ -111,10 +150,29 @@ impl ClusterProbe for KubeProbe {
                 reason: e.to_string(),
             }
         };
-        let node = Api::<Node>::all(client.clone())
-            .get_opt(&key.node)
-            .await
-            .map_err(read("Node"))?;
+        let ask_kubelet = async {
+            match kubelet {
+                Some(check) => {
+                    let (reach, at) = kubelet_reach(client, &key.node, check.timeout_ms).await;
+                    (reach, Some(at))
+                }
+                None => (KubeletReach::NotAsked, None),
+            }
+        };
+        let read_node_and_lease = async {
+            let node = Api::<Node>::all(client.clone())
+                .get_opt(&key.node)
+                .await
+                .map_err(read("Node"))?;
+            let lease = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
+                .get_opt(&key.node)
+                .await
+                .map_err(read("Lease"))?;
+            Ok::<_, ProbeError>((node, lease))
+        };
+        let (read, (kubelet_reach_now, kubelet_at_ms)) =
+            futures::future::join(read_node_and_lease, ask_kubelet).await;
+        let (node, lease) = read?;
         let ready = node
             .as_ref()
             .and_then(|n| n.status.as_ref())
@@ -126,17 +184,24 @@ impl ClusterProbe for KubeProbe {
                 _ => None,
             });
         let ready = if node.is_none() { Some(false) } else { ready };
-        let lease = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
-            .get_opt(&key.node)
-            .await
-            .map_err(read("Lease"))?;
         let lease_renewed_ms = lease
             .and_then(|l| l.spec)
             .and_then(|s| s.renew_time)
             .and_then(|t| u64::try_from(t.0.as_millisecond()).ok());
+        // Unreachable: is the API server's path to kubelets working? Ask a healthy peer's.
+        let peer = match kubelet.and_then(|c| c.peer.as_ref().map(|p| (p, c.timeout_ms))) {
+            Some((peer, timeout_ms)) if kubelet_reach_now.is_unreachable() => Some(Peer {
+                node: peer.clone(),
+                kubelet: kubelet_reach(client, peer, timeout_ms).await.0,
+            }),
+            _ => None,
+        };
         Ok(NodeView {
             ready,
             lease_renewed_ms,
+            kubelet: kubelet_reach_now,
+            kubelet_at_ms,
+            peer,
         })
     }
 }
@@ -362,13 +427,20 @@ impl<P: ClusterProbe> Detector<P> {
             for c in changes {
                 self.handle(c).await;
             }
-            let views = futures::future::join_all(to_probe.iter().map(|k| async {
-                match tokio::time::timeout(self.probe_timeout, self.probe.view(k)).await {
-                    Ok(v) => v,
-                    Err(_) => Err(ProbeError::TimedOut(k.node.clone())),
-                }
-            }))
-            .await;
+            let checks: Vec<Option<KubeletCheck>> = {
+                let t = crate::observe::locks::lock(&self.beats.tracker, "detector tracker");
+                to_probe.iter().map(|k| t.kubelet_check(k)).collect()
+            };
+            let views =
+                futures::future::join_all(to_probe.iter().zip(&checks).map(|(k, c)| async {
+                    match tokio::time::timeout(self.probe_timeout, self.probe.view(k, c.as_ref()))
+                        .await
+                    {
+                        Ok(v) => v,
+                        Err(_) => Err(ProbeError::TimedOut(k.node.clone())),
+                    }
+                }))
+                .await;
             let now = now_ms();
             let vantages: Vec<Vantage> = {
                 let t = crate::observe::locks::lock(&self.beats.tracker, "detector tracker");

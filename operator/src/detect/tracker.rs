@@ -1,7 +1,8 @@
 //! Per-node health from heartbeats (pure; the caller supplies milliseconds).
 //!
 //! ```text
-//! Healthy --φ ≥ threshold--> Suspect --probe: lease fresh--> AgentDown (alert only)
+//! Healthy --φ ≥ threshold--> Suspect --probe: kubelet answers / lease fresh--> AgentDown (alert only)
+//!                               |  \--probe: kubelet unreachable ≥ kubelet_down_ms, API answers--> NodeFailed (fast)
 //!                               |  \--probe: lease stale / NotReady--> NodeFailed (fail over)
 //!                               |--API unreachable, a vantage point reaches it--> SourceUnreachable (hold)
 //!                               \--API unreachable from every vantage point > grace--> NodeFailed (outage)
@@ -11,11 +12,13 @@
 //! A management↔source partition and a whole-source outage look the same from the management
 //! cluster; agents on other clusters that check the source's API (`--watch-api`) tell them apart.
 //! Suspicion alone never fails over: only a corroborating probe of the workload cluster's API
-//! (the Node's Ready condition and its kubelet Lease) turns Suspect into NodeFailed. No node is
-//! suspected during the warm-up after an operator start, so a restart never causes a storm.
+//! (the Node's Ready condition, its kubelet Lease, and its kubelet reached through the API
+//! server's node proxy) turns Suspect into NodeFailed. No node is suspected during the warm-up
+//! after an operator start, so a restart never causes a storm.
 
 use std::collections::HashMap;
 
+use super::kubelet_reach::{KubeletCheck, KubeletReach, Peer};
 use super::phi::{PhiConfig, PhiDetector};
 
 /// Thresholds (per ClusterPolicy; see docs/detection.md for the defaults' reasoning).
@@ -37,6 +40,14 @@ pub struct TrackerConfig {
     pub outage_failover: bool,
     /// A vantage point's report counts when its check ran at most this long ago.
     pub vantage_fresh_ms: u64,
+    /// Whether a probe also asks the node's kubelet through the API server's node proxy (the
+    /// fast confirmation; `false`: the Lease rule alone, as before).
+    pub kubelet_probe: bool,
+    /// Our deadline for that proxied `/healthz` (a live kubelet answers in milliseconds).
+    pub kubelet_timeout_ms: u64,
+    /// Consecutive probes (at least two) that found the kubelet unreachable, while the cluster's
+    /// API and a peer's kubelet answered, must span this long to confirm a failure.
+    pub kubelet_down_ms: u64,
 }
 
 impl Default for TrackerConfig {
@@ -50,6 +61,9 @@ impl Default for TrackerConfig {
             probe_every_ms: 1_000,
             outage_failover: true,
             vantage_fresh_ms: 10_000,
+            kubelet_probe: true,
+            kubelet_timeout_ms: 500,
+            kubelet_down_ms: 1_000,
         }
     }
 }
@@ -92,12 +106,47 @@ pub struct Vantage {
 }
 
 /// What the workload cluster's API says about a node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeView {
     /// The Node's Ready condition (`None`: unknown / no such condition).
     pub ready: Option<bool>,
     /// When its kubelet Lease was last renewed (ms).
     pub lease_renewed_ms: Option<u64>,
+    /// Its kubelet through the API server's node proxy.
+    pub kubelet: KubeletReach,
+    /// When that answer came, or our deadline passed (ms; `None` when not asked).
+    pub kubelet_at_ms: Option<u64>,
+    /// A healthy peer's kubelet, asked only when this one was unreachable.
+    pub peer: Option<Peer>,
+}
+
+impl NodeView {
+    /// The kubelet is unreachable through an API server whose path to kubelets demonstrably
+    /// works (a peer's kubelet answered in the same probe): evidence of a dead node.
+    pub fn kubelet_down(&self) -> bool {
+        self.kubelet.is_unreachable()
+            && self
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.kubelet == KubeletReach::Reachable)
+    }
+}
+
+/// Consecutive probes that found a node's kubelet down ([`NodeView::kubelet_down`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KubeletDown {
+    /// When the first of them started (ms).
+    pub since_ms: u64,
+    /// When the latest one's answer came, or its deadline passed (ms).
+    pub until_ms: u64,
+    /// How many probes in a row.
+    pub probes: u32,
+}
+
+impl KubeletDown {
+    pub fn span_ms(&self) -> u64 {
+        self.until_ms.saturating_sub(self.since_ms)
+    }
 }
 
 /// The probe's verdict.
@@ -130,11 +179,13 @@ pub enum ProbeError {
     TimedOut(String),
 }
 
-/// Decides from a probe result and what the vantage points see (pure).
+/// Decides from a probe result, the kubelet evidence so far (this probe included) and what the
+/// vantage points see (pure).
 pub fn decide(
     view: &Result<NodeView, ProbeError>,
     now_ms: u64,
     unreachable_since_ms: Option<u64>,
+    kubelet_down: Option<&KubeletDown>,
     cfg: &TrackerConfig,
     vantage: &Vantage,
 ) -> Verdict {
@@ -143,8 +194,27 @@ pub fn decide(
             let lease_fresh = v
                 .lease_renewed_ms
                 .is_some_and(|r| now_ms.saturating_sub(r) <= cfg.lease_fresh_ms);
+            let down = (cfg.kubelet_probe && v.kubelet_down())
+                .then_some(kubelet_down)
+                .flatten();
             if v.ready == Some(false) {
                 Verdict::NodeFailed("the Node is NotReady in its cluster".into())
+            } else if let Some(d) =
+                down.filter(|d| d.probes >= 2 && d.span_ms() >= cfg.kubelet_down_ms)
+            {
+                let why = match &v.kubelet {
+                    KubeletReach::Unreachable(why) => why.as_str(),
+                    _ => "",
+                };
+                let peer = v.peer.as_ref().map_or("", |p| p.node.as_str());
+                Verdict::NodeFailed(format!(
+                    "heartbeats stopped and its kubelet has been unreachable through the API server for {} ms ({} probes; {why}) while its cluster's API answers and node {peer}'s kubelet does",
+                    d.span_ms(),
+                    d.probes
+                ))
+            } else if down.is_some() && lease_fresh {
+                // Unreachable once, or not for long enough yet: ask again soon.
+                Verdict::Wait
             } else if lease_fresh {
                 Verdict::AgentDown
             } else if v.lease_renewed_ms.is_none() {
@@ -196,6 +266,7 @@ struct Record {
     good_beats: u32,
     last_probe_ms: Option<u64>,
     unreachable_since_ms: Option<u64>,
+    kubelet_down: Option<KubeletDown>,
 }
 
 /// A health change to act on (write NodeHealth, raise a fault, emit an Event).
@@ -255,6 +326,7 @@ impl Tracker {
             good_beats: 0,
             last_probe_ms: None,
             unreachable_since_ms: None,
+            kubelet_down: None,
         })
     }
 
@@ -272,6 +344,8 @@ impl Tracker {
         let recovery = self.config_for(&key.cluster).recovery_beats.max(1);
         let r = self.record(key, now_ms);
         r.detector.heartbeat(now_ms);
+        // A beat proves the node alive: kubelet evidence must start over.
+        r.kubelet_down = None;
         if r.health == Health::Healthy {
             return None;
         }
@@ -322,9 +396,16 @@ impl Tracker {
                 r.health = Health::Suspect;
                 r.since_ms = now_ms;
             }
+            // A kubelet found down once is asked again sooner, so that a dead host (whose
+            // dial only ends at our deadline) is confirmed within `kubelet_down_ms` + a deadline.
+            let every = if r.kubelet_down.is_some() {
+                cfg.probe_every_ms.min(cfg.kubelet_down_ms / 2)
+            } else {
+                cfg.probe_every_ms
+            };
             let due = r
                 .last_probe_ms
-                .is_none_or(|p| now_ms.saturating_sub(p) >= cfg.probe_every_ms);
+                .is_none_or(|p| now_ms.saturating_sub(p) >= every);
             if matches!(
                 r.health,
                 Health::Suspect | Health::AgentDown | Health::SourceUnreachable
@@ -363,10 +444,37 @@ impl Tracker {
                 r.unreachable_since_ms.get_or_insert(now_ms);
             }
         }
-        let (to, reason) = match decide(view, now_ms, r.unreachable_since_ms, &cfg, vantage) {
+        // Kubelet evidence: probes in a row (from this one's start, the tick that launched it)
+        // that found it down; any other answer, or the API failing, starts over.
+        match view {
+            Ok(v) if cfg.kubelet_probe && v.kubelet_down() => {
+                let until = v.kubelet_at_ms.unwrap_or(now_ms);
+                let since = r.last_probe_ms.unwrap_or(until).min(until);
+                let d = r.kubelet_down.get_or_insert(KubeletDown {
+                    since_ms: since,
+                    until_ms: until,
+                    probes: 0,
+                });
+                d.until_ms = d.until_ms.max(until);
+                d.probes += 1;
+            }
+            _ => r.kubelet_down = None,
+        }
+        let verdict = decide(
+            view,
+            now_ms,
+            r.unreachable_since_ms,
+            r.kubelet_down.as_ref(),
+            &cfg,
+            vantage,
+        );
+        let (to, reason) = match verdict {
             Verdict::AgentDown => (
                 Health::AgentDown,
-                "its kubelet Lease is fresh: the agent is down, the node is not".to_owned(),
+                match view {
+                    Ok(v) if v.kubelet == KubeletReach::Reachable => "its kubelet answers through the API server and its Lease is fresh: the agent is down, the node is not".to_owned(),
+                    _ => "its kubelet Lease is fresh: the agent is down, the node is not".to_owned(),
+                },
             ),
             Verdict::NodeFailed(why) => (Health::NodeFailed, why),
             Verdict::Hold(why) => (Health::SourceUnreachable, why),
@@ -389,6 +497,28 @@ impl Tracker {
 
     pub fn health(&self, key: &NodeKey) -> Option<Health> {
         self.nodes.get(key).map(|r| r.health)
+    }
+
+    /// What a probe of `key` should ask its kubelet (`None`: the kubelet probe is off for its
+    /// cluster): the deadline, and the peer whose kubelet shows the API server's path to kubelets
+    /// works — the Healthy node of the same cluster that beat last.
+    pub fn kubelet_check(&self, key: &NodeKey) -> Option<KubeletCheck> {
+        let cfg = self.config_for(&key.cluster);
+        if !cfg.kubelet_probe {
+            return None;
+        }
+        let peer = self
+            .nodes
+            .iter()
+            .filter(|(k, r)| k.cluster == key.cluster && *k != key && r.health == Health::Healthy)
+            .max_by(|(ka, a), (kb, b)| {
+                (a.detector.last_ms(), &kb.node).cmp(&(b.detector.last_ms(), &ka.node))
+            })
+            .map(|(k, _)| k.node.clone());
+        Some(KubeletCheck {
+            timeout_ms: cfg.kubelet_timeout_ms,
+            peer,
+        })
     }
 
     /// (key, health, φ, last beat ms) of every node, sorted.
@@ -493,6 +623,7 @@ mod tests {
         let fresh = Ok(NodeView {
             ready: Some(true),
             lease_renewed_ms: Some(end + 2000),
+            ..NodeView::default()
         });
         let change = t
             .probed(&k, &fresh, end + 2500, &Vantage::default())
@@ -516,6 +647,7 @@ mod tests {
         let stale = Ok(NodeView {
             ready: None,
             lease_renewed_ms: Some(now - 16_000),
+            ..NodeView::default()
         });
         assert_eq!(
             t.probed(&a, &stale, now, &Vantage::default()).map(|c| c.to),
@@ -524,6 +656,7 @@ mod tests {
         let not_ready = Ok(NodeView {
             ready: Some(false),
             lease_renewed_ms: Some(now - 1000),
+            ..NodeView::default()
         });
         let c = t.probed(&b, &not_ready, now, &Vantage::default()).unwrap();
         assert_eq!(c.to, Health::NodeFailed);
@@ -675,6 +808,405 @@ mod tests {
             "only the default-configured cluster's node is suspected"
         );
         assert_eq!(changes[0].key, other);
+    }
+
+    /// Ticks at `now` after a beat of the peer `p`, which stays healthy; returns the nodes to probe.
+    fn tick_at(t: &mut Tracker, now: u64) -> Vec<NodeKey> {
+        t.beat(&key("p"), now);
+        t.tick(now).1
+    }
+
+    /// What a probe sees of a node whose Lease was renewed at `lease` and whose kubelet answered
+    /// `kubelet` at `at`, with peer `p`'s kubelet answering `peer`.
+    fn seen(
+        lease: u64,
+        kubelet: KubeletReach,
+        at: u64,
+        peer: Option<KubeletReach>,
+    ) -> Result<NodeView, ProbeError> {
+        Ok(NodeView {
+            ready: Some(true),
+            lease_renewed_ms: Some(lease),
+            kubelet,
+            kubelet_at_ms: Some(at),
+            peer: peer.map(|kubelet| Peer {
+                node: "p".into(),
+                kubelet,
+            }),
+        })
+    }
+
+    fn refused() -> KubeletReach {
+        KubeletReach::Unreachable(
+            "HTTP 500: error trying to reach service: dial tcp 10.0.0.4:10250: connect: connection refused".into(),
+        )
+    }
+
+    /// A tracker with `w1` silent since `end` (suspected, first probe launched at `end + 1600`)
+    /// and a beating peer `p`.
+    fn silent_w1() -> (Tracker, NodeKey, u64) {
+        let mut t = Tracker::new(cfg(), 0);
+        let k = key("w1");
+        run(&mut t, &key("p"), 0, 50, 1000, |_| 0);
+        let (end, _) = run(&mut t, &k, 0, 50, 1000, |_| 0);
+        t.beat(&key("p"), end + 1000);
+        let (changes, probe) = t.tick(end + 1600);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(probe, vec![k.clone()]);
+        (t, k, end)
+    }
+
+    #[test]
+    fn a_kubelet_unreachable_for_a_second_of_consecutive_probes_confirms_a_dead_node_before_its_lease_goes_stale()
+     {
+        let (mut t, k, end) = silent_w1();
+        let none = Vantage::default();
+        let lease = end - 500;
+        let reachable = Some(KubeletReach::Reachable);
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(lease, refused(), end + 1610, reachable.clone()),
+                end + 1610,
+                &none
+            ),
+            None,
+            "one failed kubelet probe is not enough"
+        );
+        // Asked again after kubelet_down_ms / 2, not a whole probe period.
+        assert_eq!(tick_at(&mut t, end + 2100), vec![k.clone()]);
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(lease, refused(), end + 2110, reachable.clone()),
+                end + 2110,
+                &none
+            ),
+            None,
+            "two probes, but only 510 ms apart"
+        );
+        assert_eq!(tick_at(&mut t, end + 2600), vec![k.clone()]);
+        let c = t
+            .probed(
+                &k,
+                &seen(lease, refused(), end + 2610, reachable),
+                end + 2610,
+                &none,
+            )
+            .unwrap();
+        assert_eq!(c.to, Health::NodeFailed);
+        assert!(
+            c.reason.contains(
+                "kubelet has been unreachable through the API server for 1010 ms (3 probes"
+            ) && c.reason.contains("connection refused")
+                && c.reason.contains("node p's kubelet does"),
+            "{}",
+            c.reason
+        );
+    }
+
+    #[test]
+    fn a_dead_hosts_kubelet_is_confirmed_at_the_second_probes_deadline() {
+        // The API server's dial of a powered-off host hangs: our 500 ms deadline ends each probe.
+        let (mut t, k, end) = silent_w1();
+        let none = Vantage::default();
+        let silent =
+            || KubeletReach::Unreachable("no answer through the API server within 500 ms".into());
+        let reachable = Some(KubeletReach::Reachable);
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(end, silent(), end + 2100, reachable.clone()),
+                end + 2100,
+                &none
+            ),
+            None
+        );
+        assert_eq!(tick_at(&mut t, end + 2200), vec![k.clone()]);
+        let c = t
+            .probed(
+                &k,
+                &seen(end, silent(), end + 2700, reachable),
+                end + 2700,
+                &none,
+            )
+            .unwrap();
+        assert_eq!(
+            c.to,
+            Health::NodeFailed,
+            "unreachable from 1600 (first dial) to 2700 (second deadline)"
+        );
+        assert!(c.reason.contains("for 1100 ms (2 probes"), "{}", c.reason);
+    }
+
+    #[test]
+    fn a_kubelet_that_answers_means_agent_down_and_starts_the_evidence_over() {
+        let (mut t, k, end) = silent_w1();
+        let none = Vantage::default();
+        let reachable = Some(KubeletReach::Reachable);
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(end, refused(), end + 1610, reachable.clone()),
+                end + 1610,
+                &none
+            ),
+            None
+        );
+        tick_at(&mut t, end + 2100);
+        let c = t
+            .probed(
+                &k,
+                &seen(end, KubeletReach::Reachable, end + 2110, None),
+                end + 2110,
+                &none,
+            )
+            .unwrap();
+        assert_eq!(c.to, Health::AgentDown);
+        assert!(
+            c.reason
+                .contains("its kubelet answers through the API server"),
+            "{}",
+            c.reason
+        );
+        // Unreachable again: a new chain, which needs its own second of probes.
+        tick_at(&mut t, end + 3200);
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(end, refused(), end + 3210, reachable.clone()),
+                end + 3210,
+                &none
+            ),
+            None
+        );
+        tick_at(&mut t, end + 3700);
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(end, refused(), end + 3710, reachable.clone()),
+                end + 3710,
+                &none
+            ),
+            None
+        );
+        tick_at(&mut t, end + 4200);
+        let c = t
+            .probed(
+                &k,
+                &seen(end, refused(), end + 4210, reachable),
+                end + 4210,
+                &none,
+            )
+            .unwrap();
+        assert_eq!((c.from, c.to), (Health::AgentDown, Health::NodeFailed));
+    }
+
+    #[test]
+    fn an_unreachable_kubelet_counts_only_when_a_peers_kubelet_answers_through_the_same_api_server()
+    {
+        // No peer, or a peer unreachable too (the API server cannot reach any kubelet: a firewall
+        // on 10250, a broken konnectivity tunnel): the Lease rule decides, as before.
+        for peer in [
+            None,
+            Some(refused()),
+            Some(KubeletReach::Unknown("HTTP 403: forbidden".into())),
+        ] {
+            let (mut t, k, end) = silent_w1();
+            let none = Vantage::default();
+            let mut last = None;
+            for i in 0..6 {
+                let at = end + 1610 + i * 500;
+                tick_at(&mut t, at - 10);
+                last = t
+                    .probed(&k, &seen(end, refused(), at, peer.clone()), at, &none)
+                    .or(last);
+            }
+            assert_eq!(last.map(|c| c.to), Some(Health::AgentDown), "peer {peer:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_kubelet_answer_falls_back_to_the_lease_rule() {
+        let (mut t, k, end) = silent_w1();
+        let none = Vantage::default();
+        let forbidden =
+            || KubeletReach::Unknown("HTTP 403: cannot get resource \"nodes/proxy\"".into());
+        let c = t
+            .probed(
+                &k,
+                &seen(end, forbidden(), end + 1610, None),
+                end + 1610,
+                &none,
+            )
+            .unwrap();
+        assert_eq!(c.to, Health::AgentDown, "Lease fresh");
+        tick_at(&mut t, end + 16_000);
+        let c = t
+            .probed(
+                &k,
+                &seen(end, forbidden(), end + 16_010, None),
+                end + 16_010,
+                &none,
+            )
+            .unwrap();
+        assert_eq!(c.to, Health::NodeFailed);
+        assert!(c.reason.contains("Lease is older than"), "{}", c.reason);
+    }
+
+    #[test]
+    fn a_heartbeat_between_probes_starts_the_kubelet_evidence_over() {
+        // A kubelet restarting while the agent stalls twice, briefly: each beat proves the node
+        // alive, so two failed probes around it are not "in a row".
+        let (mut t, k, end) = silent_w1();
+        let none = Vantage::default();
+        let reachable = Some(KubeletReach::Reachable);
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(end, refused(), end + 1610, reachable.clone()),
+                end + 1610,
+                &none
+            ),
+            None
+        );
+        t.beat(&k, end + 1900);
+        assert_eq!(tick_at(&mut t, end + 4500), vec![k.clone()], "silent again");
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(end, refused(), end + 4510, reachable),
+                end + 4510,
+                &none
+            ),
+            None,
+            "the first probe of a new chain"
+        );
+        assert_eq!(t.health(&k), Some(Health::Suspect));
+    }
+
+    #[test]
+    fn a_partition_is_never_kubelet_evidence() {
+        let (mut t, k, end) = silent_w1();
+        let reachable = Some(KubeletReach::Reachable);
+        let none = Vantage::default();
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(end, refused(), end + 1610, reachable.clone()),
+                end + 1610,
+                &none
+            ),
+            None
+        );
+        let partition = Vantage {
+            reached_by: vec!["cluster2-aws/worker-2".into()],
+            unreached_by: vec![],
+        };
+        tick_at(&mut t, end + 2100);
+        let c = t
+            .probed(&k, &unreachable(), end + 2110, &partition)
+            .unwrap();
+        assert_eq!(c.to, Health::SourceUnreachable);
+        // The API answers again with the kubelet unreachable: a chain of one, not two.
+        tick_at(&mut t, end + 3200);
+        assert_eq!(
+            t.probed(
+                &k,
+                &seen(end, refused(), end + 3210, reachable),
+                end + 3210,
+                &none
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn with_the_kubelet_probe_off_only_the_lease_or_not_ready_confirms() {
+        let (mut t, k, end) = silent_w1();
+        t.set_cluster_config(
+            "cluster1-azure",
+            TrackerConfig {
+                kubelet_probe: false,
+                ..cfg()
+            },
+        );
+        assert_eq!(t.kubelet_check(&k), None);
+        let none = Vantage::default();
+        let c = t
+            .probed(
+                &k,
+                &seen(end, refused(), end + 1610, Some(KubeletReach::Reachable)),
+                end + 1610,
+                &none,
+            )
+            .unwrap();
+        assert_eq!(c.to, Health::AgentDown);
+        for i in 1..5 {
+            tick_at(&mut t, end + 1600 + i * 1000);
+            let at = end + 1610 + i * 1000;
+            assert_eq!(
+                t.probed(
+                    &k,
+                    &seen(end, refused(), at, Some(KubeletReach::Reachable)),
+                    at,
+                    &none
+                ),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn the_kubelet_peer_is_the_healthy_node_of_the_same_cluster_that_beat_last() {
+        let mut t = Tracker::new(cfg(), 0);
+        let other_cluster = NodeKey {
+            cluster: "cluster2-aws".into(),
+            node: "z".into(),
+        };
+        t.beat(&key("w1"), 1000);
+        t.beat(&key("b"), 5000);
+        t.beat(&key("a"), 5000);
+        t.beat(&key("c"), 3000);
+        t.beat(&other_cluster, 9000);
+        let check = t.kubelet_check(&key("w1")).unwrap();
+        assert_eq!(check.timeout_ms, 500);
+        assert_eq!(
+            check.peer.as_deref(),
+            Some("a"),
+            "latest beat, then by name"
+        );
+        assert_eq!(
+            t.kubelet_check(&other_cluster).unwrap().peer,
+            None,
+            "alone in its cluster"
+        );
+    }
+
+    #[test]
+    fn decide_needs_two_probes_even_when_one_spans_kubelet_down_ms() {
+        let c = cfg();
+        let view = seen(1000, refused(), 5000, Some(KubeletReach::Reachable));
+        let one = KubeletDown {
+            since_ms: 2000,
+            until_ms: 5000,
+            probes: 1,
+        };
+        let none = Vantage::default();
+        assert_eq!(
+            decide(&view, 5000, None, Some(&one), &c, &none),
+            Verdict::Wait
+        );
+        let two = KubeletDown { probes: 2, ..one };
+        assert!(matches!(
+            decide(&view, 5000, None, Some(&two), &c, &none),
+            Verdict::NodeFailed(_)
+        ));
+        // NotReady and a stale Lease still confirm on their own, kubelet evidence or not.
+        let stale = seen(0, KubeletReach::Reachable, 20_000, None);
+        assert!(
+            matches!(decide(&stale, 20_000, None, None, &c, &none), Verdict::NodeFailed(ref m) if m.contains("Lease"))
+        );
     }
 
     #[test]

@@ -263,7 +263,7 @@ async fn the_probe_reads_the_source_cluster_through_the_policys_kubeconfig_secre
         cluster: cluster.clone(),
         node: node.clone(),
     };
-    let err = probe.view(&key).await.unwrap_err();
+    let err = probe.view(&key, None).await.unwrap_err();
     assert!(
         matches!(err, ProbeError::Cluster(ref m) if m.contains(&format!("{cluster}-kubeconfig"))),
         "names the missing Secret: {err}"
@@ -279,7 +279,7 @@ async fn the_probe_reads_the_source_cluster_through_the_policys_kubeconfig_secre
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    let view = probe.view(&key).await.unwrap();
+    let view = probe.view(&key, None).await.unwrap();
     assert_eq!(
         view.ready,
         Some(true),

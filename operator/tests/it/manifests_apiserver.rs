@@ -295,6 +295,7 @@ fn the_workload_install_is_accepted_and_the_operator_and_agent_may_do_exactly_wh
         OPERATOR_SA,
         &[
             ("create", "nodes/proxy", ""),
+            ("get", "nodes/proxy", ""),
             ("patch", "nodes", ""),
             ("list", "nodes", ""),
             ("list", "pods", ""),
@@ -321,7 +322,7 @@ fn the_workload_install_is_accepted_and_the_operator_and_agent_may_do_exactly_wh
             ("create", "pods", "default"),
             ("patch", "deployments.apps", "default"),
             ("get", "leases.coordination.k8s.io", "kube-system"),
-            ("get", "nodes/proxy", ""),
+            ("delete", "nodes/proxy", ""),
         ],
     );
     check_access(
