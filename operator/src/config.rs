@@ -93,6 +93,23 @@ pub struct Config {
     /// File holding the S3 secret key (a mounted Secret).
     #[arg(long = "s3-secret-key-file", env = "MINIO_SECRET_KEY_FILE")]
     pub s3_secret_key_file: Option<PathBuf>,
+    /// File of age identities (`AGE-SECRET-KEY-1…` lines, `#` comments allowed; a mounted
+    /// Secret) that open the archives the agents encrypted (`encryption: age` in the object's
+    /// metadata). Several identities are a rotation: an archive opens with the one it was
+    /// encrypted to. Read at every build, so a rotated Secret needs no restart. Without it an
+    /// encrypted archive fails to build, naming the object; plaintext archives need none.
+    #[arg(long, env = "ARCHIVE_IDENTITY_FILE")]
+    pub archive_identity_file: Option<PathBuf>,
+    /// Folder of `<cluster>.pem` files (one Secret per target cluster, mounted together as a
+    /// projected volume), each holding one or more PEM RSA PUBLIC keys (2048–8192 bits) of that
+    /// cluster's nodes. When set, checkpoint layers are pushed encrypted (ocicrypt:
+    /// `…tar+encrypted`, JWE-wrapped key) for every key of the clusters the checkpoint may be
+    /// restored on — its ClusterPolicy's preferred targets and its source cluster, except the
+    /// cluster it was taken on; every key of the folder when that set is empty. A cluster
+    /// without its file, or no usable key, fails the build: nothing is pushed in plaintext.
+    /// Read at every build.
+    #[arg(long, env = "IMAGE_ENCRYPTION_KEYS_DIR")]
+    pub image_encryption_keys_dir: Option<PathBuf>,
     /// Checkpoints kept per container; older archives and images are pruned.
     #[arg(long, env = "CHECKPOINT_RETENTION", default_value_t = 3)]
     pub checkpoint_retention: usize,

@@ -47,6 +47,10 @@ pub struct Settings {
     pub sync_triggers: Vec<crate::gitops::agents::Trigger>,
     /// Pause after each persisted transition phase (tests and demos).
     pub phase_pause: Duration,
+    /// Age identities that open encrypted archives (read at every build).
+    pub archive_identity_file: Option<PathBuf>,
+    /// `<cluster>.pem` public keys: checkpoint layers are pushed encrypted when set.
+    pub image_encryption_keys_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -65,6 +69,8 @@ impl Default for Settings {
             verify_timeout: Duration::from_secs(600),
             sync_triggers: Vec::new(),
             phase_pause: Duration::ZERO,
+            archive_identity_file: None,
+            image_encryption_keys_dir: None,
         }
     }
 }
@@ -95,6 +101,8 @@ impl Settings {
             verify_timeout: Duration::from_secs(config.verify_timeout_seconds),
             sync_triggers: sync_triggers(config)?,
             phase_pause: Duration::from_millis(config.phase_pause_ms),
+            archive_identity_file: config.archive_identity_file.clone(),
+            image_encryption_keys_dir: config.image_encryption_keys_dir.clone(),
             ..Settings::default()
         })
     }

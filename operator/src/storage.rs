@@ -2,11 +2,15 @@
 //! (layout and metadata keys in `transition_crds::storage`). Archives are streamed, never
 //! buffered whole; an archive counts as ready only once its sha256 is recorded — in its `sha256`
 //! metadata (one PUT) or in its digest record `<key>.sha256.json` (uploaded in parts).
+//! An archive the agent encrypted (`encryption: age`) is read as it is stored; the image builder
+//! decrypts it on its reading thread ([`crate::image::age_archive`]). Its recorded sha256 is the
+//! plaintext's, its digest record's size the object's.
 
 use std::time::Duration;
 
 use transition_crds::storage::{
-    DIGEST_RECORD_MAX_BYTES, DIGEST_SUFFIX, DigestError, DigestRecord, META_SHA256,
+    DIGEST_RECORD_MAX_BYTES, DIGEST_SUFFIX, DigestError, DigestRecord, ENCRYPTION_AGE,
+    META_ENCRYPTION, META_PLAINTEXT_SIZE, META_SHA256,
 };
 
 /// Connection settings.
@@ -53,6 +57,14 @@ pub enum StoreError {
         source: DigestError,
     },
     #[error(
+        "failed to use s3://{bucket}/{key}: it is encrypted with {encryption:?}, which this operator cannot read (only `age`)"
+    )]
+    UnknownEncryption {
+        bucket: String,
+        key: String,
+        encryption: String,
+    },
+    #[error(
         "failed to use s3://{bucket}/{key}: its digest record says {recorded} bytes, the object has {actual}"
     )]
     SizeMismatch {
@@ -82,9 +94,16 @@ impl StoreError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveObject {
     pub key: String,
+    /// `s3://bucket/key`, how errors name it.
+    pub url: String,
+    /// The object's size (the ciphertext's when encrypted).
     pub size: u64,
-    /// `sha256:<hex>`.
+    /// `sha256:<hex>` of the PLAINTEXT archive.
     pub digest: String,
+    /// The object is an age file (`encryption: age`).
+    pub encrypted: bool,
+    /// The plaintext archive's size, when the metadata says (encrypted objects); else `size`.
+    pub plaintext_size: u64,
 }
 
 /// The checkpoint bucket.
@@ -109,6 +128,12 @@ impl ArchiveStore {
             client,
             bucket: config.bucket.clone(),
         }
+    }
+
+    /// The S3 client and bucket, for the image signatures kept in the same bucket
+    /// ([`crate::image::lookaside`]).
+    pub(crate) fn s3(&self) -> (&aws_sdk_s3::Client, &str) {
+        (&self.client, &self.bucket)
     }
 
     fn err<E>(&self, op: &'static str, key: &str, e: &aws_sdk_s3::error::SdkError<E>) -> StoreError
@@ -137,19 +162,37 @@ impl ArchiveStore {
             .await
             .map_err(|e| self.err("inspect", key, &e))?;
         let size = u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0);
-        let in_metadata = out
-            .metadata()
-            .and_then(|m| m.get(META_SHA256))
+        let metadata = out.metadata();
+        let meta = |name: &str| metadata.and_then(|m| m.get(name)).map(|v| v.trim());
+        let encrypted = match meta(META_ENCRYPTION) {
+            None | Some("") => false,
+            Some(ENCRYPTION_AGE) => true,
+            Some(other) => {
+                return Err(StoreError::UnknownEncryption {
+                    bucket: self.bucket.clone(),
+                    key: key.to_owned(),
+                    encryption: other.chars().take(32).collect(),
+                });
+            }
+        };
+        let plaintext_size = meta(META_PLAINTEXT_SIZE)
+            .and_then(|v| v.parse().ok())
+            .filter(|_| encrypted)
+            .unwrap_or(size);
+        let in_metadata = meta(META_SHA256)
             .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .cloned();
+            .map(str::to_owned);
         let sha = match in_metadata {
             Some(sha) => sha,
             None => self.digest_record(key, size).await?,
         };
         Ok(ArchiveObject {
             key: key.to_owned(),
+            url: format!("s3://{}/{key}", self.bucket),
             size,
             digest: format!("sha256:{sha}"),
+            encrypted,
+            plaintext_size,
         })
     }
 

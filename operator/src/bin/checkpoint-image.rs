@@ -1,13 +1,19 @@
 //! `checkpoint-image`: builds the checkpoint OCI image of a kubelet checkpoint archive file and
 //! pushes it (the operator does the same from S3). Prints the pushed image as JSON.
+//! `--age-identity-file` reads an age-encrypted archive (as the agent uploads it);
+//! `--encryption-key` pushes the layer encrypted for each RSA public key (ocicrypt).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use transition_operator::image::age_archive::{AgeIdentities, Unseal};
 use transition_operator::image::archive::Limits;
-use transition_operator::image::build::{ImageSpec, build_and_push, timestamp_tag};
+use transition_operator::image::build::{
+    ImageSpec, LayerEncryption, build_and_push, timestamp_tag,
+};
 use transition_operator::image::credentials_from_docker_config;
+use transition_operator::image::ocicrypt;
 use transition_operator::image::registry::{Credentials, Registry, RegistryConfig};
 
 /// Build and push a checkpoint image.
@@ -44,6 +50,18 @@ struct Config {
     /// Bytes per upload request, in MiB.
     #[arg(long, env = "CHUNK_MIB", default_value_t = 16)]
     chunk_mib: usize,
+    /// The archive is an age file: decrypt it (while streaming) with these identities
+    /// (`AGE-SECRET-KEY-1…` lines).
+    #[arg(long, env = "AGE_IDENTITY_FILE")]
+    age_identity_file: Option<PathBuf>,
+    /// Push the layer encrypted (ocicrypt, `…tar+encrypted`) for the RSA public keys of this PEM
+    /// file; repeat for more files (each may hold several keys).
+    #[arg(
+        long = "encryption-key",
+        env = "ENCRYPTION_KEYS",
+        value_delimiter = ','
+    )]
+    encryption_keys: Vec<PathBuf>,
 }
 
 #[tokio::main]
@@ -72,6 +90,22 @@ async fn main() -> anyhow::Result<()> {
         credentials,
         timeout: Duration::from_secs(300),
     })?;
+    let unseal = match &config.age_identity_file {
+        None => Unseal::Plain,
+        Some(path) => Unseal::Age {
+            object: config.archive.display().to_string(),
+            identities: Some(std::sync::Arc::new(AgeIdentities::read(path)?)),
+        },
+    };
+    let encryption = if config.encryption_keys.is_empty() {
+        None
+    } else {
+        let mut recipients = Vec::new();
+        for path in &config.encryption_keys {
+            recipients.extend(ocicrypt::read_key_file(path)?);
+        }
+        Some(LayerEncryption { recipients })
+    };
     let created = k8s_openapi::jiff::Timestamp::now().to_string();
     let spec = ImageSpec {
         repo: config.repository.clone(),
@@ -85,6 +119,8 @@ async fn main() -> anyhow::Result<()> {
         known_digest: None,
         created,
         arch: None,
+        unseal,
+        encryption,
     };
     let file = std::fs::File::open(&config.archive)
         .map_err(|e| anyhow::anyhow!("failed to open {}: {e}", config.archive.display()))?;
@@ -95,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
             "reference": pushed.reference, "tag": pushed.tag, "indexDigest": pushed.index_digest,
             "manifestDigest": pushed.manifest_digest, "layerDigest": pushed.layer_digest,
             "layerSize": pushed.layer_size, "layerReused": pushed.layer_reused, "annotations": pushed.annotations,
+            "layerMediaType": pushed.layer_media_type, "archiveDigest": pushed.archive_digest,
         })
     );
     Ok(())

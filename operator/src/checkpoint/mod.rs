@@ -113,6 +113,15 @@ pub enum Error {
         #[source]
         source: Box<crate::image::build::ImageError>,
     },
+    #[error(
+        "failed to run Checkpoint {checkpoint}: failed to read its ClusterPolicy {policy} (whose target clusters the image is encrypted for): {source}"
+    )]
+    ReadPolicy {
+        checkpoint: String,
+        policy: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to write the status of Checkpoint {checkpoint}: {source}")]
     PatchStatus {
         checkpoint: String,
@@ -151,6 +160,7 @@ impl Error {
             Error::UploadMissing { .. } => "UploadMissing",
             Error::Store { .. } => "Store",
             Error::Image { .. } => "Image",
+            Error::ReadPolicy { .. } => "ReadPolicy",
             Error::PatchStatus { .. } => "PatchStatus",
             Error::Finalizer { .. } => "Finalizer",
             Error::Cleanup { .. } => "Cleanup",

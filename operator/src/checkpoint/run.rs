@@ -2,20 +2,27 @@
 //! of each container not yet taken, (2) each archive's image once the agent's upload is in S3,
 //! (3) the record in the history, pruning beyond the retention. The caller persists the status
 //! after every step; nothing here waits: an upload not there yet is a [`Progress::Waiting`].
+//!
+//! Step 2 decrypts an archive the agent encrypted (age, `--archive-identity-file`) and, with
+//! `--image-encryption-keys-dir`, pushes the layer encrypted for the clusters that may restore it
+//! ([`restore_clusters`]).
 
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use transition_crds::Checkpoint;
 use transition_crds::checkpoint::{CheckpointRecord, CheckpointRun, CheckpointStatus, RunArchive};
+use transition_crds::cluster_policy::ClusterPolicySpec;
 use transition_crds::storage::ArchiveKey;
+use transition_crds::{Checkpoint, ClusterPolicy};
 
 use super::Error;
 use super::registry::image_repository;
 use crate::context::Context;
-use crate::image::build::{ImageSpec, build_and_push, timestamp_tag};
+use crate::image::age_archive::Unseal;
+use crate::image::build::{ImageError, ImageSpec, LayerEncryption, build_and_push, timestamp_tag};
+use crate::image::ocicrypt;
 use crate::image::registry::Registry;
 use crate::kubelet::{Kubelet, KubeletError};
 use crate::observe::metrics::OutcomeLabels;
@@ -248,17 +255,40 @@ pub async fn build_image(
         checkpoint: target.id.clone(),
         source: Box::new(source),
     };
+    let repo = image_repository(
+        &target.checkpoint.spec.registry,
+        target.checkpoint,
+        &archive.container,
+    );
+    let image_error = |source: ImageError| Error::Image {
+        checkpoint: target.id.clone(),
+        key: archive.archive_key.clone(),
+        repo: repo.clone(),
+        source: Box::new(source),
+    };
+    // Both key sets are read at every build: a rotated Secret needs no restart.
+    let unseal = Unseal::for_object(
+        &object.url,
+        object.encrypted,
+        ctx.settings.archive_identity_file.as_deref(),
+    )
+    .map_err(|e| image_error(e.into()))?;
+    let encryption = match &ctx.settings.image_encryption_keys_dir {
+        None => None,
+        Some(dir) => {
+            let clusters = restore_clusters_of(ctx, target).await?;
+            let recipients =
+                ocicrypt::keys_for_clusters(dir, &clusters).map_err(|e| image_error(e.into()))?;
+            Some(LayerEncryption { recipients })
+        }
+    };
     let reader = store
         .open(&archive.archive_key)
         .await
         .map_err(store_error)?;
     let created = Timestamp::now().to_string();
     let spec = ImageSpec {
-        repo: image_repository(
-            &target.checkpoint.spec.registry,
-            target.checkpoint,
-            &archive.container,
-        ),
+        repo: repo.clone(),
         tag: timestamp_tag(&created),
         moving_tag: None,
         chunk_size: 16 << 20,
@@ -266,22 +296,64 @@ pub async fn build_image(
         known_digest: Some(object.digest.clone()),
         created,
         arch: node_arch(ctx, &archive.archive_key),
+        unseal,
+        encryption,
     };
     let pushed = build_and_push(registry, reader, &spec)
         .await
-        .map_err(|source| Error::Image {
-            checkpoint: target.id.clone(),
-            key: archive.archive_key.clone(),
-            repo: spec.repo.clone(),
-            source: Box::new(source),
-        })?;
+        .map_err(image_error)?;
     ctx.metrics
         .checkpoints
         .get_or_create(&OutcomeLabels {
             outcome: "pushed".into(),
         })
         .inc();
-    Ok(Built::Image(pushed.reference, object.size))
+    Ok(Built::Image(pushed.reference, object.plaintext_size))
+}
+
+/// The clusters a checkpoint image may be restored on, from the Checkpoint's owning
+/// ClusterPolicy (cache, else one GET): see [`restore_clusters`]. No owning policy (a Checkpoint
+/// made by hand) or a policy that is gone: empty (every key of the folder).
+async fn restore_clusters_of(ctx: &Context, target: &Target<'_>) -> Result<Vec<String>, Error> {
+    let owner = target
+        .checkpoint
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "ClusterPolicy");
+    let (Some(owner), Some(ns)) = (owner, kube::ResourceExt::namespace(target.checkpoint)) else {
+        return Ok(Vec::new());
+    };
+    let policy: Option<std::sync::Arc<ClusterPolicy>> = ctx
+        .policy(&ns, &owner.name)
+        .await
+        .map_err(|source| Error::ReadPolicy {
+            checkpoint: target.id.clone(),
+            policy: format!("{ns}/{}", owner.name),
+            source,
+        })?;
+    Ok(policy
+        .map(|p| restore_clusters(&p.spec, &target.cluster))
+        .unwrap_or_default())
+}
+
+/// The clusters a checkpoint taken on `taken_on` may be restored on (pure): the policy's
+/// preferred targets that are not avoided, and its source cluster (a failback after a move),
+/// except `taken_on` itself. Sorted, without duplicates.
+pub fn restore_clusters(spec: &ClusterPolicySpec, taken_on: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let targets = spec.target_cluster_policy.as_ref();
+    let avoided =
+        |name: &str| targets.is_some_and(|t| t.avoid_clusters.iter().any(|a| a.name == name));
+    for c in targets.iter().flat_map(|t| t.prefer_clusters.iter()) {
+        out.push(c.name.clone());
+    }
+    out.push(spec.cluster_selector.name.clone());
+    out.retain(|c| !c.is_empty() && c != taken_on && !avoided(c));
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The architecture the agent of the archive's node reports in its heartbeats (`None`: no beat
@@ -413,6 +485,34 @@ spec:
         assert_eq!(
             pruned[0].archive_key.as_deref(),
             Some("checkpoints/v1/c/n/10.tar")
+        );
+    }
+
+    /// A checkpoint is encrypted for where it can go: the preferred targets (not the avoided)
+    /// and, for a failback, the source; never for the cluster it was taken on.
+    #[test]
+    fn an_image_is_encrypted_for_the_targets_and_the_source_but_not_where_it_was_taken() {
+        let policy: ClusterPolicy = serde_saphyr::from_str(
+            r#"
+apiVersion: transition.dcnlab.ssu.ac.kr/v1
+kind: ClusterPolicy
+metadata: {name: p, namespace: ops}
+spec:
+  clusterSelector: {name: cluster1-azure, repo: "http://git/r"}
+  targetClusterPolicy:
+    preferClusters: [{name: cluster2-aws, weight: 100}, {name: cluster3-gcp, weight: 50}, {name: cluster4, weight: 1}]
+    avoidClusters: [{name: cluster4}]
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            restore_clusters(&policy.spec, "cluster1-azure"),
+            ["cluster2-aws", "cluster3-gcp"]
+        );
+        assert_eq!(
+            restore_clusters(&policy.spec, "cluster2-aws"),
+            ["cluster1-azure", "cluster3-gcp"],
+            "after a move, the source is a failback target"
         );
     }
 

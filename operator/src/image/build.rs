@@ -8,6 +8,12 @@
 //! uncompressed: see docs/benchmarks.md for the measurement behind that choice), so the layer
 //! digest equals the archive's sha256 that the agent recorded in S3.
 //!
+//! Encrypted archives (age, [`super::age_archive`]) are decrypted on the same reading thread
+//! before validation, so the digest checked is the plaintext's. With [`ImageSpec::encryption`] the
+//! layer is pushed encrypted in the ocicrypt format ([`super::ocicrypt`]): each chunk is encrypted
+//! as it is produced, the layer descriptor's digest and size are the ciphertext's, the config's
+//! `diff_ids` the plaintext's, and no known-blob dedupe applies (every encryption differs).
+//!
 //! Annotations (CRI-O and containerd/checkpointctl keys) are written on the manifest AND on the
 //! image index's manifest descriptor and the index itself, so every reader finds them at the level
 //! it reads. The tag names the index; everything downstream uses `host/repo@sha256:<index>`.
@@ -19,7 +25,9 @@ use bytes::{Bytes, BytesMut};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::age_archive::{AgeError, Unseal};
 use super::archive::{self, ArchiveError, ArchiveInfo, Limits};
+use super::ocicrypt::{self, CryptoError, LayerEncryptor, RecipientKey};
 use super::registry::{Registry, RegistryError};
 
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -51,13 +59,25 @@ pub struct ImageSpec {
     pub chunk_size: usize,
     pub limits: Limits,
     /// The archive's sha256 if known (from S3 metadata): when the registry has that blob, the
-    /// layer is not uploaded again (the archive is still read to validate it).
+    /// layer is not uploaded again (the archive is still read to validate it). For an encrypted
+    /// source it is the PLAINTEXT's, checked after decryption; for an encrypted layer it is
+    /// checked but no longer dedupes (the ciphertext differs every time).
     pub known_digest: Option<String>,
     /// Creation time, RFC 3339.
     pub created: String,
     /// The OCI architecture of the node the archive was taken on (`None`: this machine's). A
     /// checkpoint restores only on the architecture it was taken on, so the image says which.
     pub arch: Option<String>,
+    /// How to read the source: as it is, or decrypting an age file on the reading thread.
+    pub unseal: Unseal,
+    /// Push the layer encrypted for these keys (ocicrypt); `None`: plaintext layer.
+    pub encryption: Option<LayerEncryption>,
+}
+
+/// An encrypted layer's recipients: the RSA public keys of the clusters that may restore it.
+#[derive(Clone, Debug)]
+pub struct LayerEncryption {
+    pub recipients: Vec<RecipientKey>,
 }
 
 /// The pushed image.
@@ -72,6 +92,11 @@ pub struct PushedImage {
     pub layer_size: u64,
     /// The layer was already in the registry and was not sent.
     pub layer_reused: bool,
+    /// The layer's media type (`…tar` or `…tar+encrypted`).
+    pub layer_media_type: String,
+    /// The plaintext archive's sha256 (the config's `diff_ids`); equals `layer_digest` unless
+    /// the layer is encrypted.
+    pub archive_digest: String,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -92,6 +117,10 @@ pub enum ImageError {
     DigestMismatch { expected: String, actual: String },
     #[error("failed to build the image: the archive reader stopped: {0}")]
     Reader(String),
+    #[error(transparent)]
+    Decrypt(#[from] AgeError),
+    #[error(transparent)]
+    Encrypt(#[from] CryptoError),
 }
 
 /// `ckpt-YYYYMMDDTHHMMSSZ` from an RFC 3339 time (tags allow only `[A-Za-z0-9_.-]`).
@@ -160,7 +189,8 @@ pub fn annotations(
     Ok(a)
 }
 
-/// A reader that forwards everything it reads, in chunks, and hashes it.
+/// A reader that forwards everything it reads, in chunks (encrypted first when the layer is),
+/// and hashes it.
 struct Tee<R> {
     inner: R,
     tx: tokio::sync::mpsc::Sender<Bytes>,
@@ -168,6 +198,15 @@ struct Tee<R> {
     chunk: usize,
     hasher: Sha256,
     total: u64,
+    layer: Option<Sealing>,
+}
+
+/// The encryption of the layer as it streams: the cipher and the ciphertext's digest and size.
+struct Sealing {
+    encryptor: LayerEncryptor,
+    hasher: Sha256,
+    size: u64,
+    error: Option<CryptoError>,
 }
 
 impl<R: Read> Tee<R> {
@@ -175,7 +214,20 @@ impl<R: Read> Tee<R> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = self.buf.split().freeze();
+        let mut chunk = self.buf.split().freeze();
+        if let Some(sealing) = self.layer.as_mut() {
+            match sealing.encryptor.update(&chunk) {
+                Ok(sealed) => {
+                    sealing.hasher.update(&sealed);
+                    sealing.size += sealed.len() as u64;
+                    chunk = Bytes::from(sealed);
+                }
+                Err(e) => {
+                    sealing.error = Some(e);
+                    return Err(std::io::Error::other("the layer encryption failed"));
+                }
+            }
+        }
         self.tx
             .blocking_send(chunk)
             .map_err(|_| std::io::Error::other("the upload stopped taking data"))
@@ -201,14 +253,31 @@ impl<R: Read> Read for Tee<R> {
 
 /// What the reading thread found.
 struct ReadResult {
-    info: Result<ArchiveInfo, ArchiveError>,
+    info: Result<ArchiveInfo, ImageError>,
+    /// The plaintext archive's digest and size.
     digest: String,
     size: u64,
+    /// The encrypted layer: its cipher (to finish) and the ciphertext's digest and size.
+    sealed: Option<(LayerEncryptor, String, u64)>,
 }
 
-/// Reads `source` on the blocking pool: validates the tar, hashes it and sends it on in chunks.
+impl ReadResult {
+    fn failed(e: ImageError) -> ReadResult {
+        ReadResult {
+            info: Err(e),
+            digest: String::new(),
+            size: 0,
+            sealed: None,
+        }
+    }
+}
+
+/// Reads `source` on the blocking pool: decrypts it if it is sealed, validates the tar, hashes it
+/// and sends it on in chunks, encrypted when `encrypt` is set.
 fn spawn_reader<R>(
     source: R,
+    unseal: Unseal,
+    encrypt: bool,
     limits: archive::Limits,
     read_chunk: usize,
     tx: tokio::sync::mpsc::Sender<Bytes>,
@@ -217,31 +286,58 @@ where
     R: Read + Send + 'static,
 {
     tokio::task::spawn_blocking(move || {
+        let plain = match unseal.open(source) {
+            Ok(p) => p,
+            Err(e) => return ReadResult::failed(e.into()),
+        };
+        let layer = if encrypt {
+            match LayerEncryptor::new() {
+                Ok(encryptor) => Some(Sealing {
+                    encryptor,
+                    hasher: Sha256::new(),
+                    size: 0,
+                    error: None,
+                }),
+                Err(e) => return ReadResult::failed(e.into()),
+            }
+        } else {
+            None
+        };
         let mut tee = Tee {
-            inner: source,
+            inner: plain,
             tx,
             buf: BytesMut::with_capacity(read_chunk),
             chunk: read_chunk,
             hasher: Sha256::new(),
             total: 0,
+            layer,
         };
-        let info = archive::validate(&mut tee, limits);
+        let mut info = archive::validate(&mut tee, limits).map_err(ImageError::from);
         if info.is_ok() {
             // The tar end marker may be followed by padding: the layer is the whole archive.
             if let Err(e) = std::io::copy(&mut tee, &mut std::io::sink()) {
-                return ReadResult {
-                    info: Err(ArchiveError::Read(e)),
-                    digest: String::new(),
-                    size: 0,
-                };
+                info = Err(ArchiveError::Read(e).into());
             }
         }
-        let _ = tee.flush_chunk();
-        let digest = format!("sha256:{}", hex::encode(tee.hasher.finalize()));
+        if let Err(e) = tee.flush_chunk()
+            && info.is_ok()
+        {
+            info = Err(ArchiveError::Read(e).into());
+        }
+        let sealed = match tee.layer {
+            Some(Sealing { error: Some(e), .. }) => return ReadResult::failed(e.into()),
+            Some(s) => Some((
+                s.encryptor,
+                format!("sha256:{}", hex::encode(s.hasher.finalize())),
+                s.size,
+            )),
+            None => None,
+        };
         ReadResult {
             info,
-            digest,
+            digest: format!("sha256:{}", hex::encode(tee.hasher.finalize())),
             size: tee.total,
+            sealed,
         }
     })
 }
@@ -299,13 +395,27 @@ where
     R: Read + Send + 'static,
 {
     let repo = spec.repo.as_str();
-    let reuse = match &spec.known_digest {
-        Some(d) => registry.blob_exists(repo, d).await?,
-        None => false,
+    if let Some(enc) = &spec.encryption
+        && enc.recipients.is_empty()
+    {
+        // Never a plaintext layer when encryption was asked for.
+        return Err(CryptoError::NoRecipients.into());
+    }
+    // An encrypted layer differs at every push: the registry cannot already have it.
+    let reuse = match (&spec.known_digest, &spec.encryption) {
+        (Some(d), None) => registry.blob_exists(repo, d).await?,
+        _ => false,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let read_chunk = (1 << 20).min(spec.chunk_size.max(1));
-    let reader = spawn_reader(source, spec.limits, read_chunk, tx);
+    let reader = spawn_reader(
+        source,
+        spec.unseal.clone(),
+        spec.encryption.is_some(),
+        spec.limits,
+        read_chunk,
+        tx,
+    );
     let up = upload_layer(registry, repo, &mut rx, reuse, spec.chunk_size).await;
     let read = reader
         .await
@@ -325,27 +435,64 @@ where
             return Err(e);
         }
     };
-    let annotations = annotations(&info, &spec.created)?;
+    let annotations = match annotations(&info, &spec.created) {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(l) = &up.location {
+                registry.cancel_upload(repo, l).await;
+            }
+            return Err(e);
+        }
+    };
+    let layer = match (read.sealed, &spec.encryption) {
+        (Some((encryptor, digest, size)), Some(enc)) => {
+            let layer_annotations = match encryptor.finish(&read.digest, &enc.recipients) {
+                Ok(a) => a,
+                Err(e) => {
+                    if let Some(l) = &up.location {
+                        registry.cancel_upload(repo, l).await;
+                    }
+                    return Err(e.into());
+                }
+            };
+            tracing::info!(
+                repo,
+                recipients = enc.recipients.len(),
+                "checkpoint layer encrypted (ocicrypt, AES_256_CTR_HMAC_SHA256, JWE RSA-OAEP-256)"
+            );
+            Layer {
+                digest,
+                size,
+                diff_id: read.digest,
+                reused: false,
+                media_type: ocicrypt::MEDIA_LAYER_TAR_ENCRYPTED,
+                annotations: layer_annotations,
+            }
+        }
+        _ => Layer {
+            digest: read.digest.clone(),
+            size: read.size,
+            diff_id: read.digest,
+            reused: reuse,
+            media_type: MEDIA_LAYER_TAR,
+            annotations: BTreeMap::new(),
+        },
+    };
     if !reuse {
         let loc = match up.location {
             Some(l) => l,
             // An empty archive cannot pass validation; keep the type system honest anyway.
             None => registry.start_upload(repo).await?,
         };
-        registry.finish_upload(repo, &loc, &read.digest).await?;
+        registry.finish_upload(repo, &loc, &layer.digest).await?;
     }
-    debug_assert!(reuse || up.offset == read.size);
-    let layer = Layer {
-        digest: read.digest,
-        size: read.size,
-        reused: reuse,
-    };
+    debug_assert!(reuse || up.offset == layer.size);
     push_manifests(registry, spec, layer, annotations).await
 }
 
 /// The read's verdict: the archive's facts, unless the tar, the upload or the digest failed.
 fn check_read(
-    info: Result<ArchiveInfo, ArchiveError>,
+    info: Result<ArchiveInfo, ImageError>,
     upload: Option<RegistryError>,
     expected: Option<&str>,
     actual: &str,
@@ -367,9 +514,15 @@ fn check_read(
 
 /// The pushed layer.
 struct Layer {
+    /// The blob's digest and size (the ciphertext's when encrypted).
     digest: String,
     size: u64,
+    /// The plaintext archive's digest (the config's `diff_ids`).
+    diff_id: String,
     reused: bool,
+    media_type: &'static str,
+    /// The descriptor's annotations (ocicrypt's, when encrypted).
+    annotations: BTreeMap<String, String>,
 }
 
 /// Pushes the config, the manifest (by digest) and the index (by tag, and the moving tag).
@@ -389,7 +542,7 @@ async fn push_manifests(
         "architecture": arch,
         "os": "linux",
         "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
         "history": [{"created": spec.created, "created_by": "transition-operator: kubelet checkpoint archive as one layer"}],
     });
     let config_bytes = Bytes::from(serde_json::to_vec(&config).unwrap_or_default());
@@ -398,7 +551,7 @@ async fn push_manifests(
         "schemaVersion": 2,
         "mediaType": MEDIA_MANIFEST,
         "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_bytes.len()},
-        "layers": [{"mediaType": MEDIA_LAYER_TAR, "digest": layer.digest, "size": layer.size}],
+        "layers": [layer_descriptor(&layer)],
         "annotations": annotations,
     });
     let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());
@@ -440,8 +593,19 @@ async fn push_manifests(
         layer_digest: layer.digest,
         layer_size: layer.size,
         layer_reused: layer.reused,
+        layer_media_type: layer.media_type.to_owned(),
+        archive_digest: layer.diff_id,
         annotations,
     })
+}
+
+/// The manifest's layer descriptor (pure).
+fn layer_descriptor(layer: &Layer) -> serde_json::Value {
+    let mut d = json!({"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size});
+    if !layer.annotations.is_empty() {
+        d["annotations"] = json!(layer.annotations);
+    }
+    d
 }
 
 /// PATCHes one chunk, opening the upload session first if needed; returns the bytes sent.

@@ -38,6 +38,8 @@ async fn push(reg: &Registry, repo: &str) -> String {
         known_digest: None,
         created: now,
         arch: None,
+        unseal: Default::default(),
+        encryption: None,
     };
     build_and_push(reg, std::fs::File::open(&archive).unwrap(), &spec)
         .await

@@ -46,6 +46,8 @@ fn spec(repo: &str) -> ImageSpec {
         known_digest: None,
         created: now,
         arch: None,
+        unseal: Default::default(),
+        encryption: None,
     }
 }
 

@@ -19,6 +19,7 @@ mod fault_occurrences;
 mod gitops_git;
 mod ha;
 mod heartbeat_http;
+mod image_crypto;
 mod image_registry;
 mod kubelet_shim;
 mod manifests_apiserver;
