@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use age::stream::StreamWriter;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
 use crate::recipients::Recipient;
@@ -162,11 +162,14 @@ impl Sealer {
     }
 }
 
-/// Splits whole `part_size` pieces off the front of `buf`.
+/// Copies whole `part_size` pieces off the front of `buf`. Copied, not split: a split part would
+/// keep the whole (grown) buffer allocated while it is in flight; a copy holds only its own bytes,
+/// and `buf` reuses its space.
 fn split_parts(buf: &mut BytesMut, part_size: usize) -> Vec<Bytes> {
     let mut parts = Vec::new();
     while part_size > 0 && buf.len() >= part_size {
-        parts.push(buf.split_to(part_size).freeze());
+        parts.push(Bytes::copy_from_slice(&buf[..part_size]));
+        buf.advance(part_size);
     }
     parts
 }
