@@ -21,6 +21,7 @@ mod ha;
 mod heartbeat_http;
 mod image_crypto;
 mod image_registry;
+mod image_signing;
 mod kubelet_shim;
 mod manifests_apiserver;
 mod partition;

@@ -1,0 +1,513 @@
+//! Image signatures checked by the REAL tools nodes use: a key made by `gpg`, a checkpoint image
+//! pushed to the lab's docker-registry and signed by the operator's code, the signatures stored
+//! in the lab's S3 (s3s-fs) and served by the operator's lookaside route on 127.0.0.1; then
+//! `skopeo standalone-verify` and `skopeo copy` with a `signedBy` policy (containers/image, the
+//! library CRI-O and podman verify with) accept it, and refuse an unsigned image, a tampered
+//! signature, a signature of another image and a stranger's key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use transition_operator::image::archive::Limits;
+use transition_operator::image::build::{ImageSpec, PushedImage, build_and_push, timestamp_tag};
+use transition_operator::image::lookaside::{self, SignaturePath, SignatureStore};
+use transition_operator::image::registry::{Credentials, Registry, RegistryConfig};
+use transition_operator::image::signing::{SigningError, sign_pushed};
+use transition_operator::storage::{ArchiveStore, StoreConfig};
+use transition_testlab::{Lab, RegistryEndpoint, checkpoint_fixture};
+
+/// A GnuPG home with one Ed25519 signing key, made as docs/images.md says.
+struct GpgKey {
+    home: TempDir,
+    fingerprint: String,
+    /// `gpg --armor --export-secret-keys`: what the operator's Secret holds.
+    secret_file: PathBuf,
+    /// `gpg --export`: what a node's policy names.
+    public_file: PathBuf,
+}
+
+impl GpgKey {
+    fn generate(uid: &str) -> GpgKey {
+        let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
+        let gpg = |args: &[&str]| -> Output {
+            let out = Command::new("gpg")
+                .arg("--homedir")
+                .arg(home.path())
+                .args(["--batch", "--no-tty"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "gpg {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out
+        };
+        gpg(&[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            "sign",
+            "never",
+        ]);
+        let colons = String::from_utf8(gpg(&["--with-colons", "--fingerprint"]).stdout).unwrap();
+        let fingerprint = colons
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .map(|l| l.trim_matches(':').to_owned())
+            .unwrap();
+        let secret_file = home.path().join("operator-signing-key.asc");
+        std::fs::write(
+            &secret_file,
+            gpg(&["--armor", "--export-secret-keys", &fingerprint]).stdout,
+        )
+        .unwrap();
+        let public_file = home.path().join("transition.gpg");
+        std::fs::write(&public_file, gpg(&["--export", &fingerprint]).stdout).unwrap();
+        GpgKey {
+            home,
+            fingerprint,
+            secret_file,
+            public_file,
+        }
+    }
+}
+
+impl Drop for GpgKey {
+    fn drop(&mut self) {
+        // The agent gpg started for this home; nothing else is touched.
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
+}
+
+fn registry(ep: &RegistryEndpoint) -> Registry {
+    Registry::new(&RegistryConfig {
+        host: ep.host.clone(),
+        insecure: true,
+        credentials: Some(Credentials {
+            username: ep.user.clone(),
+            password: ep.password.clone(),
+        }),
+        timeout: Duration::from_secs(60),
+    })
+    .unwrap()
+}
+
+fn spec(repo: &str) -> ImageSpec {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    ImageSpec {
+        repo: repo.to_owned(),
+        tag: timestamp_tag(&now),
+        moving_tag: None,
+        chunk_size: 64 << 10,
+        limits: Limits::default(),
+        known_digest: None,
+        created: now,
+        arch: None,
+        unseal: Default::default(),
+        encryption: None,
+    }
+}
+
+fn signature_store(lab: &Lab) -> SignatureStore {
+    let s3 = lab.s3().unwrap();
+    SignatureStore::new(&ArchiveStore::new(&StoreConfig {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        bucket: s3.bucket.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key: s3.secret_key.clone(),
+        timeout: Duration::from_secs(30),
+    }))
+}
+
+/// A fresh checkpoint image in its own repository.
+async fn push(ep: &RegistryEndpoint, name: &str) -> (String, PushedImage) {
+    let repo = format!("checkpoints/sig-{}/{name}", std::process::id());
+    let archive = checkpoint_fixture("small", 0).unwrap();
+    let pushed = build_and_push(
+        &registry(ep),
+        std::fs::File::open(&archive).unwrap(),
+        &spec(&repo),
+    )
+    .await
+    .unwrap();
+    (repo, pushed)
+}
+
+fn now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+/// The operator's lookaside route, served in-process on a free port: its base URL.
+async fn serve_lookaside(store: SignatureStore) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, lookaside::router(store))
+            .await
+            .unwrap();
+    });
+    format!("http://{addr}/{}", lookaside::PREFIX)
+}
+
+/// A node's trust configuration: `policy.json` requiring `public_key` for the lab registry and
+/// a `registries.d` naming `lookaside` for it.
+struct NodeTrust {
+    dir: TempDir,
+}
+
+impl NodeTrust {
+    fn new(registry_host: &str, public_key: &Path, lookaside: &str) -> NodeTrust {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {registry_host: [{
+                "type": "signedBy",
+                "keyType": "GPGKeys",
+                "keyPath": public_key,
+            }]}},
+        });
+        std::fs::write(dir.path().join("policy.json"), policy.to_string()).unwrap();
+        std::fs::create_dir(dir.path().join("registries.d")).unwrap();
+        std::fs::write(
+            dir.path().join("registries.d/transition.yaml"),
+            format!("docker:\n  \"{registry_host}\":\n    lookaside: {lookaside}\n"),
+        )
+        .unwrap();
+        NodeTrust { dir }
+    }
+
+    /// `skopeo copy` of `reference` (`host/repo@sha256:<index>`, as the nodes pull) under this
+    /// policy, on a blocking thread (the lookaside is served by this process).
+    async fn pull(&self, ep: &RegistryEndpoint, reference: &str) -> Output {
+        let d = self.dir.path().to_owned();
+        let creds = format!("{}:{}", ep.user, ep.password);
+        let src = format!("docker://{reference}");
+        tokio::task::spawn_blocking(move || {
+            let out = d.join(format!("pulled-{}", rand_suffix()));
+            Command::new("skopeo")
+                .arg("--policy")
+                .arg(d.join("policy.json"))
+                .arg("--registries.d")
+                .arg(d.join("registries.d"))
+                .args([
+                    "copy",
+                    "--src-tls-verify=false",
+                    "--src-creds",
+                    &creds,
+                    &src,
+                ])
+                .arg(format!("dir:{}", out.display()))
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A file:// lookaside holding `signatures` (`(repo, digest, blob)`), as containers/image lays
+/// it out: `<dir>/<repo>@sha256=<hex>/signature-1`.
+fn file_lookaside(signatures: &[(&str, &str, &[u8])]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (repo, digest, blob) in signatures {
+        let p = dir
+            .path()
+            .join(SignaturePath::of(repo, digest, 1).unwrap().relative());
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, blob).unwrap();
+    }
+    dir
+}
+
+async fn stored(store: &SignatureStore, repo: &str, digest: &str) -> Vec<u8> {
+    store
+        .get(&SignaturePath::of(repo, digest, 1).unwrap())
+        .await
+        .unwrap()
+        .expect("a stored signature")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_standalone_verify_accepts_the_operators_signatures_of_the_index_and_the_manifest() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let store = signature_store(&lab);
+    let (repo, pushed) = push(&ep, "verify").await;
+    let signed = sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
+        .await
+        .unwrap();
+    assert_eq!(signed.fingerprint, key.fingerprint, "the gpg key signed");
+    assert_eq!(
+        signed.digests,
+        [pushed.index_digest.clone(), pushed.manifest_digest.clone()]
+    );
+    let identity = format!("{}/{repo}:{}", ep.host, pushed.tag);
+    let reg = registry(&ep);
+    let dir = tempfile::tempdir().unwrap();
+    for digest in [&pushed.index_digest, &pushed.manifest_digest] {
+        let (manifest, _) = reg.get_manifest(&repo, digest).await.unwrap();
+        let manifest_file = dir.path().join("manifest.json");
+        std::fs::write(&manifest_file, &manifest).unwrap();
+        let sig_file = dir.path().join("signature-1");
+        std::fs::write(&sig_file, stored(&store, &repo, digest).await).unwrap();
+        let out = Command::new("skopeo")
+            .env("GNUPGHOME", key.home.path())
+            .arg("standalone-verify")
+            .args([&manifest_file, Path::new(&identity)])
+            .arg(&key.fingerprint)
+            .arg(&sig_file)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{digest}: {}", stderr(&out));
+        assert!(said.contains(digest.as_str()), "{said}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_by_index_digest_through_the_operators_http_lookaside_passes_a_signed_by_policy_and_a_strangers_key_does_not()
+ {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let stranger = GpgKey::generate("someone else <else@example.com>");
+    let store = signature_store(&lab);
+    let (repo, pushed) = push(&ep, "pull").await;
+    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
+        .await
+        .unwrap();
+    let base = serve_lookaside(store.clone()).await;
+
+    let node = NodeTrust::new(&ep.host, &key.public_file, &base);
+    let out = node.pull(&ep, &pushed.reference).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let suspicious = NodeTrust::new(&ep.host, &stranger.public_file, &base);
+    let out = suspicious.pull(&ep, &pushed.reference).await;
+    assert!(!out.status.success(), "a stranger's key accepted it");
+    // gpgme: the signing key is not among the policy's keys ("No public key").
+    assert!(
+        stderr(&out).contains("Invalid GPG signature"),
+        "refused for the key: {}",
+        stderr(&out)
+    );
+
+    // The same policy refuses an image the operator did not sign.
+    let (_, unsigned) = push(&ep, "unsigned").await;
+    let out = node.pull(&ep, &unsigned.reference).await;
+    assert!(!out.status.success(), "an unsigned image was accepted");
+    assert!(
+        stderr(&out).contains("no signature exists"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_signature_or_a_signature_of_another_image_is_refused() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let store = signature_store(&lab);
+    let (repo, pushed) = push(&ep, "tamper").await;
+    let (other_repo, other) = push(&ep, "other").await;
+    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
+        .await
+        .unwrap();
+    sign_pushed(&key.secret_file, &store, &other, &other_repo, now())
+        .await
+        .unwrap();
+    let (index_sig, manifest_sig) = (
+        stored(&store, &repo, &pushed.index_digest).await,
+        stored(&store, &repo, &pushed.manifest_digest).await,
+    );
+
+    // The untouched copies pass through a file:// lookaside (the control case).
+    let good = file_lookaside(&[
+        (&repo, &pushed.index_digest, &index_sig),
+        (&repo, &pushed.manifest_digest, &manifest_sig),
+    ]);
+    let url = format!("file://{}", good.path().display());
+    let out = NodeTrust::new(&ep.host, &key.public_file, &url)
+        .pull(&ep, &pushed.reference)
+        .await;
+    assert!(out.status.success(), "control: {}", stderr(&out));
+
+    // One byte of the signed payload changed.
+    let mut tampered = manifest_sig.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x01;
+    let bad = file_lookaside(&[
+        (&repo, &pushed.index_digest, &index_sig),
+        (&repo, &pushed.manifest_digest, &tampered),
+    ]);
+    let out = NodeTrust::new(
+        &ep.host,
+        &key.public_file,
+        &format!("file://{}", bad.path().display()),
+    )
+    .pull(&ep, &pushed.reference)
+    .await;
+    assert!(!out.status.success(), "a tampered signature was accepted");
+    assert!(
+        stderr(&out).contains("signature"),
+        "refused for the signature: {}",
+        stderr(&out)
+    );
+
+    // The other image's valid signatures, copied to this image's places.
+    let (other_index, other_manifest) = (
+        stored(&store, &other_repo, &other.index_digest).await,
+        stored(&store, &other_repo, &other.manifest_digest).await,
+    );
+    let moved = file_lookaside(&[
+        (&repo, &pushed.index_digest, &other_index),
+        (&repo, &pushed.manifest_digest, &other_manifest),
+    ]);
+    let out = NodeTrust::new(
+        &ep.host,
+        &key.public_file,
+        &format!("file://{}", moved.path().display()),
+    )
+    .pull(&ep, &pushed.reference)
+    .await;
+    assert!(
+        !out.status.success(),
+        "another image's signature was accepted"
+    );
+    let why = stderr(&out);
+    assert!(
+        why.contains("does not match") || why.contains("not accepted"),
+        "{why}"
+    );
+}
+
+/// containers/image checks the PLATFORM MANIFEST's signature when a pull by index digest picks
+/// the node's platform: the index's alone is not enough (why the operator signs both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_by_index_digest_checks_the_platform_manifests_signature() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let store = signature_store(&lab);
+    let (repo, pushed) = push(&ep, "instance").await;
+    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
+        .await
+        .unwrap();
+    let index_sig = stored(&store, &repo, &pushed.index_digest).await;
+    let only_index = file_lookaside(&[(&repo, &pushed.index_digest, &index_sig)]);
+    let out = NodeTrust::new(
+        &ep.host,
+        &key.public_file,
+        &format!("file://{}", only_index.path().display()),
+    )
+    .pull(&ep, &pushed.reference)
+    .await;
+    assert!(
+        !out.status.success(),
+        "the index's signature alone was enough"
+    );
+    assert!(
+        stderr(&out).contains("no signature exists"),
+        "refused for the missing manifest signature: {}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_signatures_are_gone_from_s3_and_the_lookaside_answers_404_and_400() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let store = signature_store(&lab);
+    let (repo, pushed) = push(&ep, "delete").await;
+    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
+        .await
+        .unwrap();
+    let base = serve_lookaside(store.clone()).await;
+    let http = reqwest::Client::new();
+    let url = |digest: &str, n: u32| {
+        format!(
+            "{base}/{}",
+            SignaturePath::of(&repo, digest, n).unwrap().relative()
+        )
+    };
+    let get = |u: String| {
+        let http = http.clone();
+        async move { http.get(u).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(url(&pushed.manifest_digest, 1)).await, 200);
+    assert_eq!(
+        get(url(&pushed.manifest_digest, 2)).await,
+        404,
+        "no second one"
+    );
+    assert_eq!(get(format!("{base}/{repo}/../x")).await, 400);
+    assert_eq!(get(format!("{base}/..%2f..%2fetc%2fpasswd")).await, 400);
+
+    store
+        .delete_image(&repo, &pushed.index_digest)
+        .await
+        .unwrap();
+    for digest in [&pushed.index_digest, &pushed.manifest_digest] {
+        assert_eq!(get(url(digest, 1)).await, 404, "{digest} deleted");
+    }
+    // Deleting again (a retried cleanup) is not an error.
+    store
+        .delete_image(&repo, &pushed.index_digest)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_public_key_file_configured_as_the_signing_key_signs_nothing() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let armored_public = key.home.path().join("public.asc");
+    let out = Command::new("gpg")
+        .arg("--homedir")
+        .arg(key.home.path())
+        .args(["--batch", "--armor", "--export", &key.fingerprint])
+        .output()
+        .unwrap();
+    std::fs::write(&armored_public, &out.stdout).unwrap();
+    let store = signature_store(&lab);
+    let (repo, pushed) = push(&ep, "public").await;
+    let err = sign_pushed(&armored_public, &store, &pushed, &repo, now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SigningError::Key(_)), "{err}");
+    assert!(!err.transient(), "the key file must be fixed");
+    assert!(err.to_string().contains("PUBLIC"), "{err}");
+    assert!(
+        store
+            .get(&SignaturePath::of(&repo, &pushed.index_digest, 1).unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing stored"
+    );
+}
