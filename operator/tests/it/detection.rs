@@ -1,7 +1,9 @@
 //! Fault detection against the lab's REAL kube-apiserver + kube-controller-manager (source
 //! cluster): two nodes' agents go silent; the node whose kubelet Lease keeps renewing is
 //! AgentDown (no failover); the one whose Lease stopped is confirmed failed (one fault event), and
-//! node-lifecycle marks it NotReady. Heartbeats travel over real HTTP to our endpoint.
+//! node-lifecycle marks it NotReady. Heartbeats travel over real HTTP to our endpoint. The
+//! kubelet evidence (docs/detection.md, "Fast confirmation") is checked against kubelet shims
+//! (`hack/kubelet-shim.py --node`) behind the same API server's node proxy.
 
 #![allow(
     clippy::unwrap_used,
@@ -286,4 +288,288 @@ async fn the_probe_reads_the_source_cluster_through_the_policys_kubeconfig_secre
         "the Node's Ready condition, read with the Secret"
     );
     assert!(view.lease_renewed_ms.is_some(), "and its Lease");
+}
+
+/// A `hack/kubelet-shim.py` in node mode: registers its Node (InternalIP 127.0.0.1, its HTTPS
+/// port), renews its Lease every 2 s and serves the kubelet's `/healthz` behind the REAL API
+/// server's node proxy. Killed (and its Node deleted by the test) on drop.
+struct NodeShim {
+    child: std::process::Child,
+    name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeShim {
+    async fn start(lab: &Lab, nodes: &Api<Node>, name: &str) -> NodeShim {
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("python3")
+            .arg(transition_testlab::repo_root().join("hack/kubelet-shim.py"))
+            .args(["--node", name, "--lease-interval", "2", "--kubeconfig"])
+            .arg(lab.cluster(CLUSTER).unwrap().kubeconfig)
+            .arg("--kubectl")
+            .arg(lab.var("LAB_KUBECTL").unwrap())
+            .arg("--state-dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let shim = NodeShim {
+            child,
+            name: name.to_owned(),
+            _dir: dir,
+        };
+        // Registered: the Node carries its kubelet port.
+        for _ in 0..200 {
+            let port = nodes
+                .get_opt(name)
+                .await
+                .unwrap()
+                .and_then(|n| Some(n.status?.daemon_endpoints?.kubelet_endpoint?.port));
+            let leases: Api<Lease> =
+                Api::namespaced(nodes.clone().into_client(), "kube-node-lease");
+            if port.is_some_and(|p| p > 0) && leases.get_opt(name).await.unwrap().is_some() {
+                return shim;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("kubelet-shim never registered Node {name}");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for NodeShim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::process::Command::new(
+            transition_testlab::Lab::get()
+                .ok()
+                .and_then(|l| l.var("LAB_KUBECTL").ok().map(str::to_owned))
+                .unwrap_or_else(|| "kubectl".into()),
+        )
+        .args(["--kubeconfig"])
+        .arg(
+            transition_testlab::Lab::get()
+                .ok()
+                .and_then(|l| l.cluster(CLUSTER).ok())
+                .map(|c| c.kubeconfig)
+                .unwrap_or_default(),
+        )
+        .args(["delete", "node", &self.name, "--wait=false"])
+        .output();
+    }
+}
+
+/// The real probe asks the kubelet through the REAL kube-apiserver's node proxy: a live shim
+/// answers (reachable); killed, the API server's own dial error comes back at once (unreachable,
+/// classified from its v1.20 wording) while the Node and Lease GETs of the same probe still
+/// answer and a peer's kubelet still does; frozen (SIGSTOP: the kernel accepts the connection,
+/// nobody answers TLS), our deadline ends the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_sees_a_kubelet_through_the_node_proxy_and_a_dead_one_as_unreachable_at_once() {
+    use transition_operator::detect::kubelet_reach::{KubeletCheck, KubeletReach};
+    use transition_operator::detect::run::ClusterProbe;
+    let lab = Lab::get().unwrap();
+    let source = lab.kube_client(CLUSTER).await.unwrap();
+    let nodes: Api<Node> = Api::all(source.clone());
+    let (name, peer_name) = (
+        format!("k-probe-{}", std::process::id()),
+        format!("k-peer-{}", std::process::id()),
+    );
+    let (shim, peer) = tokio::join!(
+        NodeShim::start(&lab, &nodes, &name),
+        NodeShim::start(&lab, &nodes, &peer_name)
+    );
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(CLUSTER.to_owned(), source.clone());
+    let probe = KubeProbe {
+        clients,
+        secrets: None,
+    };
+    let key = |n: &str| NodeKey {
+        cluster: CLUSTER.into(),
+        node: n.into(),
+    };
+    let check = KubeletCheck {
+        timeout_ms: 500,
+        peer: Some(peer_name.clone()),
+    };
+
+    let live = probe.view(&key(&name), Some(&check)).await.unwrap();
+    assert_eq!(live.kubelet, KubeletReach::Reachable, "{live:?}");
+    assert_eq!(
+        live.peer, None,
+        "a peer is asked only for an unreachable kubelet"
+    );
+    assert!(live.lease_renewed_ms.is_some());
+
+    shim.signal("-KILL");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let dead = probe.view(&key(&name), Some(&check)).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        matches!(&dead.kubelet, KubeletReach::Unreachable(m) if m.contains("connection refused") && m.contains("error trying to reach service")),
+        "{dead:?}"
+    );
+    assert!(
+        took < Duration::from_millis(400),
+        "the API server's own answer, not our deadline: {took:?}"
+    );
+    assert!(dead.kubelet_down(), "a peer's kubelet answers: {dead:?}");
+    assert_eq!(dead.ready, Some(true), "the Node still reads as it was");
+    let renewed = dead.lease_renewed_ms.unwrap();
+    let age = transition_operator::detect::server::now_ms().saturating_sub(renewed);
+    assert!(
+        age < 15_000,
+        "the Lease is fresh: only the kubelet evidence can confirm this early ({age} ms)"
+    );
+
+    // A frozen node: connected at the TCP level, no answer; our 500 ms deadline says unreachable.
+    peer.signal("-STOP");
+    let started = std::time::Instant::now();
+    let frozen = probe
+        .view(
+            &key(&peer_name),
+            Some(&KubeletCheck {
+                timeout_ms: 500,
+                peer: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    peer.signal("-CONT");
+    assert!(
+        matches!(&frozen.kubelet, KubeletReach::Unreachable(m) if m.contains("within 500 ms")),
+        "{frozen:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    assert!(
+        !frozen.kubelet_down(),
+        "no peer asked: not evidence on its own"
+    );
+
+    // Not asked: the probe is the Lease rule's alone.
+    let off = probe.view(&key(&name), None).await.unwrap();
+    assert_eq!(off.kubelet, KubeletReach::NotAsked);
+}
+
+/// End to end with the default thresholds: heartbeats over real HTTP every second from two
+/// nodes run by kubelet shims; one node dies (its shim is killed, its agent falls silent). The
+/// detector, probing through the REAL API server, confirms it from the kubelet evidence within
+/// 3 s of the last heartbeat — while its Lease is still fresh — and never touches the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_confirmed_within_three_seconds_of_its_last_heartbeat_through_the_kubelet() {
+    let lab = Lab::get().unwrap();
+    let source = lab.kube_client(CLUSTER).await.unwrap();
+    let nodes: Api<Node> = Api::all(source.clone());
+    let (name, peer_name) = (
+        format!("k-dies-{}", std::process::id()),
+        format!("k-lives-{}", std::process::id()),
+    );
+    let (shim, _peer) = tokio::join!(
+        NodeShim::start(&lab, &nodes, &name),
+        NodeShim::start(&lab, &nodes, &peer_name)
+    );
+    let mut tokens = Tokens::default();
+    tokens.insert(CLUSTER, TOKEN);
+    let config = TrackerConfig {
+        warmup_ms: 0,
+        ..TrackerConfig::default()
+    };
+    let (shared, changes) = beats(tokens, config);
+    let (faults_tx, mut faults) = tokio::sync::mpsc::channel(8);
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(CLUSTER.to_owned(), source.clone());
+    let detector = Detector {
+        beats: shared.clone(),
+        probe: KubeProbe {
+            clients,
+            secrets: None,
+        },
+        writer: None,
+        faults: faults_tx,
+        faults_full: Default::default(),
+        changes,
+        probe_timeout: Duration::from_secs(3),
+        last_seen_every: Duration::from_secs(600),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(detector.run(stop.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/heartbeat", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(shared.clone())).await.unwrap() });
+
+    let http = reqwest::Client::new();
+    let beat = move |node: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let body = serde_json::json!({"node": node, "cluster_name": CLUSTER});
+            let resp = http
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    // The live node's agent beats every second throughout.
+    let peer_beats = tokio::spawn({
+        let beat = beat.clone();
+        let peer_name = peer_name.clone();
+        async move {
+            loop {
+                beat(peer_name.clone()).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    for _ in 0..8 {
+        beat(name.clone()).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The last heartbeat of the node that dies, then its kubelet dies with it.
+    beat(name.clone()).await;
+    let last_beat = tokio::time::Instant::now();
+    shim.signal("-KILL");
+    let fault = tokio::time::timeout(Duration::from_secs(20), faults.recv())
+        .await
+        .expect("a fault within 20 s")
+        .unwrap();
+    let after = last_beat.elapsed();
+    eprintln!(
+        "confirmed {after:?} after the last heartbeat: {}",
+        fault.reason
+    );
+    assert_eq!(fault.node, name, "only the dead node fails over");
+    assert!(
+        fault
+            .reason
+            .contains("kubelet has been unreachable through the API server"),
+        "{}",
+        fault.reason
+    );
+    assert!(
+        after <= Duration::from_secs(3),
+        "confirmed {after:?} after the last heartbeat"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(faults.try_recv().is_err(), "the live node never fails over");
+    peer_beats.abort();
+    stop.cancel();
 }
