@@ -289,10 +289,18 @@ mod tests {
             period(&every, at("2026-11-22T10:00:03Z")),
             Some(Duration::from_secs(10))
         );
-        let run = due(&every, at("2026-11-22T10:00:00Z"), at("2026-11-22T10:00:13Z"));
+        let run = due(
+            &every,
+            at("2026-11-22T10:00:00Z"),
+            at("2026-11-22T10:00:13Z"),
+        );
         assert_eq!(run, Some(at("2026-11-22T10:00:10Z")));
         assert_eq!(
-            due(&every, at("2026-11-22T10:00:10Z"), at("2026-11-22T10:00:19.999Z")),
+            due(
+                &every,
+                at("2026-11-22T10:00:10Z"),
+                at("2026-11-22T10:00:19.999Z")
+            ),
             None,
             "the same slot runs once"
         );
@@ -314,7 +322,15 @@ mod tests {
 
     #[test]
     fn a_malformed_interval_is_refused_with_the_accepted_form() {
-        for bad in ["@every", "@every 0s", "@every 10", "@every 10m", "@every -5s", "@every 86401s", "@every 1e3s"] {
+        for bad in [
+            "@every",
+            "@every 0s",
+            "@every 10",
+            "@every 10m",
+            "@every -5s",
+            "@every 86401s",
+            "@every 1e3s",
+        ] {
             let e = parse_cron(bad).unwrap_err().to_string();
             assert!(e.contains("@every <seconds>s"), "{bad}: {e}");
         }

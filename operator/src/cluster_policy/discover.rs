@@ -538,7 +538,10 @@ spec:
             &defaults(),
         );
         assert_eq!(d.checkpoints[0].spec.schedule, "*/3 * * * *");
-        assert_eq!(d.checkpoints[0].spec.additional_schedules, vec!["@every 10s"]);
+        assert_eq!(
+            d.checkpoints[0].spec.additional_schedules,
+            vec!["@every 10s"]
+        );
     }
 
     #[test]

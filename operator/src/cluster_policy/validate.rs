@@ -557,7 +557,10 @@ targetClusterPolicy: {preferClusters: [{name: dst, weight: 1}]}
         );
         let errors = validate(&s).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert_eq!(errors[0].field, "spec.packageSelectors[0].backupInformation[0]");
+        assert_eq!(
+            errors[0].field,
+            "spec.packageSelectors[0].backupInformation[0]"
+        );
         assert!(errors[0].reason.contains("set one"), "{}", errors[0].reason);
     }
 
