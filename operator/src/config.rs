@@ -110,6 +110,14 @@ pub struct Config {
     /// Read at every build.
     #[arg(long, env = "IMAGE_ENCRYPTION_KEYS_DIR")]
     pub image_encryption_keys_dir: Option<PathBuf>,
+    /// ASCII-armored OpenPGP secret key without passphrase (`gpg --armor --export-secret-keys`;
+    /// a mounted Secret) that signs every checkpoint image pushed: containers/image simple
+    /// signatures of the index and platform manifest digests, kept in S3 and served at
+    /// `GET /sigstore/…` on the heartbeat endpoint (a node's `registries.d` lookaside). Read at
+    /// every signing, so a rotated Secret needs no restart. A key that cannot sign fails the run
+    /// (no unsigned image is recorded). Without it images are not signed.
+    #[arg(long, env = "IMAGE_SIGNING_KEY_FILE")]
+    pub image_signing_key_file: Option<PathBuf>,
     /// Checkpoints kept per container; older archives and images are pruned.
     #[arg(long, env = "CHECKPOINT_RETENTION", default_value_t = 3)]
     pub checkpoint_retention: usize,

@@ -51,6 +51,8 @@ pub struct Settings {
     pub archive_identity_file: Option<PathBuf>,
     /// `<cluster>.pem` public keys: checkpoint layers are pushed encrypted when set.
     pub image_encryption_keys_dir: Option<PathBuf>,
+    /// `--image-signing-key-file`: the key that signs every pushed image (`None`: unsigned).
+    pub image_signing_key_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -71,6 +73,7 @@ impl Default for Settings {
             phase_pause: Duration::ZERO,
             archive_identity_file: None,
             image_encryption_keys_dir: None,
+            image_signing_key_file: None,
         }
     }
 }
@@ -103,6 +106,7 @@ impl Settings {
             phase_pause: Duration::from_millis(config.phase_pause_ms),
             archive_identity_file: config.archive_identity_file.clone(),
             image_encryption_keys_dir: config.image_encryption_keys_dir.clone(),
+            image_signing_key_file: config.image_signing_key_file.clone(),
             ..Settings::default()
         })
     }

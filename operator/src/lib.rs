@@ -85,6 +85,7 @@ async fn start_detection(
     client: kube::Client,
     metrics: &metrics::Metrics,
     probe: detect::run::SecretClients,
+    signatures: Option<image::lookaside::SignatureStore>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<(Arc<detect::server::Beats>, Faults), RunError> {
     let (tokens, loaded) = detect::tokens_file::read(tokens_file).await?;
@@ -151,7 +152,11 @@ async fn start_detection(
         .map_err(|source| RunError::HeartbeatBind { addr, source })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "heartbeat endpoint listening");
-    let app = detect::server::router(beats.clone());
+    let mut app = detect::server::router(beats.clone());
+    if let Some(store) = signatures {
+        // Image signatures for the nodes' registries.d lookaside (docs/images.md#signatures).
+        app = app.merge(image::lookaside::router(store));
+    }
     tokio::spawn(async move {
         let served = match tls {
             Some(tls) => detect::tls::serve(listener, tls, app, stop).await,
@@ -404,8 +409,20 @@ pub async fn run(config: config::Config, client: kube::Client) -> Result<(), Run
             management: client.clone(),
             caches,
         };
-        let (beats, rx) =
-            start_detection(&config, path, client, &metrics, probe, running.clone()).await?;
+        let signatures = context
+            .store
+            .as_ref()
+            .map(image::lookaside::SignatureStore::new);
+        let (beats, rx) = start_detection(
+            &config,
+            path,
+            client,
+            &metrics,
+            probe,
+            signatures,
+            running.clone(),
+        )
+        .await?;
         context = context.with_beats(beats);
         faults = Some(rx);
     } else {

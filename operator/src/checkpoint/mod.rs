@@ -13,6 +13,7 @@ pub mod prune;
 pub mod registry;
 pub mod run;
 pub mod schedule;
+pub mod sign;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,15 @@ pub enum Error {
         source: Box<crate::image::build::ImageError>,
     },
     #[error(
+        "failed to run Checkpoint {checkpoint}: image {image} was pushed but not signed, so it is not recorded (deleted): {source}"
+    )]
+    Sign {
+        checkpoint: String,
+        image: String,
+        #[source]
+        source: Box<crate::image::signing::SigningError>,
+    },
+    #[error(
         "failed to run Checkpoint {checkpoint}: failed to read its ClusterPolicy {policy} (whose target clusters the image is encrypted for): {source}"
     )]
     ReadPolicy {
@@ -160,6 +170,7 @@ impl Error {
             Error::UploadMissing { .. } => "UploadMissing",
             Error::Store { .. } => "Store",
             Error::Image { .. } => "Image",
+            Error::Sign { .. } => "Sign",
             Error::ReadPolicy { .. } => "ReadPolicy",
             Error::PatchStatus { .. } => "PatchStatus",
             Error::Finalizer { .. } => "Finalizer",
@@ -169,7 +180,12 @@ impl Error {
 
     /// Whether the run cannot succeed by retrying (it ends Failed at once).
     pub fn ends_the_run(&self) -> bool {
-        matches!(self, Error::PodGone { .. } | Error::UploadMissing { .. })
+        match self {
+            Error::PodGone { .. } | Error::UploadMissing { .. } => true,
+            // The key file must be fixed; S3 unreachable may pass.
+            Error::Sign { source, .. } => !source.transient(),
+            _ => false,
+        }
     }
 }
 

@@ -1,8 +1,10 @@
-//! Retention: the archives and images of history records beyond the retention are deleted.
+//! Retention: the archives and images of history records beyond the retention are deleted, and
+//! with an image its signatures ([`crate::image::lookaside`]).
 
 use tracing::warn;
 use transition_crds::checkpoint::CheckpointRecord;
 
+use crate::image::lookaside::SignatureStore;
 use crate::image::registry::Registry;
 use crate::observe::metrics::{Metrics, OutcomeLabels};
 use crate::storage::ArchiveStore;
@@ -28,10 +30,13 @@ pub async fn prune(
         {
             warn!(error = %e, "failed to prune an old archive");
         }
-        if let Some((repo, digest)) = r.image.as_deref().and_then(repository_and_digest)
-            && let Err(e) = registry.delete_manifest(repo, digest).await
-        {
-            warn!(error = %e, "failed to prune an old checkpoint image");
+        if let Some((repo, digest)) = r.image.as_deref().and_then(repository_and_digest) {
+            if let Err(e) = registry.delete_manifest(repo, digest).await {
+                warn!(error = %e, "failed to prune an old checkpoint image");
+            }
+            if let Err(e) = SignatureStore::new(store).delete_image(repo, digest).await {
+                warn!(error = %e, "failed to prune the signatures of an old checkpoint image");
+            }
         }
     }
     if !dropped.is_empty() {
@@ -45,7 +50,8 @@ pub async fn prune(
 }
 
 /// Deletes the archives of `records`, and with `images` (the registry, and the digests that must
-/// stay) their images too; returns what could not be deleted, one line per object.
+/// stay) their images and the images' signatures too; returns what could not be deleted, one
+/// line per object.
 pub async fn delete_records(
     store: &ArchiveStore,
     images: Option<(&Registry, &[String])>,
@@ -63,9 +69,13 @@ pub async fn delete_records(
         };
         if let Some((repo, digest)) = r.image.as_deref().and_then(repository_and_digest)
             && !pinned.iter().any(|p| p == digest)
-            && let Err(e) = registry.delete_manifest(repo, digest).await
         {
-            left.push(e.to_string());
+            if let Err(e) = registry.delete_manifest(repo, digest).await {
+                left.push(e.to_string());
+            }
+            if let Err(e) = SignatureStore::new(store).delete_image(repo, digest).await {
+                left.push(e.to_string());
+            }
         }
     }
     left

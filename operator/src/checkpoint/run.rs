@@ -308,6 +308,9 @@ pub async fn build_image(
             outcome: "pushed".into(),
         })
         .inc();
+    if let Some(key_file) = &ctx.settings.image_signing_key_file {
+        super::sign::sign(ctx, target, store, registry, &pushed, &repo, key_file).await?;
+    }
     Ok(Built::Image(pushed.reference, object.plaintext_size))
 }
 

@@ -1,7 +1,7 @@
 //! A deleted Checkpoint, against the lab's REAL kube-apiserver v1.20.2, s3s-fs and docker-registry:
 //! the finalizer holds the object until the operator deleted the S3 archives (and digest record)
-//! and the registry manifests of its history — except an image a Transition recorded (Git may pin
-//! it) — then the object goes.
+//! and the registry manifests of its history and their signatures — except an image a Transition
+//! recorded (Git may pin it) — then the object goes.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,14 +19,16 @@ use transition_crds::{Checkpoint, Transition};
 use transition_operator::checkpoint;
 use transition_operator::context::Context;
 use transition_operator::image::archive::Limits;
-use transition_operator::image::build::{ImageSpec, build_and_push, timestamp_tag};
+use transition_operator::image::build::{ImageSpec, PushedImage, build_and_push, timestamp_tag};
+use transition_operator::image::lookaside::SignaturePath;
 use transition_operator::image::registry::{Credentials, Registry, RegistryConfig};
+use transition_operator::image::signing::sign_pushed;
 use transition_operator::k8s::crd_install::install_crds;
 use transition_operator::observe::metrics::Metrics;
 use transition_operator::storage::{ArchiveStore, StoreConfig};
 use transition_testlab::{Lab, checkpoint_fixture, fresh_namespace};
 
-async fn push(reg: &Registry, repo: &str) -> String {
+async fn push(reg: &Registry, repo: &str) -> PushedImage {
     let archive = checkpoint_fixture("small", 0).unwrap();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let spec = ImageSpec {
@@ -44,7 +46,6 @@ async fn push(reg: &Registry, repo: &str) -> String {
     build_and_push(reg, std::fs::File::open(&archive).unwrap(), &spec)
         .await
         .unwrap()
-        .reference
 }
 
 fn manifest_status(ep: &transition_testlab::RegistryEndpoint, reference: &str) -> u16 {
@@ -118,9 +119,29 @@ async fn a_deleted_checkpoint_takes_its_archives_and_images_with_it_but_keeps_a_
     })
     .unwrap();
     let repo = format!("checkpoints/{ns}/counter-counter");
-    let old = push(&reg, &repo).await;
-    let deployed = push(&reg, &format!("{repo}-deployed")).await;
+    let deployed_repo = format!("{repo}-deployed");
+    let (old_image, deployed_image) = (push(&reg, &repo).await, push(&reg, &deployed_repo).await);
+    let (old, deployed) = (
+        old_image.reference.clone(),
+        deployed_image.reference.clone(),
+    );
     assert_eq!(manifest_status(&ep, &old), 200);
+    // Both images signed, as a run with --image-signing-key-file leaves them.
+    let key = crate::image_signing::GpgKey::generate("transition-operator <ops@example.com>");
+    let signatures = crate::image_signing::signature_store(&lab);
+    for (image, r) in [(&old_image, &repo), (&deployed_image, &deployed_repo)] {
+        sign_pushed(&key.secret_file, &signatures, image, r, 1_765_000_000)
+            .await
+            .unwrap();
+    }
+    let signature_of = |image: &PushedImage, r: &str, index: bool| {
+        let digest = if index {
+            &image.index_digest
+        } else {
+            &image.manifest_digest
+        };
+        SignaturePath::of(r, digest, 1).unwrap()
+    };
 
     // The registry Secret the Checkpoint names, and a Transition that deployed `deployed`.
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
@@ -229,4 +250,16 @@ async fn a_deleted_checkpoint_takes_its_archives_and_images_with_it_but_keeps_a_
         200,
         "the image a Transition deployed is kept"
     );
+    for index in [true, false] {
+        let gone = signatures
+            .get(&signature_of(&old_image, &repo, index))
+            .await
+            .unwrap();
+        assert!(gone.is_none(), "the old image's signatures were deleted");
+        let kept = signatures
+            .get(&signature_of(&deployed_image, &deployed_repo, index))
+            .await
+            .unwrap();
+        assert!(kept.is_some(), "the deployed image keeps its signatures");
+    }
 }

@@ -13,23 +13,23 @@ use tempfile::TempDir;
 use transition_operator::image::archive::Limits;
 use transition_operator::image::build::{ImageSpec, PushedImage, build_and_push, timestamp_tag};
 use transition_operator::image::lookaside::{self, SignaturePath, SignatureStore};
-use transition_operator::image::registry::{Credentials, Registry, RegistryConfig};
+use transition_operator::image::registry::{Credentials, Registry, RegistryConfig, RegistryError};
 use transition_operator::image::signing::{SigningError, sign_pushed};
 use transition_operator::storage::{ArchiveStore, StoreConfig};
 use transition_testlab::{Lab, RegistryEndpoint, checkpoint_fixture};
 
 /// A GnuPG home with one Ed25519 signing key, made as docs/images.md says.
-struct GpgKey {
-    home: TempDir,
-    fingerprint: String,
+pub struct GpgKey {
+    pub home: TempDir,
+    pub fingerprint: String,
     /// `gpg --armor --export-secret-keys`: what the operator's Secret holds.
-    secret_file: PathBuf,
+    pub secret_file: PathBuf,
     /// `gpg --export`: what a node's policy names.
-    public_file: PathBuf,
+    pub public_file: PathBuf,
 }
 
 impl GpgKey {
-    fn generate(uid: &str) -> GpgKey {
+    pub fn generate(uid: &str) -> GpgKey {
         let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
         let gpg = |args: &[&str]| -> Output {
             let out = Command::new("gpg")
@@ -118,7 +118,7 @@ fn spec(repo: &str) -> ImageSpec {
     }
 }
 
-fn signature_store(lab: &Lab) -> SignatureStore {
+pub fn signature_store(lab: &Lab) -> SignatureStore {
     let s3 = lab.s3().unwrap();
     SignatureStore::new(&ArchiveStore::new(&StoreConfig {
         endpoint: s3.endpoint.clone(),
@@ -509,5 +509,169 @@ async fn a_public_key_file_configured_as_the_signing_key_signs_nothing() {
             .unwrap()
             .is_none(),
         "nothing stored"
+    );
+}
+
+/// The archive the agent leaves in S3 (sha256 in its metadata) for a run to build from.
+async fn agent_upload(lab: &Lab, node: &str) -> String {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials as S3Creds, Region};
+    let s3 = lab.s3().unwrap();
+    let archive = checkpoint_fixture("small", 0).unwrap();
+    let bytes = std::fs::read(&archive).unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let key = transition_crds::storage::ArchiveKey::new(
+        "cluster1-azure",
+        node,
+        "checkpoint-counter-7d9f5_default-counter-2026-12-08T01:00:00Z.tar",
+    )
+    .unwrap()
+    .to_string();
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(s3.region.clone()))
+            .endpoint_url(&s3.endpoint)
+            .credentials_provider(S3Creds::new(
+                &s3.access_key,
+                &s3.secret_key,
+                None,
+                None,
+                "test",
+            ))
+            .force_path_style(true)
+            .build(),
+    );
+    client
+        .put_object()
+        .bucket(&s3.bucket)
+        .key(&key)
+        .metadata(transition_crds::storage::META_SHA256, sha)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+    key
+}
+
+/// A run's image step with `--image-signing-key-file`: the image it records verifies under the
+/// nodes' policy; with a key file that cannot sign the step fails, ending the run, and the
+/// unsigned image is gone from the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_records_only_images_it_signed_and_a_key_that_cannot_sign_ends_the_run() {
+    use std::sync::Arc;
+    use transition_crds::checkpoint::RunArchive;
+    use transition_operator::checkpoint::run::{Built, Target, build_image};
+    use transition_operator::context::{Context, Settings};
+
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let client = lab.kube_client(&lab.clusters()[0]).await.unwrap();
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let store = signature_store(&lab);
+    let s3 = lab.s3().unwrap();
+    let archives = ArchiveStore::new(&StoreConfig {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        bucket: s3.bucket.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key: s3.secret_key.clone(),
+        timeout: Duration::from_secs(30),
+    });
+    let context = |key_file: &Path| {
+        Context::new(
+            client.clone(),
+            Arc::new(transition_operator::observe::metrics::Metrics::default()),
+            Duration::from_secs(300),
+        )
+        .with_settings(Settings {
+            image_signing_key_file: Some(key_file.to_owned()),
+            ..Settings::default()
+        })
+        .with_store(archives.clone())
+    };
+    let checkpoint = |name: &str| -> transition_crds::Checkpoint {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "transition.dcnlab.ssu.ac.kr/v1", "kind": "Checkpoint",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"schedule": "@manual", "clusterRef": {"name": "cluster1-azure"},
+                     "podRef": {"namespace": "default", "name": "counter-a",
+                                "containerRef": {"containers": [{"name": "counter"}]}},
+                     "resourceRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "namespace": "default", "name": name},
+                     "registry": {"url": format!("http://{}", ep.host),
+                                  "repository": format!("checkpoints/sig-run-{}", std::process::id())}}
+        }))
+        .unwrap()
+    };
+    let run_archive = |key: String| RunArchive {
+        container: "counter".into(),
+        archive_key: key,
+        taken_at: None,
+        image: None,
+        size_bytes: None,
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+
+    let signed = checkpoint("signed");
+    let target = Target::of(&signed, "default/signed".into()).unwrap();
+    let archive = run_archive(agent_upload(&lab, &format!("sig-{}", std::process::id())).await);
+    let built = build_image(
+        &context(&key.secret_file),
+        &target,
+        &archives,
+        &registry(&ep),
+        &archive,
+        now,
+    )
+    .await
+    .unwrap();
+    let Built::Image(reference, _) = built else {
+        panic!("the upload is there: {built:?}")
+    };
+    let base = serve_lookaside(store.clone()).await;
+    let out = NodeTrust::new(&ep.host, &key.public_file, &base)
+        .pull(&ep, &reference)
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let armored_public = key.home.path().join("public.asc");
+    let exported = Command::new("gpg")
+        .arg("--homedir")
+        .arg(key.home.path())
+        .args(["--batch", "--armor", "--export", &key.fingerprint])
+        .output()
+        .unwrap();
+    std::fs::write(&armored_public, &exported.stdout).unwrap();
+    let refused = checkpoint("refused");
+    let target = Target::of(&refused, "default/refused".into()).unwrap();
+    let err = build_image(
+        &context(&armored_public),
+        &target,
+        &archives,
+        &registry(&ep),
+        &archive,
+        now,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.metric_label(), "Sign", "{err}");
+    assert!(err.ends_the_run(), "the key file must be fixed: {err}");
+    assert!(err.to_string().contains("PUBLIC"), "{err}");
+    let (name, _) = err
+        .to_string()
+        .split_once(" was pushed")
+        .map(|(a, _)| (a.rsplit(' ').next().unwrap().to_owned(), ()))
+        .unwrap();
+    let (_, digest) = name.split_once('@').unwrap();
+    let repo = name.split_once('/').unwrap().1.split_once('@').unwrap().0;
+    assert!(
+        matches!(
+            registry(&ep).get_manifest(repo, digest).await,
+            Err(RegistryError::Status { status: 404, .. })
+        ),
+        "the unsigned image {name} was deleted"
     );
 }
