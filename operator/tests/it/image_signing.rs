@@ -675,3 +675,103 @@ async fn a_run_records_only_images_it_signed_and_a_key_that_cannot_sign_ends_the
         "the unsigned image {name} was deleted"
     );
 }
+
+/// The operator binary kills its process when the test ends.
+struct Operator(std::process::Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real `transition-operator` binary serves the lookaside on its heartbeat endpoint (from
+/// the bucket of `--s3-endpoint`): a node's pull through it passes the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_serves_the_lookaside_on_its_heartbeat_endpoint() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let s3 = lab.s3().unwrap();
+    let client = lab.kube_client(&lab.clusters()[0]).await.unwrap();
+    transition_operator::k8s::crd_install::install_crds(&client, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ns = transition_testlab::fresh_namespace(&client, "sig")
+        .await
+        .unwrap();
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let store = signature_store(&lab);
+    let (repo, pushed) = push(&ep, "served").await;
+    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let tokens = file("tokens", "cluster1-azure=0123456789abcdef0123\n");
+    let access = file("access", &s3.access_key);
+    let secret = file("secret", &s3.secret_key);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = lab.cluster(&lab.clusters()[0]).unwrap().kubeconfig;
+    let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
+    let _operator = Operator(
+        Command::new(env!("CARGO_BIN_EXE_transition-operator"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--namespace", &ns, "--operator-namespace", &ns])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--heartbeat-addr", &format!("127.0.0.1:{port}")])
+            .arg("--heartbeat-tokens-file")
+            .arg(&tokens)
+            .args(["--s3-endpoint", &s3.endpoint, "--s3-region", &s3.region])
+            .args(["--s3-bucket", &s3.bucket])
+            .arg("--s3-access-key-file")
+            .arg(&access)
+            .arg("--s3-secret-key-file")
+            .arg(&secret)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}/{}", lookaside::PREFIX);
+    let first = format!(
+        "{base}/{}",
+        SignaturePath::of(&repo, &pushed.manifest_digest, 1)
+            .unwrap()
+            .relative()
+    );
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        match http.get(&first).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other => {
+                let log = std::fs::read_to_string(dir.path().join("operator.log")).unwrap();
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "the lookaside never answered: {other:?}\n{log}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    let out = NodeTrust::new(&ep.host, &key.public_file, &base)
+        .pull(&ep, &pushed.reference)
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
