@@ -35,7 +35,9 @@ pub enum KeyError {
         "failed to use the image signing key {path}: it is protected by a passphrase; export a key without one"
     )]
     Passphrase { path: String },
-    #[error("failed to use the image signing key {path}: it holds no key allowed to sign")]
+    #[error(
+        "failed to use the image signing key {path}: its primary key may not sign (containers/image accepts only signatures by a primary key; a signing subkey is refused by the nodes)"
+    )]
     NoSigningKey { path: String },
 }
 
@@ -48,11 +50,12 @@ pub enum SignError {
     Sign { reference: String, reason: String },
 }
 
-/// The operator's signing key (the secret parts never reach `Debug` or an error).
+/// The operator's signing key (the secret parts never reach `Debug` or an error). Its PRIMARY
+/// key signs: containers/image compares the signing key's fingerprint with the fingerprints of
+/// the keys it imported from the policy, which are primary keys' — a subkey's signature is
+/// refused on the nodes, so a key whose primary may not sign is refused here.
 pub struct SigningKey {
     key: SignedSecretKey,
-    /// Index of the signing subkey; `None`: the primary key signs.
-    subkey: Option<usize>,
     fingerprint: String,
 }
 
@@ -112,12 +115,7 @@ impl SigningKey {
         // rPGP's parse errors may quote packet bytes: they are dropped, the file is named.
         let (key, _) = SignedSecretKey::from_armor_single(text.as_bytes())
             .map_err(|_| KeyError::Malformed { path: path.clone() })?;
-        if key.primary_key.secret_params().is_encrypted()
-            || key
-                .secret_subkeys
-                .iter()
-                .any(|s| s.key.secret_params().is_encrypted())
-        {
+        if key.primary_key.secret_params().is_encrypted() {
             return Err(KeyError::Passphrase { path });
         }
         let primary_signs = key
@@ -127,25 +125,11 @@ impl SigningKey {
             .flat_map(|u| u.signatures.iter())
             .chain(key.details.direct_signatures.iter())
             .any(|s| s.key_flags().sign());
-        let subkey = if primary_signs {
-            None
-        } else {
-            let i = key
-                .secret_subkeys
-                .iter()
-                .position(|s| s.signatures.iter().any(|sig| sig.key_flags().sign()))
-                .ok_or(KeyError::NoSigningKey { path })?;
-            Some(i)
-        };
-        let fingerprint = match subkey {
-            None => format!("{:X}", key.primary_key.fingerprint()),
-            Some(i) => format!("{:X}", key.secret_subkeys[i].key.fingerprint()),
-        };
-        Ok(SigningKey {
-            key,
-            subkey,
-            fingerprint,
-        })
+        if !primary_signs {
+            return Err(KeyError::NoSigningKey { path });
+        }
+        let fingerprint = format!("{:X}", key.primary_key.fingerprint());
+        Ok(SigningKey { key, fingerprint })
     }
 
     /// Reads and parses the key file (read at each use, so a rotated Secret is used at once).
@@ -185,10 +169,7 @@ impl SigningKey {
             reference: reference.to_owned(),
             reason: e.to_string(),
         };
-        let signer: &dyn pgp::types::SigningKey = match self.subkey {
-            None => &self.key.primary_key,
-            Some(i) => &self.key.secret_subkeys[i].key,
-        };
+        let signer: &dyn pgp::types::SigningKey = &self.key.primary_key;
         let hash = match signer.hash_alg() {
             h @ (HashAlgorithm::Sha384 | HashAlgorithm::Sha512) => h,
             _ => HashAlgorithm::Sha256,

@@ -30,6 +30,11 @@ pub struct GpgKey {
 
 impl GpgKey {
     pub fn generate(uid: &str) -> GpgKey {
+        GpgKey::generate_with(uid, "ed25519")
+    }
+
+    /// A primary signing key of `algo` (`ed25519`, `rsa3072`, …).
+    pub fn generate_with(uid: &str, algo: &str) -> GpgKey {
         let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
         let gpg = |args: &[&str]| -> Output {
             let out = Command::new("gpg")
@@ -51,7 +56,7 @@ impl GpgKey {
             "",
             "--quick-gen-key",
             uid,
-            "ed25519",
+            algo,
             "sign",
             "never",
         ]);
@@ -770,6 +775,24 @@ async fn the_operator_binary_serves_the_lookaside_on_its_heartbeat_endpoint() {
             }
         }
     }
+    let out = NodeTrust::new(&ep.host, &key.public_file, &base)
+        .pull(&ep, &pushed.reference)
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_key_made_by_gpg_signs_images_the_nodes_accept() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let key = GpgKey::generate_with("transition-operator <ops@example.com>", "rsa3072");
+    let store = signature_store(&lab);
+    let (repo, pushed) = push(&ep, "rsa").await;
+    let signed = sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
+        .await
+        .unwrap();
+    assert_eq!(signed.fingerprint, key.fingerprint);
+    let base = serve_lookaside(store.clone()).await;
     let out = NodeTrust::new(&ep.host, &key.public_file, &base)
         .pull(&ep, &pushed.reference)
         .await;

@@ -190,6 +190,38 @@ fn unusable_key_files_are_refused_naming_the_file_and_never_the_key_material() {
     }
 }
 
+/// containers/image accepts only primary-key signatures: a key whose primary may only certify
+/// (its signing key a subkey) is refused, not used to make signatures nodes would refuse.
+#[test]
+fn a_key_whose_primary_may_not_sign_is_refused() {
+    use pgp::composed::SubkeyParamsBuilder;
+    let mut params = SecretKeyParamsBuilder::default();
+    params
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(false)
+        .primary_user_id("certify only <ops@example.com>".into())
+        .subkeys(vec![
+            SubkeyParamsBuilder::default()
+                .key_type(KeyType::Ed25519Legacy)
+                .can_sign(true)
+                .build()
+                .unwrap(),
+        ]);
+    let key = params
+        .build()
+        .unwrap()
+        .generate(rand::thread_rng())
+        .unwrap();
+    let err = SigningKey::from_armored("/keys/sign.asc", &armored(&key)).unwrap_err();
+    assert_eq!(
+        err,
+        KeyError::NoSigningKey {
+            path: "/keys/sign.asc".into()
+        }
+    );
+}
+
 #[test]
 fn the_debug_form_of_a_key_shows_only_its_fingerprint() {
     let armor = armored(&generated_key());
