@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Benchmark P1: replays 10^5 heartbeats per scenario (30% jitter, 2 s stalls, real node death)
-# through our detector (phi-accrual + Lease corroboration) AND the Go original's 12 x 100 ms rule
-# on the same traces; prints detection latency p50/p99 and false failovers.
+# Benchmark P1 + issue 18: replays 10^5 heartbeats per scenario (30% jitter, 2 s stalls, node death
+# with a silent or a refusing host, agent-only death, kubelet restarts, agent stalls coinciding with
+# kubelet restarts, a management<->source partition) through the real tracker twice on the same
+# traces: the Lease rule alone and the fast path (the kubelet through the API server's node proxy),
+# plus the Go original's 12 x 100 ms rule on the original three; prints confirmation latency after
+# the last heartbeat (p50/p95/p99), false failovers, the p50 ratio and the goal lines.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TRANSITION_CACHE/target}"
