@@ -4,7 +4,11 @@
 # driver (the Go original's method: from scratch, add, config --annotation, commit, push) vs a raw
 # `curl` blob PUT of the same bytes (the physical limit), against the same docker-registry in the
 # same run. Goals: >= 3x faster than buildah, >= 70% of raw PUT throughput, peak RSS <= 64 MiB.
-# Also measures gzip/zstd on the archive (layer compression choice).
+# Also measures gzip/zstd on the archive (layer compression choice). Then the ENCRYPTED path beside
+# the plaintext one (docs/security.md): the archive as the agent stores it (age) decrypted while
+# streaming and pushed as an ocicrypt layer for two RSA node keys — throughput ratio
+# encrypted/plaintext (goal >= 0.9), peak RSS (goal <= 64 MiB); skopeo decrypts the pushed layer
+# with one node key back to the archive, byte for byte.
 #
 #   hack/bench-image.sh [STATE_MIB]     (default 500)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -49,6 +53,27 @@ raw=$(measure curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --dat
 log "checkpoint-image (ours)"
 ours=$(measure "$ours_bin" --archive "$archive" --registry "$reg" --repository bench/ours --insecure)
 
+log "checkpoint-image, encrypted: age archive in, ocicrypt layer (2 RSA node keys) out"
+command -v age-keygen >/dev/null || apt_install age
+age-keygen -o "$work/identity" 2>/dev/null && age -r "$(age-keygen -y "$work/identity")" -o "$work/archive.age" "$archive"
+for n in 1 2; do
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/node$n.pem" 2>/dev/null
+  openssl pkey -in "$work/node$n.pem" -pubout -out "$work/node$n.pub.pem" 2>/dev/null
+done
+cat "$work/archive.age" >/dev/null
+sealed=$(measure "$ours_bin" --archive "$work/archive.age" --age-identity-file "$work/identity" \
+  --encryption-key "$work/node1.pub.pem" --encryption-key "$work/node2.pub.pem" \
+  --registry "$reg" --repository bench/sealed --tag sealed --insecure)
+skopeo copy -q --src-tls-verify=false --decryption-key "$work/node2.pem" "docker://$reg/bench/sealed:sealed" "dir:$work/sealed-out" \
+  || die "skopeo cannot decrypt the encrypted checkpoint image with a node key"
+python3 - "$work/sealed-out" "$archive" <<'PY' || die "the decrypted layer differs from the archive"
+import filecmp, json, os, sys
+d = sys.argv[1]
+m = json.load(open(os.path.join(d, "manifest.json")))
+layer = os.path.join(d, m["layers"][0]["digest"].split(":", 1)[1])
+sys.exit(0 if filecmp.cmp(layer, sys.argv[2], shallow=False) else 1)
+PY
+
 log "buildah (vfs), as the Go original"
 cat >"$work/buildah.sh" <<SH
 set -e
@@ -65,13 +90,14 @@ log "layer compression on this archive (gzip -1, zstd -1 -T1)"
 gz=$(measure bash -c "gzip -1 -c '$archive' | wc -c > $work/gz.size")
 zs=$(measure bash -c "zstd -1 -T1 -q -c '$archive' | wc -c > $work/zs.size")
 
-for r in "$raw" "$ours" "$buildah_run" "$gz" "$zs"; do
+for r in "$raw" "$ours" "$buildah_run" "$gz" "$zs" "$sealed"; do
   [ "$(field "$r" exit)" = 0 ] || die "a run failed: $r"
 done
-python3 - "$size" "$raw" "$ours" "$buildah_run" "$gz" "$zs" "$(cat "$work/gz.size")" "$(cat "$work/zs.size")" <<'PY'
+python3 - "$size" "$raw" "$ours" "$buildah_run" "$gz" "$zs" "$(cat "$work/gz.size")" "$(cat "$work/zs.size")" "$sealed" <<'PY'
 import json, sys
 size = int(sys.argv[1]); raw, ours, bh, gz, zs = (json.loads(a) for a in sys.argv[2:7])
 gz_size, zs_size = int(sys.argv[7]), int(sys.argv[8])
+sealed = json.loads(sys.argv[9])
 mib = size / 2**20
 def line(name, r):
     print(f"{name:<22}: {r['wall_s']:7.2f} s  {mib / r['wall_s']:7.1f} MiB/s  peak RSS {r['max_rss_mib']:7.1f} MiB")
@@ -84,4 +110,7 @@ print(f"throughput vs raw PUT     = {raw['wall_s'] / ours['wall_s'] * 100:.0f}% 
 print(f"peak RSS                  = {ours['max_rss_mib']:.1f} MiB  (goal <= 64)")
 print(f"gzip -1 : {mib / gz['wall_s']:6.1f} MiB/s, size {gz_size / size * 100:5.1f}% of the archive")
 print(f"zstd -1 : {mib / zs['wall_s']:6.1f} MiB/s, size {zs_size / size * 100:5.1f}% of the archive")
+line("encrypted (age→ocicrypt)", sealed)
+print(f"throughput encrypted/plaintext = {ours['wall_s'] / sealed['wall_s']:.2f}  (goal >= 0.9); encrypted peak RSS {sealed['max_rss_mib']:.1f} MiB (goal <= 64)")
+print("skopeo --decryption-key: the pushed encrypted layer decrypts to the archive, byte for byte")
 PY

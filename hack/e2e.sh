@@ -48,6 +48,11 @@ done
 
 chaos="${E2E_CHAOS:-0}"
 pods="${E2E_PODS:-0}"
+# Checkpoints encrypted on the node, in the image, and signed (docs/security.md); E2E_ENCRYPT=0: plaintext.
+encrypt="${E2E_ENCRYPT:-1}"
+if [ "$pods" = 1 ] && [ "$encrypt" != 1 ]; then
+  die "E2E_PODS=1 installs deploy/, which encrypts and signs: E2E_ENCRYPT=0 is for host processes only"
+fi
 if [ "$pods" = 1 ] && { [ "$chaos" = 1 ] || [ "$kill_phases" = 1 ]; }; then
   die "E2E_PODS=1 runs the installed pods; the chaos mode and --kill-operator-in-each-phase kill host processes"
 fi
@@ -167,20 +172,69 @@ render_apply() {
   git -C "$co" rev-parse --short HEAD
 }
 
+# --- checkpoints are secrets (docs/security.md): the lab's keys, on unless E2E_ENCRYPT=0 --------
+# age: the agents encrypt for the recipient, the operator holds the identity. RSA node keys per
+# cluster: the operator encrypts image layers for the public keys, each cluster's shim (its
+# nodes' runtime) decrypts with the private one. OpenPGP: the operator signs, the shims' policy
+# requires the signature (served by the operator as a lookaside, written once the port is known).
+K="$W/keys"
+if [ "$encrypt" = 1 ]; then
+  step "keys: age (archives), RSA per cluster (image layers), OpenPGP (signatures)"
+  mkdir -p "$K/image-encryption" "$K/gnupg" "$K/registries.d" && chmod 0700 "$K" "$K/gnupg"
+  age-keygen -o "$K/archive-identities" 2>/dev/null || die "age-keygen failed"
+  age-keygen -y "$K/archive-identities" >"$K/archive-recipients"
+  for c in cluster1-azure cluster2-aws; do
+    mkdir -p "$K/nodes-$c" && chmod 0700 "$K/nodes-$c"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$K/nodes-$c/node.pem" 2>/dev/null || die "openssl genpkey failed"
+    openssl pkey -in "$K/nodes-$c/node.pem" -pubout -out "$K/image-encryption/$c.pem" 2>/dev/null
+  done
+  GNUPGHOME="$K/gnupg" gpg --batch --quiet --passphrase '' --quick-gen-key 'transition-operator e2e <ops@example.invalid>' ed25519 sign never 2>/dev/null \
+    || die "gpg --quick-gen-key failed"
+  GNUPGHOME="$K/gnupg" gpg --batch --quiet --armor --export-secret-keys >"$K/signing-key.asc"
+  GNUPGHOME="$K/gnupg" gpg --batch --quiet --export >"$K/signing-pubring.gpg"
+  chmod 0600 "$K/archive-identities" "$K/signing-key.asc" "$K"/nodes-*/node.pem
+  # Checkpoint images of the lab registry must carry the operator's signature; other images
+  # (the operator's and the agent's own, in pods mode) are accepted as they are.
+  python3 - "$LAB_REGISTRY" "$K/signing-pubring.gpg" >"$K/policy.json" <<'PY'
+import json, sys
+reg, key = sys.argv[1:]
+print(json.dumps({"default": [{"type": "insecureAcceptAnything"}],
+                  "transports": {"docker": {f"{reg}/checkpoints": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": key}]}}}, indent=1))
+PY
+fi
+# shim_secrets CLUSTER — a node's decryption keys and signature policy (CRI-O: decryption_keys_path,
+# /etc/containers/policy.json and registries.d).
+shim_secrets() {
+  [ "$encrypt" = 1 ] || return 0
+  printf '%s\n' --decryption-keys-dir "$K/nodes-$1" --signature-policy "$K/policy.json" --registries-d "$K/registries.d"
+}
+mapfile -t shim1_keys < <(shim_secrets cluster1-azure)
+mapfile -t shim2_keys < <(shim_secrets cluster2-aws)
+
 step "starting the kubelet shims: worker-1 on cluster1-azure, worker-2 on cluster2-aws"
 printf %s "$LAB_REGISTRY_PASSWORD" >"$W/registry-password" && chmod 0600 "$W/registry-password"
+# The counter's shell joins these halves into one variable: the whole mark exists only in its heap
+# (hack/runc-pod.sh), so finding it proves an archive holds process memory.
+mark_a="mark-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')-" mark_b="$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+memory_mark="$mark_a$mark_b"
+STANDIN_MEMORY_MARK_A="$mark_a" STANDIN_MEMORY_MARK_B="$mark_b" \
 python3 hack/kubelet-shim.py --node worker-1 --kubeconfig "$LAB_CLUSTER1_AZURE_KUBECONFIG" \
   --state-dir "$W/worker-1" --registry-user "$LAB_REGISTRY_USER" --registry-password-file "$W/registry-password" \
-  >"$W/shim-1.log" 2>&1 &
+  "${shim1_keys[@]}" >"$W/shim-1.log" 2>&1 &
 shim1_pid=$!
 python3 hack/kubelet-shim.py --node worker-2 --kubeconfig "$LAB_CLUSTER2_AWS_KUBECONFIG" \
   --state-dir "$W/worker-2" --registry-user "$LAB_REGISTRY_USER" --registry-password-file "$W/registry-password" \
-  >"$W/shim-2.log" 2>&1 &
+  "${shim2_keys[@]}" >"$W/shim-2.log" 2>&1 &
 shim2_pid=$!
 node_ready() { [ "$("$@" get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 NODE=worker-1 wait_for "node worker-1 Ready" 60 node_ready "${C1[@]}"
 NODE=worker-2 wait_for "node worker-2 Ready" 60 node_ready "${C2[@]}"
 hb_port=$(free_port) metrics_port=$(free_port)
+if [ "$encrypt" = 1 ]; then
+  # Where the shims fetch signatures: the operator's lookaside (HTTPS in pods mode).
+  scheme=http; [ "$pods" = 1 ] && scheme=https
+  printf 'docker:\n  %s:\n    lookaside: %s://127.0.0.1:%s/sigstore\n' "$LAB_REGISTRY" "$scheme" "$hb_port" >"$K/registries.d/transition.yaml"
+fi
 hb_token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 hb_token2=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf 'cluster1-azure=%s\ncluster2-aws=%s\n' "$hb_token" "$hb_token2" >"$W/heartbeat-tokens" && chmod 0600 "$W/heartbeat-tokens"
@@ -265,6 +319,12 @@ EOF
 "${MGMT[@]}" apply -f "$W/policy.yaml" >/dev/null
 
 operator_runs=0
+operator_keys=() agent_keys=()
+if [ "$encrypt" = 1 ]; then
+  operator_keys=(--archive-identity-file "$K/archive-identities" --image-encryption-keys-dir "$K/image-encryption"
+    --image-signing-key-file "$K/signing-key.asc")
+  agent_keys=(--encryption-recipients-file "$K/archive-recipients")
+fi
 # run_operator IDENTITY HEARTBEAT_PORT METRICS_PORT LOG — one operator replica (leader election on).
 run_operator() {
   operator_runs=$((operator_runs + 1))
@@ -275,7 +335,7 @@ run_operator() {
     --s3-endpoint "$LAB_S3_ENDPOINT" --s3-bucket "$LAB_S3_BUCKET" --s3-access-key-file "$W/s3-access" \
     --s3-secret-key-file "$W/s3-secret" --git-secret git-credentials --git-cache-dir "$W/git-cache" \
     --verify-timeout-seconds 180 --resync-seconds 30 --leader-election --operator-namespace transition-system \
-    >>"$W/$4" 2>&1 &
+    "${operator_keys[@]}" >>"$W/$4" 2>&1 &
 }
 start_operator() { run_operator e2e-operator "$hb_port" "$metrics_port" operator.log; operator_pid=$!; }
 start_operator_b() { run_operator e2e-operator-b "$hb_port_b" "$metrics_port_b" operator-b.log; operator_b_pid=$!; }
@@ -325,7 +385,7 @@ else
   "$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
     --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
     --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$agent_metrics_port" \
-    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
+    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" "${agent_keys[@]}" \
     >"$W/agent.log" 2>&1 &
   agent_pid=$!
   # The agent on the target's worker reports what it can restore: real CRIU and runc versions and
@@ -337,7 +397,7 @@ else
   "$BIN/checkpoint-agent" --node-name worker-2 --cluster-name cluster2-aws --no-kube \
     --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
     --checkpoint-dir "$W/worker-2/checkpoints" --state-dir "$W/agent2-state" --metrics-addr "127.0.0.1:$(free_port)" \
-    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token2" \
+    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token2" "${agent_keys[@]}" \
     --runtime runc --restore-enabled true --criu-bin "$LAB_CRIU" --runc-bin "$(command -v runc)" \
     --watch-api "cluster1-azure=$LAB_CLUSTER1_AZURE_URL" \
     >"$W/agent2.log" 2>&1 &
@@ -349,6 +409,32 @@ ck() { "${MGMT[@]}" get checkpoint "$ckpt" -n default -o json 2>/dev/null; }
 has_image() { ck | jget 'd.get("status",{}).get("lastCheckpointImage")' | grep -q '@sha256:'; }
 wait_for "the first scheduled checkpoint of $ckpt" 120 has_image
 step "scheduled checkpoint done: $(ck | jget 'd["status"]["lastCheckpointImage"]')"
+if [ "$encrypt" = 1 ]; then
+  # The mark the counter holds only in its heap (above) is in the archive on the node — in CRIU's
+  # memory pages — and nowhere in S3's or the registry's files: they hold ciphertext only.
+  mark_in_pages() {
+    python3 - "$1" "$memory_mark" <<'PY'
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    hit = [m.name for m in t if m.isfile() and m.name.startswith("checkpoint/pages-") and sys.argv[2].encode() in t.extractfile(m).read()]
+sys.exit(0 if hit else 1)
+PY
+  }
+  # The archive of the run that made the image (a newer one may still be on its way to S3).
+  built_key=$(ck | jget '([h.get("archiveKey") or "" for h in d["status"].get("history",[]) if h.get("image") == d["status"].get("lastCheckpointImage")] or [""])[0]')
+  node_archive="$W/worker-1/checkpoints/${built_key##*/}"
+  [ -n "$built_key" ] && [ -f "$node_archive" ] || die "the archive of the first image ($built_key) is not on worker-1"
+  [ -n "$node_archive" ] && mark_in_pages "$node_archive" || die "the memory mark is not in the memory pages of the node's archive $node_archive"
+  registry_root="$TRANSITION_LAB_DIR/registry/data"
+  leaks=$(grep -rlF -- "$memory_mark" "$LAB_S3_ROOT" "$registry_root" 2>/dev/null || true)
+  [ -z "$leaks" ] || die "plaintext of a checkpoint found in S3 or the registry: $leaks"
+  obj=$(find "$LAB_S3_ROOT" -type f -name "$(basename "$node_archive")" | head -1)
+  [ -n "$obj" ] || die "no S3 object for $(basename "$node_archive")"
+  age -d -i "$K/archive-identities" -o "$W/decrypted.tar" "$obj" && mark_in_pages "$W/decrypted.tar" \
+    || die "the S3 object of $(basename "$node_archive") does not decrypt (age CLI) to an archive holding the mark"
+  rm -f "$W/decrypted.tar"
+  step "encrypted: the memory mark is in the node's archive (memory pages), in no file of S3 ($(find "$LAB_S3_ROOT" -type f | wc -l) files) or the registry ($(find "$registry_root" -type f | wc -l) files); age decrypts the object to it"
+fi
 
 step "kubectl transition checkpoint counter-policy (the CLI's own fresh checkpoint, followed to its image)"
 NO_COLOR=1 "${KT[@]}" checkpoint counter-policy --timeout 120 >&2 || die "kubectl transition checkpoint failed"
@@ -450,7 +536,10 @@ if [ "$chaos" = 1 ]; then
   wait_for "the image of the archive written while S3 was down" 150 held_image
   # The object in S3 (s3s-fs keeps objects as files) is byte for byte the archive on the node.
   obj=$(find "$LAB_S3_ROOT" -type f -name "$(basename "$held")" | head -1)
-  [ -n "$obj" ] && cmp -s "$obj" "$held" || die "chaos: the object for $(basename "$held") is missing or differs from the archive on the node"
+  same_as_held() {
+    if [ "$encrypt" = 1 ]; then age -d -i "$K/archive-identities" "$obj" | cmp -s - "$held"; else cmp -s "$obj" "$held"; fi
+  }
+  [ -n "$obj" ] && same_as_held || die "chaos: the object for $(basename "$held") is missing or differs from the archive on the node"
   row "S3 down for 25 s across a scheduled checkpoint (agent upload + operator read)" \
     "the agent kept the archive on the node and retried ($((agent_req1 - agent_req0)) S3 requests); the operator waited, status '…${s3_msg#*: S3 unreachable}', $read_retries read retries counted; the run finished after S3 returned; the object equals the archive" \
     "0" "none (the run completed; RPO grew by the outage)" "$(since "$tr3")" "none (one object per archive)"
@@ -741,7 +830,7 @@ NO_COLOR=1 "${KT[@]}" status >&2 || die "kubectl transition status failed"
 step "worker-1 repaired: kubelet shim and checkpoint-agent back"
 python3 hack/kubelet-shim.py --node worker-1 --kubeconfig "$LAB_CLUSTER1_AZURE_KUBECONFIG" \
   --state-dir "$W/worker-1" --registry-user "$LAB_REGISTRY_USER" --registry-password-file "$W/registry-password" \
-  >>"$W/shim-1.log" 2>&1 &
+  "${shim1_keys[@]}" >>"$W/shim-1.log" 2>&1 &
 shim1_pid=$!
 if [ "$pods" = 1 ]; then
   : # the agent is the DaemonSet's Pod on worker-1: the returning shim runs it again
@@ -749,7 +838,7 @@ else
   "$BIN/checkpoint-agent" --node-name worker-1 --cluster-name cluster1-azure --no-kube \
     --s3-endpoint "$LAB_S3_ENDPOINT" --s3-access-key-file "$W/s3-access" --s3-secret-key-file "$W/s3-secret" \
     --checkpoint-dir "$W/worker-1/checkpoints" --state-dir "$W/agent-state" --metrics-addr "127.0.0.1:$agent_metrics_port" \
-    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" \
+    --controller-url "http://127.0.0.1:$agent_hb_port/heartbeat" --heartbeat-token-file "$W/heartbeat-token" "${agent_keys[@]}" \
     >>"$W/agent.log" 2>&1 &
   agent_pid=$!
 fi

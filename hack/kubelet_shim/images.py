@@ -196,7 +196,10 @@ class Images:
         auth = self.write_auth(host, pod)
         dest = tempfile.mkdtemp(prefix="pull.", dir=self.dir)
         try:
-            cmd = ["skopeo"] + self.verify_args() + ["copy", "-q",
+            # --remove-signatures: the policy still checks the source's signatures; they are just
+            # not copied into the folder (a decrypted layer changes the manifest they sign, and
+            # skopeo refuses to write signatures it would invalidate).
+            cmd = ["skopeo"] + self.verify_args() + ["copy", "-q", "--remove-signatures",
                    f"--src-tls-verify={'true' if self.tls_verify(host) else 'false'}", "--src-authfile", auth]
             for k in keys:
                 cmd += ["--decryption-key", k]
