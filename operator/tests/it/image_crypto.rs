@@ -466,3 +466,112 @@ async fn an_age_encrypted_archive_in_s3_becomes_its_image_with_the_identity_and_
         "sealed in S3 → encrypted layer → skopeo → the archive"
     );
 }
+
+/// What the kubelet shim's restore path (`hack/kubelet_shim/images.py`, `Images.pull_archive`:
+/// skopeo with the node's `--decryption-keys-dir`) makes of `reference`: `Ok(layer bytes)` or
+/// `Err((reason, message))` — the shim's own Python code against the real registry and skopeo.
+fn shim_pull(
+    ep: &RegistryEndpoint,
+    reference: &str,
+    work: &Path,
+    keys_dir: Option<&Path>,
+) -> Result<Vec<u8>, (String, String)> {
+    const DRIVER: &str = r#"
+import json, sys, types
+hack, ref, user, pw_file, keys, state = sys.argv[1:7]
+sys.path.insert(0, hack)
+from kubelet_shim.images import Images, PullError
+args = types.SimpleNamespace(insecure_registry=None, registry=None, registry_user=user,
+    registry_password_file=pw_file, registry_auth_file=None, decryption_keys_dir=keys or None,
+    signature_policy=None, registries_d=None)
+try:
+    d, layer = Images(args, None, state).pull_archive(ref, {"metadata": {"namespace": "ns"}, "spec": {}})
+    print(json.dumps({"layer": layer}))
+except PullError as e:
+    print(json.dumps({"reason": e.reason, "message": str(e)}))
+"#;
+    std::fs::create_dir_all(work).unwrap();
+    let pw_file = work.join("registry-password");
+    std::fs::write(&pw_file, &ep.password).unwrap();
+    let keys = keys_dir
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let out = run(Command::new("python3")
+        .arg("-c")
+        .arg(DRIVER)
+        .arg(transition_testlab::repo_root().join("hack"))
+        .arg(reference)
+        .arg(&ep.user)
+        .arg(&pw_file)
+        .arg(keys)
+        .arg(work.join("state")));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the shim driver printed no JSON ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    match v["layer"].as_str() {
+        Some(layer) => Ok(std::fs::read(layer).unwrap()),
+        None => Err((
+            v["reason"].as_str().unwrap_or_default().to_owned(),
+            v["message"].as_str().unwrap_or_default().to_owned(),
+        )),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_shims_restore_path_decrypts_with_the_nodes_key_and_refuses_without_it() {
+    let lab = Lab::get().unwrap();
+    let ep = lab.registry().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (node_private, node_public) = openssl_key_pair(dir.path(), "node");
+    let (stranger, _) = openssl_key_pair(dir.path(), "stranger");
+    let archive = archive_with(&format!("SHIM-MARKER-{}", std::process::id()));
+    let repo = format!("checkpoints/shim-crypto-{}/counter", std::process::id());
+    let mut s = spec(&repo);
+    s.encryption = Some(LayerEncryption {
+        recipients: ocicrypt::read_key_file(&node_public).unwrap(),
+    });
+    let pushed = build_and_push(&registry(&ep), std::io::Cursor::new(archive.clone()), &s)
+        .await
+        .unwrap();
+    // The node's keys folder, as CRI-O's decryption_keys_path: every file is tried.
+    let node_keys = dir.path().join("node-keys");
+    std::fs::create_dir(&node_keys).unwrap();
+    std::fs::copy(&stranger, node_keys.join("0-old.pem")).unwrap();
+    std::fs::copy(&node_private, node_keys.join("1-current.pem")).unwrap();
+    let layer = shim_pull(
+        &ep,
+        &pushed.reference,
+        &dir.path().join("with-key"),
+        Some(&node_keys),
+    )
+    .unwrap_or_else(|e| panic!("the node with its key must restore: {e:?}"));
+    assert!(layer == archive, "the shim gets the archive, byte for byte");
+
+    let (reason, message) = shim_pull(&ep, &pushed.reference, &dir.path().join("no-key"), None)
+        .expect_err("a node without keys must refuse");
+    assert_eq!(reason, "ErrImagePull");
+    assert!(
+        message.contains("is encrypted") && message.contains("no decryption keys"),
+        "{message}"
+    );
+
+    let strangers = dir.path().join("stranger-keys");
+    std::fs::create_dir(&strangers).unwrap();
+    std::fs::copy(&stranger, strangers.join("k.pem")).unwrap();
+    let (reason, message) = shim_pull(
+        &ep,
+        &pushed.reference,
+        &dir.path().join("wrong"),
+        Some(&strangers),
+    )
+    .expect_err("a node with another cluster's key must refuse");
+    assert_eq!(reason, "ErrImagePull");
+    assert!(
+        message.contains("none of this node's 1 key(s)"),
+        "{message}"
+    );
+}
