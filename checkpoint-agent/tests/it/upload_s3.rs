@@ -94,9 +94,7 @@ async fn small_and_large_archives_arrive_whole_with_their_sha256_in_metadata_or_
 async fn a_second_run_reads_and_sends_nothing() {
     let s3 = S3Server::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = archive_in(dir.path(), LARGE, "again");
-    let c = candidate(&path);
-    let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
+    let (_, c, key) = archive_with_key(dir.path(), LARGE, "again");
     let first = Arc::new(Metrics::default());
     uploader(&s3, &dir.path().join("state"), 8, first)
         .upload(&c, &key, &CancellationToken::new())
@@ -125,9 +123,7 @@ async fn a_second_run_reads_and_sends_nothing() {
 async fn an_upload_waits_out_an_s3_outage_and_completes() {
     let mut s3 = S3Server::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = archive_in(dir.path(), SMALL, "outage");
-    let c = candidate(&path);
-    let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
+    let (path, c, key) = archive_with_key(dir.path(), SMALL, "outage");
     let metrics = Arc::new(Metrics::default());
     let up = uploader(&s3, &dir.path().join("state"), 8, metrics.clone());
     s3.stop();
@@ -148,9 +144,7 @@ async fn an_upload_waits_out_an_s3_outage_and_completes() {
 async fn wrong_credentials_fail_at_once_with_a_clear_error() {
     let s3 = S3Server::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = archive_in(dir.path(), SMALL, "creds");
-    let c = candidate(&path);
-    let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
+    let (_, c, key) = archive_with_key(dir.path(), SMALL, "creds");
     let metrics = Arc::new(Metrics::default());
     let config = checkpoint_agent::upload::UploaderConfig {
         state_dir: dir.path().join("state"),

@@ -49,6 +49,15 @@ fn key_pair(dir: &Path, name: &str) -> (PathBuf, String) {
     (identity, recipient)
 }
 
+/// The `operator` key pair and a recipients file naming its recipient alone: (identity file,
+/// recipients file).
+fn operator_recipients(dir: &Path) -> (PathBuf, PathBuf) {
+    let (identity, recipient) = key_pair(dir, "operator");
+    let recipients = dir.join("recipients.txt");
+    std::fs::write(&recipients, format!("{recipient}\n")).unwrap();
+    (identity, recipients)
+}
+
 fn sealing_uploader(
     s3: &S3Server,
     state: &Path,
@@ -217,14 +226,10 @@ async fn an_encrypted_archive_holds_no_plaintext_and_the_age_cli_decrypts_it() {
 async fn a_second_upload_of_an_encrypted_archive_is_deduplicated() {
     let s3 = S3Server::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (_, recipient) = key_pair(dir.path(), "operator");
-    let recipients = dir.path().join("recipients.txt");
-    std::fs::write(&recipients, format!("{recipient}\n")).unwrap();
+    let (_, recipients) = operator_recipients(dir.path());
     let state = dir.path().join("state");
     for (fixture, pod) in [(SMALL, "small"), (MID, "mid")] {
-        let path = archive_in(dir.path(), fixture, pod);
-        let c = candidate(&path);
-        let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
+        let (path, c, key) = archive_with_key(dir.path(), fixture, pod);
         let first = sealing_uploader(&s3, &state, Some(&recipients), Arc::new(Metrics::default()))
             .upload(&c, &key, &CancellationToken::new())
             .await
@@ -256,14 +261,10 @@ async fn a_second_upload_of_an_encrypted_archive_is_deduplicated() {
 async fn turning_encryption_on_or_off_uploads_the_archive_again() {
     let s3 = S3Server::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (identity, recipient) = key_pair(dir.path(), "operator");
-    let recipients = dir.path().join("recipients.txt");
-    std::fs::write(&recipients, format!("{recipient}\n")).unwrap();
+    let (identity, recipients) = operator_recipients(dir.path());
     let state = dir.path().join("state");
-    let path = archive_in(dir.path(), SMALL, "toggle");
+    let (path, c, key) = archive_with_key(dir.path(), SMALL, "toggle");
     let plain = std::fs::read(&path).unwrap();
-    let c = candidate(&path);
-    let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
     let stored = s3.object_path(&key.to_string());
     let upload = |file: Option<&Path>| {
         let up = sealing_uploader(&s3, &state, file, Arc::new(Metrics::default()));
@@ -315,9 +316,7 @@ async fn a_bad_recipients_file_uploads_nothing_and_the_error_names_the_file() {
         .find(|l| l.starts_with("AGE-SECRET-KEY-"))
         .unwrap()
         .to_owned();
-    let path = archive_in(dir.path(), SMALL, "refused");
-    let c = candidate(&path);
-    let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
+    let (_, c, key) = archive_with_key(dir.path(), SMALL, "refused");
     let cases = [
         (
             "empty.txt",
@@ -385,13 +384,9 @@ async fn a_bad_recipients_file_uploads_nothing_and_the_error_names_the_file() {
 async fn an_interrupted_encrypted_multipart_upload_is_aborted_and_sent_again_from_the_start() {
     let s3 = S3Server::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (identity, recipient) = key_pair(dir.path(), "operator");
-    let recipients = dir.path().join("recipients.txt");
-    std::fs::write(&recipients, format!("{recipient}\n")).unwrap();
+    let (identity, recipients) = operator_recipients(dir.path());
     let state = dir.path().join("state");
-    let path = archive_in(dir.path(), MID, "crash");
-    let c = candidate(&path);
-    let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
+    let (path, c, key) = archive_with_key(dir.path(), MID, "crash");
 
     // The "crash": the upload task is dropped once its first part is on the server.
     let metrics = Arc::new(Metrics::default());

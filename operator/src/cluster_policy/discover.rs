@@ -500,21 +500,26 @@ spec:
         }
     }
 
-    #[test]
-    fn each_schedule_entry_of_a_package_reaches_its_checkpoints() {
+    /// What [`POLICY`] with the backup entry `entry` added to its package discovers of one
+    /// `counter` Deployment and its pod.
+    fn discover_with_backup_entry(entry: serde_json::Value) -> Discovered {
         let mut p = policy(POLICY);
-        p.spec.package_selectors[0].backup_information.push(
-            serde_json::from_value(serde_json::json!(
-                {"name": "fast", "backupType": "Schedule", "schedulePeriod": "*/1 * * * *"}
-            ))
-            .unwrap(),
-        );
-        let d = discover(
+        p.spec.package_selectors[0]
+            .backup_information
+            .push(serde_json::from_value(entry).unwrap());
+        discover(
             &p,
             &[deployment("counter", "counter", None)],
             &[pod("counter-a", "counter", "worker-1")],
             &defaults(),
-        );
+        )
+    }
+
+    #[test]
+    fn each_schedule_entry_of_a_package_reaches_its_checkpoints() {
+        let d = discover_with_backup_entry(serde_json::json!(
+            {"name": "fast", "backupType": "Schedule", "schedulePeriod": "*/1 * * * *"}
+        ));
         assert_eq!(d.checkpoints[0].spec.schedule, "*/3 * * * *");
         assert_eq!(
             d.checkpoints[0].spec.additional_schedules,
@@ -524,19 +529,9 @@ spec:
 
     #[test]
     fn an_interval_entry_reaches_its_checkpoints_as_an_every_schedule() {
-        let mut p = policy(POLICY);
-        p.spec.package_selectors[0].backup_information.push(
-            serde_json::from_value(serde_json::json!(
-                {"name": "sub-minute", "backupType": "Schedule", "intervalSeconds": 10}
-            ))
-            .unwrap(),
-        );
-        let d = discover(
-            &p,
-            &[deployment("counter", "counter", None)],
-            &[pod("counter-a", "counter", "worker-1")],
-            &defaults(),
-        );
+        let d = discover_with_backup_entry(serde_json::json!(
+            {"name": "sub-minute", "backupType": "Schedule", "intervalSeconds": 10}
+        ));
         assert_eq!(d.checkpoints[0].spec.schedule, "*/3 * * * *");
         assert_eq!(
             d.checkpoints[0].spec.additional_schedules,

@@ -440,6 +440,24 @@ mod tests {
         serde_saphyr::from_str(yaml).unwrap()
     }
 
+    /// A policy protecting one live-state package, `app`, whose only backup entry is `entry`.
+    fn with_backup_entry(entry: &str) -> ClusterPolicySpec {
+        spec(&format!(
+            r#"
+clusterSelector: {{name: src, repo: http://g/src.git}}
+selectMode: Specific
+packageSelectors:
+  - name: app
+    packagePath: catalog/app
+    packageType: Stateful
+    liveStatePackage: true
+    backupInformation:
+      - {entry}
+targetClusterPolicy: {{preferClusters: [{{name: dst, weight: 1}}]}}
+"#
+        ))
+    }
+
     const SEED: &str = include_str!("../../../catalog/policies/seed/clusterpolicy-sample.yaml");
 
     fn at(s: &str) -> Timestamp {
@@ -518,20 +536,7 @@ packageRetentionPolicy: {retainOnSource: true}
 
     #[test]
     fn an_interval_schedule_shows_its_every_form_and_its_next_slot() {
-        let s = spec(
-            r#"
-clusterSelector: {name: src, repo: http://g/src.git}
-selectMode: Specific
-packageSelectors:
-  - name: app
-    packagePath: catalog/app
-    packageType: Stateful
-    liveStatePackage: true
-    backupInformation:
-      - {name: fast, backupType: Schedule, intervalSeconds: 10}
-targetClusterPolicy: {preferClusters: [{name: dst, weight: 1}]}
-"#,
-        );
+        let s = with_backup_entry("{name: fast, backupType: Schedule, intervalSeconds: 10}");
         let eval = evaluate(&s, None, Some(1), at("2026-11-21T10:04:33Z"));
         let sched = &eval.status.packages[0].schedules[0];
         assert_eq!(sched.schedule_period.as_deref(), Some("@every 10s"));
@@ -541,19 +546,8 @@ targetClusterPolicy: {preferClusters: [{name: dst, weight: 1}]}
 
     #[test]
     fn an_entry_with_both_a_cron_and_an_interval_is_refused_naming_it() {
-        let s = spec(
-            r#"
-clusterSelector: {name: src, repo: http://g/src.git}
-selectMode: Specific
-packageSelectors:
-  - name: app
-    packagePath: catalog/app
-    packageType: Stateful
-    liveStatePackage: true
-    backupInformation:
-      - {name: both, backupType: Schedule, schedulePeriod: "*/3 * * * *", intervalSeconds: 10}
-targetClusterPolicy: {preferClusters: [{name: dst, weight: 1}]}
-"#,
+        let s = with_backup_entry(
+            r#"{name: both, backupType: Schedule, schedulePeriod: "*/3 * * * *", intervalSeconds: 10}"#,
         );
         let errors = validate(&s).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");

@@ -836,6 +836,18 @@ mod tests {
         })
     }
 
+    /// Reports to `t` a probe of `k` at `at` that saw what [`seen`] describes, from no vantage point.
+    fn probe(
+        t: &mut Tracker,
+        k: &NodeKey,
+        lease: u64,
+        kubelet: KubeletReach,
+        at: u64,
+        peer: Option<KubeletReach>,
+    ) -> Option<Change> {
+        t.probed(k, &seen(lease, kubelet, at, peer), at, &Vantage::default())
+    }
+
     fn refused() -> KubeletReach {
         KubeletReach::Unreachable(
             "HTTP 500: error trying to reach service: dial tcp 10.0.0.4:10250: connect: connection refused".into(),
@@ -860,40 +872,22 @@ mod tests {
     fn a_kubelet_unreachable_for_a_second_of_consecutive_probes_confirms_a_dead_node_before_its_lease_goes_stale()
      {
         let (mut t, k, end) = silent_w1();
-        let none = Vantage::default();
         let lease = end - 500;
         let reachable = Some(KubeletReach::Reachable);
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(lease, refused(), end + 1610, reachable.clone()),
-                end + 1610,
-                &none
-            ),
+            probe(&mut t, &k, lease, refused(), end + 1610, reachable.clone()),
             None,
             "one failed kubelet probe is not enough"
         );
         // Asked again after kubelet_down_ms / 2, not a whole probe period.
         assert_eq!(tick_at(&mut t, end + 2100), vec![k.clone()]);
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(lease, refused(), end + 2110, reachable.clone()),
-                end + 2110,
-                &none
-            ),
+            probe(&mut t, &k, lease, refused(), end + 2110, reachable.clone()),
             None,
             "two probes, but only 510 ms apart"
         );
         assert_eq!(tick_at(&mut t, end + 2600), vec![k.clone()]);
-        let c = t
-            .probed(
-                &k,
-                &seen(lease, refused(), end + 2610, reachable),
-                end + 2610,
-                &none,
-            )
-            .unwrap();
+        let c = probe(&mut t, &k, lease, refused(), end + 2610, reachable).unwrap();
         assert_eq!(c.to, Health::NodeFailed);
         assert!(
             c.reason.contains(
@@ -909,28 +903,15 @@ mod tests {
     fn a_dead_hosts_kubelet_is_confirmed_at_the_second_probes_deadline() {
         // The API server's dial of a powered-off host hangs: our 500 ms deadline ends each probe.
         let (mut t, k, end) = silent_w1();
-        let none = Vantage::default();
         let silent =
             || KubeletReach::Unreachable("no answer through the API server within 500 ms".into());
         let reachable = Some(KubeletReach::Reachable);
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(end, silent(), end + 2100, reachable.clone()),
-                end + 2100,
-                &none
-            ),
+            probe(&mut t, &k, end, silent(), end + 2100, reachable.clone()),
             None
         );
         assert_eq!(tick_at(&mut t, end + 2200), vec![k.clone()]);
-        let c = t
-            .probed(
-                &k,
-                &seen(end, silent(), end + 2700, reachable),
-                end + 2700,
-                &none,
-            )
-            .unwrap();
+        let c = probe(&mut t, &k, end, silent(), end + 2700, reachable).unwrap();
         assert_eq!(
             c.to,
             Health::NodeFailed,
@@ -942,26 +923,13 @@ mod tests {
     #[test]
     fn a_kubelet_that_answers_means_agent_down_and_starts_the_evidence_over() {
         let (mut t, k, end) = silent_w1();
-        let none = Vantage::default();
         let reachable = Some(KubeletReach::Reachable);
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(end, refused(), end + 1610, reachable.clone()),
-                end + 1610,
-                &none
-            ),
+            probe(&mut t, &k, end, refused(), end + 1610, reachable.clone()),
             None
         );
         tick_at(&mut t, end + 2100);
-        let c = t
-            .probed(
-                &k,
-                &seen(end, KubeletReach::Reachable, end + 2110, None),
-                end + 2110,
-                &none,
-            )
-            .unwrap();
+        let c = probe(&mut t, &k, end, KubeletReach::Reachable, end + 2110, None).unwrap();
         assert_eq!(c.to, Health::AgentDown);
         assert!(
             c.reason
@@ -972,33 +940,16 @@ mod tests {
         // Unreachable again: a new chain, which needs its own second of probes.
         tick_at(&mut t, end + 3200);
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(end, refused(), end + 3210, reachable.clone()),
-                end + 3210,
-                &none
-            ),
+            probe(&mut t, &k, end, refused(), end + 3210, reachable.clone()),
             None
         );
         tick_at(&mut t, end + 3700);
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(end, refused(), end + 3710, reachable.clone()),
-                end + 3710,
-                &none
-            ),
+            probe(&mut t, &k, end, refused(), end + 3710, reachable.clone()),
             None
         );
         tick_at(&mut t, end + 4200);
-        let c = t
-            .probed(
-                &k,
-                &seen(end, refused(), end + 4210, reachable),
-                end + 4210,
-                &none,
-            )
-            .unwrap();
+        let c = probe(&mut t, &k, end, refused(), end + 4210, reachable).unwrap();
         assert_eq!((c.from, c.to), (Health::AgentDown, Health::NodeFailed));
     }
 
@@ -1013,14 +964,11 @@ mod tests {
             Some(KubeletReach::Unknown("HTTP 403: forbidden".into())),
         ] {
             let (mut t, k, end) = silent_w1();
-            let none = Vantage::default();
             let mut last = None;
             for i in 0..6 {
                 let at = end + 1610 + i * 500;
                 tick_at(&mut t, at - 10);
-                last = t
-                    .probed(&k, &seen(end, refused(), at, peer.clone()), at, &none)
-                    .or(last);
+                last = probe(&mut t, &k, end, refused(), at, peer.clone()).or(last);
             }
             assert_eq!(last.map(|c| c.to), Some(Health::AgentDown), "peer {peer:?}");
         }
@@ -1029,27 +977,12 @@ mod tests {
     #[test]
     fn an_unknown_kubelet_answer_falls_back_to_the_lease_rule() {
         let (mut t, k, end) = silent_w1();
-        let none = Vantage::default();
         let forbidden =
             || KubeletReach::Unknown("HTTP 403: cannot get resource \"nodes/proxy\"".into());
-        let c = t
-            .probed(
-                &k,
-                &seen(end, forbidden(), end + 1610, None),
-                end + 1610,
-                &none,
-            )
-            .unwrap();
+        let c = probe(&mut t, &k, end, forbidden(), end + 1610, None).unwrap();
         assert_eq!(c.to, Health::AgentDown, "Lease fresh");
         tick_at(&mut t, end + 16_000);
-        let c = t
-            .probed(
-                &k,
-                &seen(end, forbidden(), end + 16_010, None),
-                end + 16_010,
-                &none,
-            )
-            .unwrap();
+        let c = probe(&mut t, &k, end, forbidden(), end + 16_010, None).unwrap();
         assert_eq!(c.to, Health::NodeFailed);
         assert!(c.reason.contains("Lease is older than"), "{}", c.reason);
     }
@@ -1059,26 +992,15 @@ mod tests {
         // A kubelet restarting while the agent stalls twice, briefly: each beat proves the node
         // alive, so two failed probes around it are not "in a row".
         let (mut t, k, end) = silent_w1();
-        let none = Vantage::default();
         let reachable = Some(KubeletReach::Reachable);
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(end, refused(), end + 1610, reachable.clone()),
-                end + 1610,
-                &none
-            ),
+            probe(&mut t, &k, end, refused(), end + 1610, reachable.clone()),
             None
         );
         t.beat(&k, end + 1900);
         assert_eq!(tick_at(&mut t, end + 4500), vec![k.clone()], "silent again");
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(end, refused(), end + 4510, reachable),
-                end + 4510,
-                &none
-            ),
+            probe(&mut t, &k, end, refused(), end + 4510, reachable),
             None,
             "the first probe of a new chain"
         );
@@ -1089,14 +1011,8 @@ mod tests {
     fn a_partition_is_never_kubelet_evidence() {
         let (mut t, k, end) = silent_w1();
         let reachable = Some(KubeletReach::Reachable);
-        let none = Vantage::default();
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(end, refused(), end + 1610, reachable.clone()),
-                end + 1610,
-                &none
-            ),
+            probe(&mut t, &k, end, refused(), end + 1610, reachable.clone()),
             None
         );
         let partition = Vantage {
@@ -1111,12 +1027,7 @@ mod tests {
         // The API answers again with the kubelet unreachable: a chain of one, not two.
         tick_at(&mut t, end + 3200);
         assert_eq!(
-            t.probed(
-                &k,
-                &seen(end, refused(), end + 3210, reachable),
-                end + 3210,
-                &none
-            ),
+            probe(&mut t, &k, end, refused(), end + 3210, reachable),
             None
         );
     }
@@ -1132,25 +1043,27 @@ mod tests {
             },
         );
         assert_eq!(t.kubelet_check(&k), None);
-        let none = Vantage::default();
-        let c = t
-            .probed(
-                &k,
-                &seen(end, refused(), end + 1610, Some(KubeletReach::Reachable)),
-                end + 1610,
-                &none,
-            )
-            .unwrap();
+        let c = probe(
+            &mut t,
+            &k,
+            end,
+            refused(),
+            end + 1610,
+            Some(KubeletReach::Reachable),
+        )
+        .unwrap();
         assert_eq!(c.to, Health::AgentDown);
         for i in 1..5 {
             tick_at(&mut t, end + 1600 + i * 1000);
             let at = end + 1610 + i * 1000;
             assert_eq!(
-                t.probed(
+                probe(
+                    &mut t,
                     &k,
-                    &seen(end, refused(), at, Some(KubeletReach::Reachable)),
+                    end,
+                    refused(),
                     at,
-                    &none
+                    Some(KubeletReach::Reachable)
                 ),
                 None
             );

@@ -18,35 +18,16 @@ use serde_json::json;
 use transition_crds::{Checkpoint, Transition};
 use transition_operator::checkpoint;
 use transition_operator::context::Context;
-use transition_operator::image::archive::Limits;
-use transition_operator::image::build::{ImageSpec, PushedImage, build_and_push, timestamp_tag};
+use transition_operator::image::build::PushedImage;
 use transition_operator::image::lookaside::SignaturePath;
-use transition_operator::image::registry::{Credentials, Registry, RegistryConfig};
 use transition_operator::image::signing::sign_pushed;
 use transition_operator::k8s::crd_install::install_crds;
 use transition_operator::observe::metrics::Metrics;
-use transition_operator::storage::{ArchiveStore, StoreConfig};
-use transition_testlab::{Lab, checkpoint_fixture, fresh_namespace};
+use transition_testlab::{Lab, fresh_namespace};
 
-async fn push(reg: &Registry, repo: &str) -> PushedImage {
-    let archive = checkpoint_fixture("small", 0).unwrap();
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let spec = ImageSpec {
-        repo: repo.to_owned(),
-        tag: timestamp_tag(&now),
-        moving_tag: None,
-        chunk_size: 64 << 10,
-        limits: Limits::default(),
-        known_digest: None,
-        created: now,
-        arch: None,
-        unseal: Default::default(),
-        encryption: None,
-    };
-    build_and_push(reg, std::fs::File::open(&archive).unwrap(), &spec)
-        .await
-        .unwrap()
-}
+use crate::images_support::{
+    GpgKey, archive_store, push_fixture, registry, s3_client, signature_store,
+};
 
 fn manifest_status(ep: &transition_testlab::RegistryEndpoint, reference: &str) -> u16 {
     let (name, digest) = reference.split_once('@').unwrap();
@@ -82,21 +63,7 @@ async fn a_deleted_checkpoint_takes_its_archives_and_images_with_it_but_keeps_a_
             format!("checkpoints/v1/cluster1-azure/{run}/checkpoint-counter_{ns}-counter-{i}.tar")
         })
         .collect();
-    let sdk = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new(s3.region.clone()))
-            .endpoint_url(&s3.endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                &s3.access_key,
-                &s3.secret_key,
-                None,
-                None,
-                "test",
-            ))
-            .force_path_style(true)
-            .build(),
-    );
+    let sdk = s3_client(&s3);
     for key in &keys {
         for k in [key.clone(), format!("{key}.sha256.json")] {
             sdk.put_object()
@@ -108,27 +75,21 @@ async fn a_deleted_checkpoint_takes_its_archives_and_images_with_it_but_keeps_a_
                 .unwrap();
         }
     }
-    let reg = Registry::new(&RegistryConfig {
-        host: ep.host.clone(),
-        insecure: true,
-        credentials: Some(Credentials {
-            username: ep.user.clone(),
-            password: ep.password.clone(),
-        }),
-        timeout: Duration::from_secs(60),
-    })
-    .unwrap();
+    let reg = registry(&ep);
     let repo = format!("checkpoints/{ns}/counter-counter");
     let deployed_repo = format!("{repo}-deployed");
-    let (old_image, deployed_image) = (push(&reg, &repo).await, push(&reg, &deployed_repo).await);
+    let (old_image, deployed_image) = (
+        push_fixture(&reg, &repo).await,
+        push_fixture(&reg, &deployed_repo).await,
+    );
     let (old, deployed) = (
         old_image.reference.clone(),
         deployed_image.reference.clone(),
     );
     assert_eq!(manifest_status(&ep, &old), 200);
     // Both images signed, as a run with --image-signing-key-file leaves them.
-    let key = crate::image_signing::GpgKey::generate("transition-operator <ops@example.com>");
-    let signatures = crate::image_signing::signature_store(&lab);
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let signatures = signature_store(&lab);
     for (image, r) in [(&old_image, &repo), (&deployed_image, &deployed_repo)] {
         sign_pushed(&key.secret_file, &signatures, image, r, 1_765_000_000)
             .await
@@ -222,14 +183,7 @@ async fn a_deleted_checkpoint_takes_its_archives_and_images_with_it_but_keeps_a_
         Arc::new(Metrics::default()),
         Duration::from_secs(300),
     )
-    .with_store(ArchiveStore::new(&StoreConfig {
-        endpoint: s3.endpoint.clone(),
-        region: s3.region.clone(),
-        bucket: s3.bucket.clone(),
-        access_key: s3.access_key.clone(),
-        secret_key: s3.secret_key.clone(),
-        timeout: Duration::from_secs(30),
-    }));
+    .with_store(archive_store(&s3, Duration::from_secs(30)));
     checkpoint::reconcile(Arc::new(held), Arc::new(ctx))
         .await
         .unwrap();

@@ -18,7 +18,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use transition_operator::detect::run::{Detector, KubeProbe, NodeHealthWriter, node_health_name};
+use transition_operator::detect::run::{
+    Detector, FaultEvent, KubeProbe, NodeHealthWriter, node_health_name,
+};
 use transition_operator::detect::server::{Tokens, router};
 use transition_operator::detect::tracker::{Health, NodeKey, TrackerConfig};
 use transition_operator::detect::{beats, phi::PhiConfig};
@@ -47,6 +49,50 @@ fn ready(node: &Node) -> Option<String> {
         .iter()
         .find(|c| c.type_ == "Ready")
         .map(|c| c.status.clone())
+}
+
+/// A probe of the source cluster through `source`, the lab's client of it.
+fn source_probe(source: &kube::Client) -> KubeProbe {
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(CLUSTER.to_owned(), source.clone());
+    KubeProbe {
+        clients,
+        secrets: None,
+    }
+}
+
+/// The detector of the source cluster (`config`, probing through `source`, NodeHealth written by
+/// `writer`) and its heartbeat endpoint on a free port, until the token is cancelled: the faults
+/// it reports, the token, the endpoint's URL.
+async fn spawn_detector(
+    config: TrackerConfig,
+    source: &kube::Client,
+    writer: Option<NodeHealthWriter>,
+) -> (
+    tokio::sync::mpsc::Receiver<FaultEvent>,
+    tokio_util::sync::CancellationToken,
+    String,
+) {
+    let mut tokens = Tokens::default();
+    tokens.insert(CLUSTER, TOKEN);
+    let (shared, changes) = beats(tokens, config);
+    let (faults_tx, faults) = tokio::sync::mpsc::channel(8);
+    let detector = Detector {
+        beats: shared.clone(),
+        probe: source_probe(source),
+        writer,
+        faults: faults_tx,
+        faults_full: Default::default(),
+        changes,
+        probe_timeout: Duration::from_secs(3),
+        last_seen_every: Duration::from_secs(600),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(detector.run(stop.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/heartbeat", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(shared.clone())).await.unwrap() });
+    (faults, stop, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,8 +126,6 @@ async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirme
         })
     };
 
-    let mut tokens = Tokens::default();
-    tokens.insert(CLUSTER, TOKEN);
     let config = TrackerConfig {
         phi: PhiConfig {
             first_interval_ms: 200.0,
@@ -92,31 +136,11 @@ async fn a_silent_agent_on_a_live_node_is_agent_down_and_a_dead_node_is_confirme
         lease_fresh_ms: 6_000,
         ..TrackerConfig::default()
     };
-    let (shared, changes) = beats(tokens, config);
-    let (faults_tx, mut faults) = tokio::sync::mpsc::channel(8);
-    let mut clients = std::collections::HashMap::new();
-    clients.insert(CLUSTER.to_owned(), source.clone());
-    let detector = Detector {
-        beats: shared.clone(),
-        probe: KubeProbe {
-            clients,
-            secrets: None,
-        },
-        writer: Some(NodeHealthWriter {
-            client: mgmt.clone(),
-            namespace: ns.clone(),
-        }),
-        faults: faults_tx,
-        faults_full: Default::default(),
-        changes,
-        probe_timeout: Duration::from_secs(3),
-        last_seen_every: Duration::from_secs(600),
+    let writer = NodeHealthWriter {
+        client: mgmt.clone(),
+        namespace: ns.clone(),
     };
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(detector.run(stop.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/heartbeat", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(shared.clone())).await.unwrap() });
+    let (mut faults, stop, url) = spawn_detector(config, &source, Some(writer)).await;
 
     // Both agents beat every 200 ms for 3 s, then fall silent.
     let http = reqwest::Client::new();
@@ -346,6 +370,22 @@ impl NodeShim {
     }
 }
 
+/// The lab's client of the source cluster and two nodes of it run by kubelet shims, named
+/// `<a>-<pid>` and `<b>-<pid>`.
+async fn two_shims(lab: &Lab, a: &str, b: &str) -> (kube::Client, NodeShim, NodeShim) {
+    let source = lab.kube_client(CLUSTER).await.unwrap();
+    let nodes: Api<Node> = Api::all(source.clone());
+    let (name, peer_name) = (
+        format!("{a}-{}", std::process::id()),
+        format!("{b}-{}", std::process::id()),
+    );
+    let (shim, peer) = tokio::join!(
+        NodeShim::start(lab, &nodes, &name),
+        NodeShim::start(lab, &nodes, &peer_name)
+    );
+    (source, shim, peer)
+}
+
 impl Drop for NodeShim {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -379,22 +419,9 @@ async fn the_probe_sees_a_kubelet_through_the_node_proxy_and_a_dead_one_as_unrea
     use transition_operator::detect::kubelet_reach::{KubeletCheck, KubeletReach};
     use transition_operator::detect::run::ClusterProbe;
     let lab = Lab::get().unwrap();
-    let source = lab.kube_client(CLUSTER).await.unwrap();
-    let nodes: Api<Node> = Api::all(source.clone());
-    let (name, peer_name) = (
-        format!("k-probe-{}", std::process::id()),
-        format!("k-peer-{}", std::process::id()),
-    );
-    let (shim, peer) = tokio::join!(
-        NodeShim::start(&lab, &nodes, &name),
-        NodeShim::start(&lab, &nodes, &peer_name)
-    );
-    let mut clients = std::collections::HashMap::new();
-    clients.insert(CLUSTER.to_owned(), source.clone());
-    let probe = KubeProbe {
-        clients,
-        secrets: None,
-    };
+    let (source, shim, peer) = two_shims(&lab, "k-probe", "k-peer").await;
+    let (name, peer_name) = (shim.name.clone(), peer.name.clone());
+    let probe = source_probe(&source);
     let key = |n: &str| NodeKey {
         cluster: CLUSTER.into(),
         node: n.into(),
@@ -474,44 +501,13 @@ async fn the_probe_sees_a_kubelet_through_the_node_proxy_and_a_dead_one_as_unrea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_node_is_confirmed_within_three_seconds_of_its_last_heartbeat_through_the_kubelet() {
     let lab = Lab::get().unwrap();
-    let source = lab.kube_client(CLUSTER).await.unwrap();
-    let nodes: Api<Node> = Api::all(source.clone());
-    let (name, peer_name) = (
-        format!("k-dies-{}", std::process::id()),
-        format!("k-lives-{}", std::process::id()),
-    );
-    let (shim, _peer) = tokio::join!(
-        NodeShim::start(&lab, &nodes, &name),
-        NodeShim::start(&lab, &nodes, &peer_name)
-    );
-    let mut tokens = Tokens::default();
-    tokens.insert(CLUSTER, TOKEN);
+    let (source, shim, peer) = two_shims(&lab, "k-dies", "k-lives").await;
+    let (name, peer_name) = (shim.name.clone(), peer.name.clone());
     let config = TrackerConfig {
         warmup_ms: 0,
         ..TrackerConfig::default()
     };
-    let (shared, changes) = beats(tokens, config);
-    let (faults_tx, mut faults) = tokio::sync::mpsc::channel(8);
-    let mut clients = std::collections::HashMap::new();
-    clients.insert(CLUSTER.to_owned(), source.clone());
-    let detector = Detector {
-        beats: shared.clone(),
-        probe: KubeProbe {
-            clients,
-            secrets: None,
-        },
-        writer: None,
-        faults: faults_tx,
-        faults_full: Default::default(),
-        changes,
-        probe_timeout: Duration::from_secs(3),
-        last_seen_every: Duration::from_secs(600),
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(detector.run(stop.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/heartbeat", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(shared.clone())).await.unwrap() });
+    let (mut faults, stop, url) = spawn_detector(config, &source, None).await;
 
     let http = reqwest::Client::new();
     let beat = move |node: String| {

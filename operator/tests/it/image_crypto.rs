@@ -13,52 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use transition_operator::image::age_archive::{AgeError, Unseal};
-use transition_operator::image::archive::Limits;
 use transition_operator::image::build::{
-    CRIO_CHECKPOINT_NAME, ImageError, ImageSpec, LayerEncryption, MEDIA_LAYER_TAR, build_and_push,
-    timestamp_tag,
+    CRIO_CHECKPOINT_NAME, ImageError, LayerEncryption, MEDIA_LAYER_TAR, build_and_push,
 };
 use transition_operator::image::ocicrypt::{
     self, ANNOTATION_KEYS_JWE, ANNOTATION_PUBOPTS, MEDIA_LAYER_TAR_ENCRYPTED,
 };
-use transition_operator::image::registry::{Credentials, Registry, RegistryConfig};
 use transition_testlab::{Lab, RegistryEndpoint};
 
-fn registry(ep: &RegistryEndpoint) -> Registry {
-    Registry::new(&RegistryConfig {
-        host: ep.host.clone(),
-        insecure: true,
-        credentials: Some(Credentials {
-            username: ep.user.clone(),
-            password: ep.password.clone(),
-        }),
-        timeout: Duration::from_secs(60),
-    })
-    .unwrap()
-}
-
-fn spec(repo: &str) -> ImageSpec {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    ImageSpec {
-        repo: repo.to_owned(),
-        tag: timestamp_tag(&now),
-        moving_tag: None,
-        // Small chunks: the layer is encrypted and uploaded in many pieces.
-        chunk_size: 64 << 10,
-        limits: Limits::default(),
-        known_digest: None,
-        created: now,
-        arch: None,
-        unseal: Unseal::Plain,
-        encryption: None,
-    }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+use crate::images_support::{archive_store, registry, run, s3_client, sha256, spec};
 
 /// A checkpoint archive (the entries validation requires) whose memory pages hold `marker`
 /// many times over, ~300 KiB in all.
@@ -79,16 +43,6 @@ fn archive_with(marker: &str) -> Vec<u8> {
         b.append_data(&mut h, path, data.as_bytes()).unwrap();
     }
     b.into_inner().unwrap()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// An RSA-2048 key pair made by openssl: `(private PEM path, public PEM path)`.
@@ -302,9 +256,7 @@ async fn put_sealed_archive(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_age_encrypted_archive_in_s3_becomes_its_image_with_the_identity_and_fails_naming_the_object_without_it()
  {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials as S3Creds, Region};
     use transition_crds::storage::ArchiveKey;
-    use transition_operator::storage::{ArchiveStore, StoreConfig};
 
     let lab = Lab::get().unwrap();
     let s3 = lab.s3().unwrap();
@@ -346,21 +298,7 @@ async fn an_age_encrypted_archive_in_s3_becomes_its_image_with_the_identity_and_
     let sealed = std::fs::read(&sealed_path).unwrap();
     assert!(!contains(&sealed, marker.as_bytes()));
 
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(s3.region.clone()))
-            .endpoint_url(&s3.endpoint)
-            .credentials_provider(S3Creds::new(
-                &s3.access_key,
-                &s3.secret_key,
-                None,
-                None,
-                "test",
-            ))
-            .force_path_style(true)
-            .build(),
-    );
+    let client = s3_client(&s3);
     let key = ArchiveKey::new(
         "cluster1-azure",
         &format!("worker-age-{}", std::process::id()),
@@ -369,14 +307,7 @@ async fn an_age_encrypted_archive_in_s3_becomes_its_image_with_the_identity_and_
     .unwrap()
     .to_string();
     put_sealed_archive(&client, &s3.bucket, &key, &plain, sealed.clone()).await;
-    let store = ArchiveStore::new(&StoreConfig {
-        endpoint: s3.endpoint.clone(),
-        region: s3.region.clone(),
-        bucket: s3.bucket.clone(),
-        access_key: s3.access_key.clone(),
-        secret_key: s3.secret_key.clone(),
-        timeout: Duration::from_secs(60),
-    });
+    let store = archive_store(&s3, Duration::from_secs(60));
     let object = store.ready(&key).await.unwrap();
     assert!(object.encrypted);
     assert_eq!(

@@ -14,40 +14,20 @@ use std::process::Command;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use transition_operator::image::archive::Limits;
 use transition_operator::image::build::{
     CRIO_CHECKPOINT_NAME, CRIU_CONTAINER_NAME, CRIU_POD_NAME, CRIU_ROOTFS_IMAGE_NAME, ImageError,
-    ImageSpec, build_and_push, timestamp_tag,
+    ImageSpec, build_and_push,
 };
 use transition_operator::image::registry::{Credentials, Registry, RegistryConfig, RegistryError};
 use transition_testlab::{Lab, RegistryEndpoint, checkpoint_fixture};
 
-fn registry(ep: &RegistryEndpoint, password: &str) -> Registry {
-    Registry::new(&RegistryConfig {
-        host: ep.host.clone(),
-        insecure: true,
-        credentials: Some(Credentials {
-            username: ep.user.clone(),
-            password: password.to_owned(),
-        }),
-        timeout: Duration::from_secs(60),
-    })
-    .unwrap()
-}
+use crate::images_support::{self, archive_store, registry, registry_as, s3_client};
 
+/// An image of `repo` with the moving tag `latest`.
 fn spec(repo: &str) -> ImageSpec {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
     ImageSpec {
-        repo: repo.to_owned(),
-        tag: timestamp_tag(&now),
         moving_tag: Some("latest".into()),
-        chunk_size: 64 << 10,
-        limits: Limits::default(),
-        known_digest: None,
-        created: now,
-        arch: None,
-        unseal: Default::default(),
-        encryption: None,
+        ..images_support::spec(repo)
     }
 }
 
@@ -88,7 +68,7 @@ async fn a_checkpoint_image_pulled_back_restores_and_the_counter_continues() {
     let ep = lab.registry().unwrap();
     let archive = checkpoint_fixture("small", 0).unwrap();
     let repo = format!("checkpoints/it-{}/counter", std::process::id());
-    let reg = registry(&ep, &ep.password);
+    let reg = registry(&ep);
     let pushed = build_and_push(&reg, std::fs::File::open(&archive).unwrap(), &spec(&repo))
         .await
         .unwrap();
@@ -202,7 +182,7 @@ fn crafted(extra: &[(&str, char, &str)]) -> Vec<u8> {
 async fn malicious_archives_are_refused_naming_the_entry_and_leave_no_tag() {
     let lab = Lab::get().unwrap();
     let ep = lab.registry().unwrap();
-    let reg = registry(&ep, &ep.password);
+    let reg = registry(&ep);
     let repo = format!("checkpoints/bad-{}/x", std::process::id());
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
@@ -252,7 +232,7 @@ async fn malicious_archives_are_refused_naming_the_entry_and_leave_no_tag() {
 async fn a_layer_the_registry_has_is_not_sent_again_and_a_wrong_digest_is_caught() {
     let lab = Lab::get().unwrap();
     let ep = lab.registry().unwrap();
-    let reg = registry(&ep, &ep.password);
+    let reg = registry(&ep);
     let archive = checkpoint_fixture("small", 0).unwrap();
     let repo = format!("checkpoints/reuse-{}/counter", std::process::id());
     let first = build_and_push(&reg, std::fs::File::open(&archive).unwrap(), &spec(&repo))
@@ -282,7 +262,7 @@ async fn a_layer_the_registry_has_is_not_sent_again_and_a_wrong_digest_is_caught
 async fn the_image_platform_is_the_source_nodes_architecture() {
     let lab = Lab::get().unwrap();
     let ep = lab.registry().unwrap();
-    let reg = registry(&ep, &ep.password);
+    let reg = registry(&ep);
     let archive = checkpoint_fixture("small", 0).unwrap();
     let repo = format!("checkpoints/arch-{}/counter", std::process::id());
     let mut s = spec(&repo);
@@ -311,7 +291,7 @@ async fn the_image_platform_is_the_source_nodes_architecture() {
 async fn a_wrong_registry_password_is_an_authentication_error() {
     let lab = Lab::get().unwrap();
     let ep = lab.registry().unwrap();
-    let reg = registry(&ep, "not-the-password");
+    let reg = registry_as(&ep, "not-the-password");
     let archive = checkpoint_fixture("small", 0).unwrap();
     let err = build_and_push(
         &reg,
@@ -329,9 +309,8 @@ async fn a_wrong_registry_password_is_an_authentication_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_is_built_straight_from_the_s3_object_the_agent_wrote() {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials as S3Creds, Region};
     use transition_crds::storage::{ArchiveKey, META_SHA256};
-    use transition_operator::storage::{ArchiveStore, StoreConfig, StoreError};
+    use transition_operator::storage::StoreError;
 
     let lab = Lab::get().unwrap();
     let s3 = lab.s3().unwrap();
@@ -346,21 +325,7 @@ async fn an_image_is_built_straight_from_the_s3_object_the_agent_wrote() {
     .unwrap()
     .to_string();
     // The object as the agent leaves it (the agent's own tests prove it writes exactly this).
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(s3.region.clone()))
-            .endpoint_url(&s3.endpoint)
-            .credentials_provider(S3Creds::new(
-                &s3.access_key,
-                &s3.secret_key,
-                None,
-                None,
-                "test",
-            ))
-            .force_path_style(true)
-            .build(),
-    );
+    let client = s3_client(&s3);
     let unfinished = format!("{key}.unfinished.tar");
     client
         .put_object()
@@ -380,14 +345,7 @@ async fn an_image_is_built_straight_from_the_s3_object_the_agent_wrote() {
         .await
         .unwrap();
 
-    let store = ArchiveStore::new(&StoreConfig {
-        endpoint: s3.endpoint.clone(),
-        region: s3.region.clone(),
-        bucket: s3.bucket.clone(),
-        access_key: s3.access_key.clone(),
-        secret_key: s3.secret_key.clone(),
-        timeout: Duration::from_secs(60),
-    });
+    let store = archive_store(&s3, Duration::from_secs(60));
     assert!(
         matches!(
             store.ready(&unfinished).await,
@@ -462,7 +420,7 @@ async fn an_image_is_built_straight_from_the_s3_object_the_agent_wrote() {
 
     let mut s = spec(&format!("checkpoints/s3-{}/counter", std::process::id()));
     s.known_digest = Some(object.digest.clone());
-    let reg = registry(&ep, &ep.password);
+    let reg = registry(&ep);
     let pushed = build_and_push(&reg, store.open(&key).await.unwrap(), &s)
         .await
         .unwrap();

@@ -5,148 +5,41 @@
 //! library CRI-O and podman verify with) accept it, and refuse an unsigned image, a tampered
 //! signature, a signature of another image and a stranger's key.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use tempfile::TempDir;
-use transition_operator::image::archive::Limits;
-use transition_operator::image::build::{ImageSpec, PushedImage, build_and_push, timestamp_tag};
+use transition_operator::image::build::PushedImage;
 use transition_operator::image::lookaside::{self, SignaturePath, SignatureStore};
-use transition_operator::image::registry::{Credentials, Registry, RegistryConfig, RegistryError};
+use transition_operator::image::registry::RegistryError;
 use transition_operator::image::signing::{SigningError, sign_pushed};
-use transition_operator::storage::{ArchiveStore, StoreConfig};
 use transition_testlab::{Lab, RegistryEndpoint, checkpoint_fixture};
 
-/// A GnuPG home with one Ed25519 signing key, made as docs/images.md says.
-pub struct GpgKey {
-    pub home: TempDir,
-    pub fingerprint: String,
-    /// `gpg --armor --export-secret-keys`: what the operator's Secret holds.
-    pub secret_file: PathBuf,
-    /// `gpg --export`: what a node's policy names.
-    pub public_file: PathBuf,
-}
-
-impl GpgKey {
-    pub fn generate(uid: &str) -> GpgKey {
-        GpgKey::generate_with(uid, "ed25519")
-    }
-
-    /// A primary signing key of `algo` (`ed25519`, `rsa3072`, …).
-    pub fn generate_with(uid: &str, algo: &str) -> GpgKey {
-        let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
-        let gpg = |args: &[&str]| -> Output {
-            let out = Command::new("gpg")
-                .arg("--homedir")
-                .arg(home.path())
-                .args(["--batch", "--no-tty"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "gpg {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out
-        };
-        gpg(&[
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            uid,
-            algo,
-            "sign",
-            "never",
-        ]);
-        let colons = String::from_utf8(gpg(&["--with-colons", "--fingerprint"]).stdout).unwrap();
-        let fingerprint = colons
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .map(|l| l.trim_matches(':').to_owned())
-            .unwrap();
-        let secret_file = home.path().join("operator-signing-key.asc");
-        std::fs::write(
-            &secret_file,
-            gpg(&["--armor", "--export-secret-keys", &fingerprint]).stdout,
-        )
-        .unwrap();
-        let public_file = home.path().join("transition.gpg");
-        std::fs::write(&public_file, gpg(&["--export", &fingerprint]).stdout).unwrap();
-        GpgKey {
-            home,
-            fingerprint,
-            secret_file,
-            public_file,
-        }
-    }
-}
-
-impl Drop for GpgKey {
-    fn drop(&mut self) {
-        // The agent gpg started for this home; nothing else is touched.
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(self.home.path())
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
-}
-
-fn registry(ep: &RegistryEndpoint) -> Registry {
-    Registry::new(&RegistryConfig {
-        host: ep.host.clone(),
-        insecure: true,
-        credentials: Some(Credentials {
-            username: ep.user.clone(),
-            password: ep.password.clone(),
-        }),
-        timeout: Duration::from_secs(60),
-    })
-    .unwrap()
-}
-
-fn spec(repo: &str) -> ImageSpec {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    ImageSpec {
-        repo: repo.to_owned(),
-        tag: timestamp_tag(&now),
-        moving_tag: None,
-        chunk_size: 64 << 10,
-        limits: Limits::default(),
-        known_digest: None,
-        created: now,
-        arch: None,
-        unseal: Default::default(),
-        encryption: None,
-    }
-}
-
-pub fn signature_store(lab: &Lab) -> SignatureStore {
-    let s3 = lab.s3().unwrap();
-    SignatureStore::new(&ArchiveStore::new(&StoreConfig {
-        endpoint: s3.endpoint.clone(),
-        region: s3.region.clone(),
-        bucket: s3.bucket.clone(),
-        access_key: s3.access_key.clone(),
-        secret_key: s3.secret_key.clone(),
-        timeout: Duration::from_secs(30),
-    }))
-}
+use crate::images_support::{
+    GpgKey, archive_store, push_fixture, registry, s3_client, signature_store,
+};
 
 /// A fresh checkpoint image in its own repository.
 async fn push(ep: &RegistryEndpoint, name: &str) -> (String, PushedImage) {
     let repo = format!("checkpoints/sig-{}/{name}", std::process::id());
-    let archive = checkpoint_fixture("small", 0).unwrap();
-    let pushed = build_and_push(
-        &registry(ep),
-        std::fs::File::open(&archive).unwrap(),
-        &spec(&repo),
-    )
-    .await
-    .unwrap();
+    let pushed = push_fixture(&registry(ep), &repo).await;
     (repo, pushed)
+}
+
+/// A fresh key, and an image `name` pushed and signed with it (its signatures in the lab's S3).
+async fn push_signed(
+    lab: &Lab,
+    ep: &RegistryEndpoint,
+    name: &str,
+) -> (GpgKey, SignatureStore, String, PushedImage) {
+    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let store = signature_store(lab);
+    let (repo, pushed) = push(ep, name).await;
+    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
+        .await
+        .unwrap();
+    (key, store, repo, pushed)
 }
 
 fn now() -> i64 {
@@ -227,6 +120,19 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// `NodeTrust::pull` of `reference` under a policy trusting `key`, its lookaside the folder `dir`.
+async fn pull_with_file_lookaside(
+    ep: &RegistryEndpoint,
+    key: &GpgKey,
+    dir: &TempDir,
+    reference: &str,
+) -> Output {
+    let url = format!("file://{}", dir.path().display());
+    NodeTrust::new(&ep.host, &key.public_file, &url)
+        .pull(ep, reference)
+        .await
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -296,13 +202,8 @@ async fn a_pull_by_index_digest_through_the_operators_http_lookaside_passes_a_si
  {
     let lab = Lab::get().unwrap();
     let ep = lab.registry().unwrap();
-    let key = GpgKey::generate("transition-operator <ops@example.com>");
+    let (key, store, _, pushed) = push_signed(&lab, &ep, "pull").await;
     let stranger = GpgKey::generate("someone else <else@example.com>");
-    let store = signature_store(&lab);
-    let (repo, pushed) = push(&ep, "pull").await;
-    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
-        .await
-        .unwrap();
     let base = serve_lookaside(store.clone()).await;
 
     let node = NodeTrust::new(&ep.host, &key.public_file, &base);
@@ -354,10 +255,7 @@ async fn a_tampered_signature_or_a_signature_of_another_image_is_refused() {
         (&repo, &pushed.index_digest, &index_sig),
         (&repo, &pushed.manifest_digest, &manifest_sig),
     ]);
-    let url = format!("file://{}", good.path().display());
-    let out = NodeTrust::new(&ep.host, &key.public_file, &url)
-        .pull(&ep, &pushed.reference)
-        .await;
+    let out = pull_with_file_lookaside(&ep, &key, &good, &pushed.reference).await;
     assert!(out.status.success(), "control: {}", stderr(&out));
 
     // One byte of the signed payload changed.
@@ -368,13 +266,7 @@ async fn a_tampered_signature_or_a_signature_of_another_image_is_refused() {
         (&repo, &pushed.index_digest, &index_sig),
         (&repo, &pushed.manifest_digest, &tampered),
     ]);
-    let out = NodeTrust::new(
-        &ep.host,
-        &key.public_file,
-        &format!("file://{}", bad.path().display()),
-    )
-    .pull(&ep, &pushed.reference)
-    .await;
+    let out = pull_with_file_lookaside(&ep, &key, &bad, &pushed.reference).await;
     assert!(!out.status.success(), "a tampered signature was accepted");
     assert!(
         stderr(&out).contains("signature"),
@@ -391,13 +283,7 @@ async fn a_tampered_signature_or_a_signature_of_another_image_is_refused() {
         (&repo, &pushed.index_digest, &other_index),
         (&repo, &pushed.manifest_digest, &other_manifest),
     ]);
-    let out = NodeTrust::new(
-        &ep.host,
-        &key.public_file,
-        &format!("file://{}", moved.path().display()),
-    )
-    .pull(&ep, &pushed.reference)
-    .await;
+    let out = pull_with_file_lookaside(&ep, &key, &moved, &pushed.reference).await;
     assert!(
         !out.status.success(),
         "another image's signature was accepted"
@@ -415,21 +301,10 @@ async fn a_tampered_signature_or_a_signature_of_another_image_is_refused() {
 async fn a_pull_by_index_digest_checks_the_platform_manifests_signature() {
     let lab = Lab::get().unwrap();
     let ep = lab.registry().unwrap();
-    let key = GpgKey::generate("transition-operator <ops@example.com>");
-    let store = signature_store(&lab);
-    let (repo, pushed) = push(&ep, "instance").await;
-    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
-        .await
-        .unwrap();
+    let (key, store, repo, pushed) = push_signed(&lab, &ep, "instance").await;
     let index_sig = stored(&store, &repo, &pushed.index_digest).await;
     let only_index = file_lookaside(&[(&repo, &pushed.index_digest, &index_sig)]);
-    let out = NodeTrust::new(
-        &ep.host,
-        &key.public_file,
-        &format!("file://{}", only_index.path().display()),
-    )
-    .pull(&ep, &pushed.reference)
-    .await;
+    let out = pull_with_file_lookaside(&ep, &key, &only_index, &pushed.reference).await;
     assert!(
         !out.status.success(),
         "the index's signature alone was enough"
@@ -445,12 +320,7 @@ async fn a_pull_by_index_digest_checks_the_platform_manifests_signature() {
 async fn deleted_signatures_are_gone_from_s3_and_the_lookaside_answers_404_and_400() {
     let lab = Lab::get().unwrap();
     let ep = lab.registry().unwrap();
-    let key = GpgKey::generate("transition-operator <ops@example.com>");
-    let store = signature_store(&lab);
-    let (repo, pushed) = push(&ep, "delete").await;
-    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
-        .await
-        .unwrap();
+    let (_key, store, repo, pushed) = push_signed(&lab, &ep, "delete").await;
     let base = serve_lookaside(store.clone()).await;
     let http = reqwest::Client::new();
     let url = |digest: &str, n: u32| {
@@ -491,14 +361,7 @@ async fn a_public_key_file_configured_as_the_signing_key_signs_nothing() {
     let lab = Lab::get().unwrap();
     let ep = lab.registry().unwrap();
     let key = GpgKey::generate("transition-operator <ops@example.com>");
-    let armored_public = key.home.path().join("public.asc");
-    let out = Command::new("gpg")
-        .arg("--homedir")
-        .arg(key.home.path())
-        .args(["--batch", "--armor", "--export", &key.fingerprint])
-        .output()
-        .unwrap();
-    std::fs::write(&armored_public, &out.stdout).unwrap();
+    let armored_public = key.armored_public_file();
     let store = signature_store(&lab);
     let (repo, pushed) = push(&ep, "public").await;
     let err = sign_pushed(&armored_public, &store, &pushed, &repo, now())
@@ -519,7 +382,6 @@ async fn a_public_key_file_configured_as_the_signing_key_signs_nothing() {
 
 /// The archive the agent leaves in S3 (sha256 in its metadata) for a run to build from.
 async fn agent_upload(lab: &Lab, node: &str) -> String {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials as S3Creds, Region};
     let s3 = lab.s3().unwrap();
     let archive = checkpoint_fixture("small", 0).unwrap();
     let bytes = std::fs::read(&archive).unwrap();
@@ -534,21 +396,7 @@ async fn agent_upload(lab: &Lab, node: &str) -> String {
     )
     .unwrap()
     .to_string();
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(s3.region.clone()))
-            .endpoint_url(&s3.endpoint)
-            .credentials_provider(S3Creds::new(
-                &s3.access_key,
-                &s3.secret_key,
-                None,
-                None,
-                "test",
-            ))
-            .force_path_style(true)
-            .build(),
-    );
+    let client = s3_client(&s3);
     client
         .put_object()
         .bucket(&s3.bucket)
@@ -577,14 +425,7 @@ async fn a_run_records_only_images_it_signed_and_a_key_that_cannot_sign_ends_the
     let key = GpgKey::generate("transition-operator <ops@example.com>");
     let store = signature_store(&lab);
     let s3 = lab.s3().unwrap();
-    let archives = ArchiveStore::new(&StoreConfig {
-        endpoint: s3.endpoint.clone(),
-        region: s3.region.clone(),
-        bucket: s3.bucket.clone(),
-        access_key: s3.access_key.clone(),
-        secret_key: s3.secret_key.clone(),
-        timeout: Duration::from_secs(30),
-    });
+    let archives = archive_store(&s3, Duration::from_secs(30));
     let context = |key_file: &Path| {
         Context::new(
             client.clone(),
@@ -642,14 +483,7 @@ async fn a_run_records_only_images_it_signed_and_a_key_that_cannot_sign_ends_the
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let armored_public = key.home.path().join("public.asc");
-    let exported = Command::new("gpg")
-        .arg("--homedir")
-        .arg(key.home.path())
-        .args(["--batch", "--armor", "--export", &key.fingerprint])
-        .output()
-        .unwrap();
-    std::fs::write(&armored_public, &exported.stdout).unwrap();
+    let armored_public = key.armored_public_file();
     let refused = checkpoint("refused");
     let target = Target::of(&refused, "default/refused".into()).unwrap();
     let err = build_image(
@@ -705,12 +539,7 @@ async fn the_operator_binary_serves_the_lookaside_on_its_heartbeat_endpoint() {
     let ns = transition_testlab::fresh_namespace(&client, "sig")
         .await
         .unwrap();
-    let key = GpgKey::generate("transition-operator <ops@example.com>");
-    let store = signature_store(&lab);
-    let (repo, pushed) = push(&ep, "served").await;
-    sign_pushed(&key.secret_file, &store, &pushed, &repo, now())
-        .await
-        .unwrap();
+    let (key, _store, repo, pushed) = push_signed(&lab, &ep, "served").await;
 
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {

@@ -22,6 +22,7 @@ mod heartbeat_http;
 mod image_crypto;
 mod image_registry;
 mod image_signing;
+mod images_support;
 mod kubelet_shim;
 mod manifests_apiserver;
 mod partition;

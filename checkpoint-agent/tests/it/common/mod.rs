@@ -17,6 +17,7 @@ use checkpoint_agent::metrics::Metrics;
 use checkpoint_agent::store::{ObjectStore, StoreConfig};
 use checkpoint_agent::upload::{Uploader, UploaderConfig};
 use sha2::{Digest, Sha256};
+use transition_crds::storage::ArchiveKey;
 use transition_testlab::{S3Server, checkpoint_fixture};
 
 pub const SMALL: (&str, u32) = ("small", 0);
@@ -56,6 +57,18 @@ pub fn uploader(s3: &S3Server, state: &Path, part_mib: u64, metrics: Arc<Metrics
 
 pub fn candidate(path: &Path) -> Candidate {
     archive::classify(path).unwrap().unwrap()
+}
+
+/// [`archive_in`], its candidate and its key in cluster `c1`, node `w1`.
+pub fn archive_with_key(
+    dir: &Path,
+    fixture: (&str, u32),
+    pod: &str,
+) -> (PathBuf, Candidate, ArchiveKey) {
+    let path = archive_in(dir, fixture, pod);
+    let c = candidate(&path);
+    let key = ArchiveKey::new("c1", "w1", &c.name).unwrap();
+    (path, c, key)
 }
 
 pub fn sha256_file(path: &Path) -> String {
