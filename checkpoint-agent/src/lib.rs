@@ -16,6 +16,7 @@ pub mod server;
 pub mod store;
 pub mod upload;
 pub mod upload_record;
+pub mod upload_sealed;
 pub mod vantage;
 pub mod watch;
 

@@ -12,19 +12,7 @@
 //!   already on the server are kept (re-hashed locally, not re-sent) and the rest follows.
 //! * Every S3 request is retried with bounded exponential backoff when the failure is transient;
 //!   credential errors are not retried.
-//!
-//! Encryption (`--encryption-recipients-file`, [`crate::recipients`], [`crate::seal`]): the
-//! archive is encrypted on the node to the age recipients of that file (re-read for every
-//! archive) in the same single read pass that hashes it; parts are cut from the ciphertext as it
-//! is produced. The object is an age file whose size is predicted before the first byte, so:
-//! one PUT when the ciphertext fits in one part, else multipart. Its metadata says
-//! `encryption: age` and `plaintext-size: <archive bytes>`; `size` (metadata and digest record)
-//! is always the OBJECT's size, the ciphertext's here, and `sha256` always the PLAINTEXT
-//! archive's (readers verify it after decrypting). Dedupe accepts an encrypted object only while
-//! encryption is on (and a plaintext one only while it is off): turning encryption on or off
-//! uploads every archive again. An interrupted encrypted multipart upload is NOT resumed — each
-//! encryption has a fresh file key, so parts of an earlier run cannot be continued — it is
-//! aborted and the archive sent again from the start.
+//! * Encrypted uploads (`--encryption-recipients-file`) are in [`crate::upload_sealed`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,7 +34,7 @@ use crate::archive::Candidate;
 use crate::metrics::{Label, Metrics};
 use crate::recipients::{RecipientsError, read_recipients};
 pub use crate::retry::with_retry;
-use crate::seal::{SealError, Sealer, check_size};
+use crate::seal::SealError;
 use crate::store::{ErrorKind, ObjectInfo, ObjectStore, StoreError};
 use crate::upload_record::{UploadRecord, read_record, write_record};
 
@@ -56,9 +44,7 @@ pub const META_SIZE: &str = "size";
 /// User-metadata key: the local file's mtime (ns since the epoch) when uploaded.
 pub const META_SOURCE_MTIME: &str = "source-mtime";
 /// S3 allows at most this many parts.
-const MAX_PARTS: u64 = 10_000;
-/// Plaintext read per step while encrypting (the ciphertext buffer stays under a part plus this).
-const SEAL_READ: usize = 1 << 20;
+pub(crate) const MAX_PARTS: u64 = 10_000;
 
 /// What happened to an archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,12 +146,12 @@ pub struct UploaderConfig {
 /// Uploads archives to one bucket.
 #[derive(Clone)]
 pub struct Uploader {
-    store: ObjectStore,
-    config: UploaderConfig,
-    metrics: Arc<Metrics>,
+    pub(crate) store: ObjectStore,
+    pub(crate) config: UploaderConfig,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
-fn mtime_ns(t: SystemTime) -> u128 {
+pub(crate) fn mtime_ns(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
@@ -191,7 +177,7 @@ impl Uploader {
         ])
     }
 
-    fn record_path(&self, key: &str) -> PathBuf {
+    pub(crate) fn record_path(&self, key: &str) -> PathBuf {
         let digest = hex::encode(Sha256::digest(key.as_bytes()));
         self.config
             .state_dir
@@ -292,7 +278,7 @@ impl Uploader {
     }
 
     /// Writes the digest record of the complete object `key`.
-    async fn record_digest(
+    pub(crate) async fn record_digest(
         &self,
         key: &str,
         sha256: &str,
@@ -312,14 +298,14 @@ impl Uploader {
         Ok(())
     }
 
-    async fn open(&self, c: &Candidate) -> Result<tokio::fs::File, UploadError> {
+    pub(crate) async fn open(&self, c: &Candidate) -> Result<tokio::fs::File, UploadError> {
         let file =
             crate::archive::open_no_follow(&c.path).map_err(|source| read_err(&c.path, source))?;
         Ok(tokio::fs::File::from_std(file))
     }
 
     /// Reads exactly `len` bytes (fewer only at end of file).
-    async fn read_chunk(
+    pub(crate) async fn read_chunk(
         &self,
         file: &mut tokio::fs::File,
         len: usize,
@@ -530,287 +516,20 @@ impl Uploader {
             read_total += chunk.len() as u64;
             hasher = hash_in_background(hasher, chunk.clone()).await;
             number += 1;
-            let (store, metrics, attempts) = (
-                self.store.clone(),
-                self.metrics.clone(),
-                self.config.max_attempts,
-            );
-            let (part_key, part_upload, n, len) = (
-                key.to_owned(),
-                upload_id.to_owned(),
-                number,
-                chunk.len() as u64,
-            );
-            in_flight.push(async move {
-                let etag = with_retry(&metrics, attempts, || {
-                    store.upload_part(&part_key, &part_upload, n, chunk.clone())
-                })
-                .await?;
-                metrics.uploaded_bytes.inc_by(len);
-                Ok::<_, StoreError>((n, etag, len))
-            });
+            in_flight.push(self.send_part(key, upload_id, number, chunk));
             while in_flight.len() >= self.config.parallelism.max(1) {
-                if let Some(done) = next_or_cancel(&mut in_flight, cancel, key).await? {
-                    sent += done.2;
-                    etags.push((done.0, done.1));
-                }
+                collect_part(&mut in_flight, cancel, key, &mut etags, &mut sent).await?;
             }
         }
         while !in_flight.is_empty() {
-            if let Some(done) = next_or_cancel(&mut in_flight, cancel, key).await? {
-                sent += done.2;
-                etags.push((done.0, done.1));
-            }
+            collect_part(&mut in_flight, cancel, key, &mut etags, &mut sent).await?;
         }
         ensure_unchanged(c, read_total)?;
         etags.sort_by_key(|(n, _)| *n);
         Ok((etags, hex::encode(hasher.finalize()), sent))
     }
-    /// Encrypts `c` to `recipients` and uploads the age file (see the module docs): one PUT when
-    /// the ciphertext fits in one part, else multipart. `meta` gets the encrypted object's keys.
-    async fn upload_sealed(
-        &self,
-        c: &Candidate,
-        key: &str,
-        mut meta: HashMap<String, String>,
-        recipients: &[crate::recipients::Recipient],
-        cancel: &CancellationToken,
-    ) -> Result<Outcome, UploadError> {
-        let sealer = Sealer::new(recipients).map_err(|source| seal_err(&c.path, source))?;
-        let sealed_size = sealer.sealed_size(c.size);
-        meta.insert(META_SIZE.to_owned(), sealed_size.to_string());
-        meta.insert(META_ENCRYPTION.to_owned(), ENCRYPTION_AGE.to_owned());
-        meta.insert(META_PLAINTEXT_SIZE.to_owned(), c.size.to_string());
-        debug!(
-            key,
-            recipients = recipients.len(),
-            plaintext_size = c.size,
-            sealed_size,
-            "encrypting the archive with age"
-        );
-        self.abandon_interrupted(key).await;
-        if sealed_size <= self.config.part_size {
-            self.put_sealed(c, key, meta, sealer, sealed_size).await
-        } else {
-            self.multipart_sealed(c, key, meta, sealer, sealed_size, cancel)
-                .await
-        }
-    }
-
-    /// An interrupted multipart upload of `key` recorded in the state folder cannot be continued
-    /// by an encrypted upload (each encryption has a fresh file key): aborts it (best effort;
-    /// a failed abort leaves the record, and the next attempt tries again).
-    async fn abandon_interrupted(&self, key: &str) {
-        let record_path = self.record_path(key);
-        let Some(old) = read_record(&record_path) else {
-            return;
-        };
-        info!(
-            key,
-            was_encrypted = old.encrypted,
-            "an interrupted multipart upload cannot be resumed when encrypting (a fresh file key each time); aborting it and sending the archive again from the start"
-        );
-        match with_retry(&self.metrics, self.config.max_attempts, || {
-            self.store.abort(&old.key, &old.upload_id)
-        })
-        .await
-        {
-            Ok(()) => {}
-            Err(e) if matches!(e.kind, ErrorKind::NoSuchUpload | ErrorKind::NotFound) => {}
-            Err(e) => {
-                warn!(key, error = %e, "failed to abort the interrupted multipart upload; will try again");
-                return;
-            }
-        }
-        let _ = std::fs::remove_file(&record_path);
-    }
-
-    /// Reads the next plaintext step of `c` (never past one byte beyond its expected size, so
-    /// a growing file cannot grow the buffers; [`ensure_unchanged`] then reports it).
-    async fn read_step(
-        &self,
-        file: &mut tokio::fs::File,
-        c: &Candidate,
-        read_total: u64,
-    ) -> Result<Bytes, UploadError> {
-        let left = c.size.saturating_sub(read_total).saturating_add(1);
-        let len = usize::try_from(left).map_or(SEAL_READ, |l| l.min(SEAL_READ));
-        if read_total > c.size {
-            return Ok(Bytes::new());
-        }
-        self.read_chunk(file, len, &c.path).await
-    }
-
-    async fn put_sealed(
-        &self,
-        c: &Candidate,
-        key: &str,
-        mut meta: HashMap<String, String>,
-        mut sealer: Sealer,
-        sealed_size: u64,
-    ) -> Result<Outcome, UploadError> {
-        let mut file = self.open(c).await?;
-        let mut read_total = 0u64;
-        loop {
-            let chunk = self.read_step(&mut file, c, read_total).await?;
-            if chunk.is_empty() {
-                break;
-            }
-            read_total += chunk.len() as u64;
-            sealer = seal_in_background(sealer, chunk, &c.path).await?;
-        }
-        ensure_unchanged(c, read_total)?;
-        let sealed = sealer
-            .finish()
-            .map_err(|source| seal_err(&c.path, source))?;
-        check_size(sealed_size, &sealed).map_err(|source| seal_err(&c.path, source))?;
-        meta.insert(META_SHA256.to_owned(), sealed.sha256.clone());
-        let body = sealed.rest;
-        with_retry(&self.metrics, self.config.max_attempts, || {
-            self.store.put(key, body.clone(), meta.clone())
-        })
-        .await?;
-        self.metrics.uploaded_bytes.inc_by(sealed.ciphertext);
-        Ok(Outcome::Uploaded {
-            bytes: sealed.ciphertext,
-            sha256: sealed.sha256,
-            resumed_parts: 0,
-        })
-    }
-
-    async fn multipart_sealed(
-        &self,
-        c: &Candidate,
-        key: &str,
-        meta: HashMap<String, String>,
-        sealer: Sealer,
-        sealed_size: u64,
-        cancel: &CancellationToken,
-    ) -> Result<Outcome, UploadError> {
-        let part_size = self.config.part_size.max(sealed_size.div_ceil(MAX_PARTS));
-        let record_path = self.record_path(key);
-        let upload_id = with_retry(&self.metrics, self.config.max_attempts, || {
-            self.store.create_multipart(key, meta.clone())
-        })
-        .await?;
-        // Recorded only so that a restart finds and aborts it (it is never resumed).
-        write_record(
-            &record_path,
-            &UploadRecord {
-                key: key.to_owned(),
-                upload_id: upload_id.clone(),
-                size: c.size,
-                mtime_ns: mtime_ns(c.mtime),
-                part_size,
-                encrypted: true,
-            },
-        )?;
-        let sent = match self
-            .send_sealed_parts(c, key, &upload_id, part_size, sealer, sealed_size, cancel)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                // Never resumable: free the parts now rather than at the next attempt.
-                if self.store.abort(key, &upload_id).await.is_ok() {
-                    let _ = std::fs::remove_file(&record_path);
-                }
-                return Err(e);
-            }
-        };
-        let (etags, sha, bytes) = sent;
-        with_retry(&self.metrics, self.config.max_attempts, || {
-            self.store.complete(key, &upload_id, &etags)
-        })
-        .await?;
-        self.record_digest(key, &sha, sealed_size, &meta).await?;
-        let _ = std::fs::remove_file(&record_path);
-        Ok(Outcome::Uploaded {
-            bytes,
-            sha256: sha,
-            resumed_parts: 0,
-        })
-    }
-
-    /// Reads the file once, hashing and encrypting it, and uploads each part of ciphertext as
-    /// soon as it is complete (`parallelism` at a time).
-    #[expect(clippy::too_many_arguments, reason = "one call site, all distinct")]
-    async fn send_sealed_parts(
-        &self,
-        c: &Candidate,
-        key: &str,
-        upload_id: &str,
-        part_size: u64,
-        sealer: Sealer,
-        sealed_size: u64,
-        cancel: &CancellationToken,
-    ) -> Result<(Vec<(i32, String)>, String, u64), UploadError> {
-        let part_len = usize::try_from(part_size).unwrap_or(usize::MAX);
-        let mut file = self.open(c).await?;
-        let mut in_flight = FuturesUnordered::new();
-        let mut etags = Vec::new();
-        let (mut sent, mut read_total, mut number) = (0u64, 0u64, 0i32);
-        let parallelism = self.config.parallelism.max(1);
-        let mut sealer = Some(sealer);
-        let mut sha256 = None;
-        while let Some(mut s) = sealer.take() {
-            if cancel.is_cancelled() {
-                return Err(UploadError::Cancelled {
-                    key: key.to_owned(),
-                });
-            }
-            let chunk = self.read_step(&mut file, c, read_total).await?;
-            let parts = if chunk.is_empty() {
-                ensure_unchanged(c, read_total)?;
-                let sealed = s.finish().map_err(|source| seal_err(&c.path, source))?;
-                check_size(sealed_size, &sealed).map_err(|source| seal_err(&c.path, source))?;
-                let mut rest = sealed.rest;
-                let mut parts = Vec::new();
-                while !rest.is_empty() {
-                    parts.push(rest.split_to(part_len.min(rest.len())));
-                }
-                sha256 = Some(sealed.sha256);
-                parts
-            } else {
-                read_total += chunk.len() as u64;
-                s = seal_in_background(s, chunk, &c.path).await?;
-                let parts = s
-                    .take_parts(part_len)
-                    .map_err(|source| seal_err(&c.path, source))?;
-                sealer = Some(s);
-                parts
-            };
-            for body in parts {
-                number += 1;
-                in_flight.push(self.send_part(key, upload_id, number, body));
-                while in_flight.len() >= parallelism {
-                    if let Some(done) = next_or_cancel(&mut in_flight, cancel, key).await? {
-                        sent += done.2;
-                        etags.push((done.0, done.1));
-                    }
-                }
-            }
-        }
-        while !in_flight.is_empty() {
-            if let Some(done) = next_or_cancel(&mut in_flight, cancel, key).await? {
-                sent += done.2;
-                etags.push((done.0, done.1));
-            }
-        }
-        etags.sort_by_key(|(n, _)| *n);
-        let sha256 = sha256.ok_or_else(|| {
-            seal_err(
-                &c.path,
-                SealError::Write {
-                    source: std::io::Error::other("the archive was never finished"),
-                },
-            )
-        })?;
-        Ok((etags, sha256, sent))
-    }
-
     /// Uploads part `number` of `upload_id` (retried); yields its number, ETag and size.
-    fn send_part(
+    pub(crate) fn send_part(
         &self,
         key: &str,
         upload_id: &str,
@@ -832,6 +551,25 @@ impl Uploader {
             Ok((number, etag, len))
         }
     }
+}
+
+/// Waits for the next part in flight to finish (or for `cancel`): adds its size to `sent` and
+/// keeps its number and ETag in `etags`.
+pub(crate) async fn collect_part<F>(
+    in_flight: &mut FuturesUnordered<F>,
+    cancel: &CancellationToken,
+    key: &str,
+    etags: &mut Vec<(i32, String)>,
+    sent: &mut u64,
+) -> Result<(), UploadError>
+where
+    F: std::future::Future<Output = Result<(i32, String, u64), StoreError>>,
+{
+    if let Some((number, etag, len)) = next_or_cancel(in_flight, cancel, key).await? {
+        *sent += len;
+        etags.push((number, etag));
+    }
+    Ok(())
 }
 
 async fn next_or_cancel<F>(
@@ -865,32 +603,6 @@ async fn hash_in_background(mut hasher: Sha256, chunk: Bytes) -> Sha256 {
     }
 }
 
-/// Hashes and encrypts `chunk` on the blocking pool (CPU work off the async threads).
-async fn seal_in_background(
-    mut sealer: Sealer,
-    chunk: Bytes,
-    path: &Path,
-) -> Result<Sealer, UploadError> {
-    match tokio::task::spawn_blocking(move || sealer.push(&chunk).map(|()| sealer)).await {
-        Ok(Ok(sealer)) => Ok(sealer),
-        Ok(Err(source)) => Err(seal_err(path, source)),
-        // The blocking pool is gone only at runtime shutdown; the upload is abandoned then.
-        Err(join) => Err(seal_err(
-            path,
-            SealError::Write {
-                source: std::io::Error::other(join.to_string()),
-            },
-        )),
-    }
-}
-
-fn seal_err(path: &Path, source: SealError) -> UploadError {
-    UploadError::Encrypt {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// The size of the archive the object `info` holds: its `plaintext-size` when it is an age file,
 /// its own size when it is plaintext; `None` when it cannot tell (unknown encryption, missing or
 /// garbled `plaintext-size`), so the object is never taken for the archive.
@@ -912,7 +624,7 @@ fn read_err(path: &Path, source: std::io::Error) -> UploadError {
 }
 
 /// The archive must still have the size and mtime it had when it was judged complete.
-fn ensure_unchanged(c: &Candidate, read: u64) -> Result<(), UploadError> {
+pub(crate) fn ensure_unchanged(c: &Candidate, read: u64) -> Result<(), UploadError> {
     let meta = std::fs::symlink_metadata(&c.path).map_err(|source| read_err(&c.path, source))?;
     let now_mtime = meta
         .modified()
