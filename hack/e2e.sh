@@ -410,8 +410,10 @@ has_image() { ck | jget 'd.get("status",{}).get("lastCheckpointImage")' | grep -
 wait_for "the first scheduled checkpoint of $ckpt" 120 has_image
 step "scheduled checkpoint done: $(ck | jget 'd["status"]["lastCheckpointImage"]')"
 if [ "$encrypt" = 1 ]; then
-  # The mark the counter holds only in its heap (above) is in the archive on the node — in CRIU's
-  # memory pages — and nowhere in S3's or the registry's files: they hold ciphertext only.
+  # The mark the counter holds only in its heap (above) is in the archive — in CRIU's memory
+  # pages — and nowhere in S3's or the registry's files: they hold ciphertext only. The archive is
+  # read back from its S3 object with the age CLI (the installed agents delete the node's copy
+  # after the upload; where it is still there, it is checked too).
   mark_in_pages() {
     python3 - "$1" "$memory_mark" <<'PY'
 import sys, tarfile
@@ -422,18 +424,20 @@ PY
   }
   # The archive of the run that made the image (a newer one may still be on its way to S3).
   built_key=$(ck | jget '([h.get("archiveKey") or "" for h in d["status"].get("history",[]) if h.get("image") == d["status"].get("lastCheckpointImage")] or [""])[0]')
+  [ -n "$built_key" ] || die "the first image's run names no archive key"
   node_archive="$W/worker-1/checkpoints/${built_key##*/}"
-  [ -n "$built_key" ] && [ -f "$node_archive" ] || die "the archive of the first image ($built_key) is not on worker-1"
-  [ -n "$node_archive" ] && mark_in_pages "$node_archive" || die "the memory mark is not in the memory pages of the node's archive $node_archive"
+  if [ -f "$node_archive" ]; then
+    mark_in_pages "$node_archive" || die "the memory mark is not in the memory pages of the node's archive $node_archive"
+  fi
   registry_root="$TRANSITION_LAB_DIR/registry/data"
   leaks=$(grep -rlF -- "$memory_mark" "$LAB_S3_ROOT" "$registry_root" 2>/dev/null || true)
   [ -z "$leaks" ] || die "plaintext of a checkpoint found in S3 or the registry: $leaks"
-  obj=$(find "$LAB_S3_ROOT" -type f -name "$(basename "$node_archive")" | head -1)
-  [ -n "$obj" ] || die "no S3 object for $(basename "$node_archive")"
+  obj=$(find "$LAB_S3_ROOT" -type f -path "*/$built_key" | head -1)
+  [ -n "$obj" ] || die "no S3 object for $built_key"
   age -d -i "$K/archive-identities" -o "$W/decrypted.tar" "$obj" && mark_in_pages "$W/decrypted.tar" \
-    || die "the S3 object of $(basename "$node_archive") does not decrypt (age CLI) to an archive holding the mark"
+    || die "the S3 object $built_key does not decrypt (age CLI) to an archive whose memory pages hold the mark"
   rm -f "$W/decrypted.tar"
-  step "encrypted: the memory mark is in the node's archive (memory pages), in no file of S3 ($(find "$LAB_S3_ROOT" -type f | wc -l) files) or the registry ($(find "$registry_root" -type f | wc -l) files); age decrypts the object to it"
+  step "encrypted: the memory mark is in the archive's memory pages (age decrypts the S3 object to it), in no file of S3 ($(find "$LAB_S3_ROOT" -type f | wc -l) files) or the registry ($(find "$registry_root" -type f | wc -l) files)"
 fi
 
 step "kubectl transition checkpoint counter-policy (the CLI's own fresh checkpoint, followed to its image)"
