@@ -230,11 +230,6 @@ node_ready() { [ "$("$@" get node "$NODE" -o 'jsonpath={.status.conditions[?(@.t
 NODE=worker-1 wait_for "node worker-1 Ready" 60 node_ready "${C1[@]}"
 NODE=worker-2 wait_for "node worker-2 Ready" 60 node_ready "${C2[@]}"
 hb_port=$(free_port) metrics_port=$(free_port)
-if [ "$encrypt" = 1 ]; then
-  # Where the shims fetch signatures: the operator's lookaside (HTTPS in pods mode).
-  scheme=http; [ "$pods" = 1 ] && scheme=https
-  printf 'docker:\n  %s:\n    lookaside: %s://127.0.0.1:%s/sigstore\n' "$LAB_REGISTRY" "$scheme" "$hb_port" >"$K/registries.d/transition.yaml"
-fi
 hb_token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 hb_token2=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf 'cluster1-azure=%s\ncluster2-aws=%s\n' "$hb_token" "$hb_token2" >"$W/heartbeat-tokens" && chmod 0600 "$W/heartbeat-tokens"
@@ -404,6 +399,13 @@ else
   agent2_pid=$!
 fi
 
+if [ "$encrypt" = 1 ]; then
+  # Where the shims fetch signatures: the operator's lookaside, served by the leader on the
+  # address the agents send heartbeats to (in chaos mode the Service stand-in in front of both
+  # replicas, so it follows the Lease; HTTPS in pods mode).
+  scheme=http; [ "$pods" = 1 ] && scheme=https
+  printf 'docker:\n  %s:\n    lookaside: %s://127.0.0.1:%s/sigstore\n' "$LAB_REGISTRY" "$scheme" "$agent_hb_port" >"$K/registries.d/transition.yaml"
+fi
 ckpt="checkpoint-counter-policy-$src_pod-counter"
 ck() { "${MGMT[@]}" get checkpoint "$ckpt" -n default -o json 2>/dev/null; }
 has_image() { ck | jget 'd.get("status",{}).get("lastCheckpointImage")' | grep -q '@sha256:'; }
