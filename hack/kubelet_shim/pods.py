@@ -17,6 +17,10 @@ from .volumes import ApiLookup
 # What a start can fail with: a kubelet-like reason (ErrImagePull, CreateContainerConfigError, ...) + message.
 START_ERRORS = (PullError, podspec.ConfigError, oci.RunError)
 
+# Seconds between two status patches of an unchanged pod (the kubelet's status manager re-syncs
+# every 10 s).
+STATUS_RESYNC = 10.0
+
 # The stand-in's app, chosen by pod annotations (the benchmarks' memory-state app; the counter
 # otherwise): hack/runc-pod.sh start --app memstate --state-mib N --change-pct P.
 STANDIN_APP = "lab.transition.dcnlab.ssu.ac.kr/standin-app"
@@ -134,7 +138,7 @@ class PodSync:
             t.worker = threading.Thread(target=self.start_containers, args=(t,), daemon=True, name=f"start-{t.key()}")
             t.worker.start()
         elif t.worker is None or not t.worker.is_alive():
-            self.patch_status(t)  # no API call unless the status changed or the last patch failed
+            self.patch_status(t)  # no API call unless the status changed, the last patch failed or STATUS_RESYNC passed
 
     def adopt(self, t):
         for c in t.ctrs:
@@ -485,15 +489,22 @@ class PodSync:
         return st
 
     def patch_status(self, t):
+        """Patches the pod's status when it changed, when the last patch failed, and at least every
+        STATUS_RESYNC seconds (as the kubelet's status manager re-syncs): something else may
+        have changed it meanwhile — the node lifecycle controller marks a node's pods Ready=False
+        while the node's Lease is stale, and only the kubelet sets them Ready again."""
         st = self.pod_status(t)
-        if st == t.last_patched:
+        now = time.monotonic()
+        if st == t.last_patched and now - (getattr(t, "last_patched_at", None) or now) < STATUS_RESYNC:
             return
         try:
             self.kube.merge_patch(f"/api/v1/namespaces/{quote(t.ns)}/pods/{quote(t.name)}/status",
                                   {"metadata": {"uid": t.uid}, "status": st})
-            t.last_patched = st
-            summary = ", ".join(f"{c.name}={c.state}" + (f"({c.reason})" if c.state == "waiting" else "") for c in t.ctrs)
-            log(f"pod {t.key()} status: {st['phase']}, ready={t.ready} [{summary}]")
+            changed = st != t.last_patched
+            t.last_patched, t.last_patched_at = st, now
+            if changed:
+                summary = ", ".join(f"{c.name}={c.state}" + (f"({c.reason})" if c.state == "waiting" else "") for c in t.ctrs)
+                log(f"pod {t.key()} status: {st['phase']}, ready={t.ready} [{summary}]")
         except ApiError as e:
             t.last_patched = None
             log_limited(f"status/{t.uid}", f"patching the status of {t.key()} failed (will retry): {e}")

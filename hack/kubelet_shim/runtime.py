@@ -63,6 +63,7 @@ class PodTrack:
         self.worker = None
         self.deleting = False
         self.last_patched = None
+        self.last_patched_at = None
         self.valid = all(NAME.match(x) for x in [self.ns, self.name] + [c.name for c in self.ctrs])
 
     def key(self):

@@ -71,6 +71,16 @@ class PodStatus(ShimCase):
         self.assertEqual(self.kube.paths("PATCH"), ["/api/v1/namespaces/ns/pods/web/status"])
         self.assertEqual(self.kube.calls[0][2]["metadata"], {"uid": "u-1"})
 
+    def test_an_unchanged_status_is_patched_again_after_the_resync_period(self):
+        # The node lifecycle controller may have marked the pod Ready=False meanwhile (a stale
+        # Lease); like the kubelet's status manager, the shim re-asserts its view every 10 s.
+        from kubelet_shim.pods import STATUS_RESYNC
+        t = self.track(make_pod())
+        self.shim.patch_status(t)
+        t.last_patched_at -= STATUS_RESYNC + 1
+        self.shim.patch_status(t)
+        self.assertEqual(len(self.kube.paths("PATCH")), 2)
+
     def test_a_failed_patch_is_retried_next_time(self):
         def answer(m, p, b):
             raise ApiError(0, "refused")
