@@ -578,6 +578,12 @@ if [ "$chaos" = 1 ]; then
   row "registry down for 25 s during a scheduled run's push" \
     "every push failed and the run retried with backoff (after 25 s: phase $reg_phase, status '…${reg_msg: -110}'; a run gives up after 5 attempts and the next trigger starts afresh); after the registry returned one image was pushed; every tag resolves ($(echo "$tags" | wc -w) tags, skopeo inspects the new one)" \
     "0" "none (RPO grew by the outage)" "$(since "$trr")" "none (no half-written tag)"
+  # The node loss below measures the state a failover loses in normal operation: it waits for
+  # the image of a run whose slot came after the registry returned (the held run's archive was
+  # taken during the outage: its image is older state, which the row above already counts).
+  slot_image_after() { ck | jget '([h["image"] for h in d.get("status",{}).get("history",[]) if h.get("image") and (h.get("trigger") or "").startswith("schedule:") and __import__("datetime").datetime.fromisoformat(h["trigger"][9:].replace("Z","+00:00")).timestamp() >= int(float('"$1"'))] or [""])[-1]'; }
+  fresh_slot_image() { [ -n "$(slot_image_after "$trr")" ]; }
+  wait_for "the image of a scheduled run whose slot came after the registry returned" 120 fresh_slot_image
 fi
 step "killing worker-1: checkpoint-agent, kubelet shim and the counter container (a node loss)"
 count_at_kill=$(bash hack/runc-pod.sh count "$src_dir") t_count_kill=$(date +%s.%N)
